@@ -1,0 +1,1 @@
+//! Configuration: TOML sections, typed durations and sizes, validation.

@@ -1,0 +1,1 @@
+//! The queue engine: ZeroMQ-style messaging between threads and processes.

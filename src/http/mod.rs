@@ -1,0 +1,3 @@
+//! HTTP/1.1: request parsing, phases, filters and the connection state machine.
+
+pub mod parse;

@@ -1,0 +1,1 @@
+//! Request head and body framing.

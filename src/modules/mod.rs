@@ -1,0 +1,1 @@
+//! Feature modules: each registers its phase handlers and filters at start-up.

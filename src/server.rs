@@ -1,0 +1,1 @@
+//! Wires the modules, protocols and processes together.
