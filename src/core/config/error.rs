@@ -217,7 +217,7 @@ impl<'a> Source<'a> {
             humanize(err.message()),
         );
         if let Some((key, rest)) = message.split_once(FIELD_SEP) {
-            path = path.key(key);
+            path = self.element_with(path, key, &quoted(rest)).key(key);
             line = self.line_of(&path).or(line);
             message = rest.to_string();
         } else if let Some(missing) = missing_field(&message) {
@@ -245,8 +245,14 @@ impl<'a> Source<'a> {
 
     /// The line of `path`, or of its longest prefix present in the document.
     fn line_of(&self, path: &KeyPath) -> Option<usize> {
+        self.lookup(path).0.map(|s| line_at(self.text, s.start))
+    }
+
+    /// Follows `path` as far as the document goes: the span of the last key or element found,
+    /// and its value if the whole path was found.
+    fn lookup(&self, path: &KeyPath) -> (Option<Range<usize>>, Option<&DeValue<'a>>) {
         let mut span = None;
-        let mut value: Option<&DeValue<'_>> = None;
+        let mut value: Option<&DeValue<'a>> = None;
         let root = self.doc.get_ref();
         for seg in &path.0 {
             let found = match (seg, value) {
@@ -256,12 +262,30 @@ impl<'a> Source<'a> {
                 _ => None,
             };
             let Some((found_span, found_value)) = found else {
-                break;
+                return (span, None);
             };
             span = Some(found_span);
             value = Some(found_value.get_ref());
         }
-        span.map(|s| line_at(self.text, s.start))
+        (span, value)
+    }
+
+    /// When `path` is an array (toml reports an inline array's span for an error in one of its
+    /// tables), the path of its first table holding `key` and every one of `others`.
+    fn element_with(&self, path: KeyPath, key: &str, others: &[&str]) -> KeyPath {
+        let Some(DeValue::Array(items)) = self.lookup(&path).1 else {
+            return path;
+        };
+        let holds = |item: &Spanned<DeValue<'_>>| match item.get_ref() {
+            DeValue::Table(t) => std::iter::once(&key)
+                .chain(others)
+                .all(|k| find_key(t, k).is_some()),
+            _ => false,
+        };
+        match items.iter().position(holds) {
+            Some(i) => path.index(i),
+            None => path,
+        }
     }
 
     /// The key path of the smallest key or value whose span contains `span`.

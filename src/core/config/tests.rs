@@ -408,6 +408,12 @@ fn location_matcher_errors() {
     let want = "conf/x.toml:5: http.server[0].location[0].prefix: cannot be combined with `exact` \
                 (a location has exactly one of exact, prefix, regex)";
     assert_eq!(e, want);
+    let inline = "[[http.server]]\nlisten = [\"8080\"]\nlocation = [\n  { prefix = \"/\", handler = \"api\" },\n  \
+                  { exact = \"/\", prefix = \"/\" },\n]\n";
+    let e = err(inline);
+    let want = "conf/x.toml:5: http.server[0].location[1].prefix: cannot be combined with `exact` \
+                (a location has exactly one of exact, prefix, regex)";
+    assert_eq!(e, want);
     let e = err(&server_with("prefix = \"v1/\"\nhandler = \"api\"\n"));
     assert_eq!(
         e,
@@ -601,4 +607,41 @@ fn other_section_errors() {
         e,
         "conf/x.toml:2: ingest.max_clock_skew: must be at least 1s, not 0s"
     );
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_text_gives_a_conf_or_an_error(text in "(\\PC|\n|\\[|\\]|=|\"){0,200}") {
+        let _ = Conf::parse(&text, Path::new("f.toml"), Path::new("/"));
+    }
+
+    #[test]
+    fn any_value_in_the_example_gives_a_conf_or_an_error(line in 0usize..120, value in 0usize..12) {
+        const VALUES: [&str; 12] = [
+            "\"\"", "0", "-1", "\"x\"", "[]", "{}", "true", "1.5", "\"0s\"",
+            "99999999999999999999", "[\"\"]", "{ status = 0 }",
+        ];
+        let text: Vec<String> = EXAMPLE
+            .lines()
+            .enumerate()
+            .map(|(i, l)| match l.split_once(" = ") {
+                Some((key, _)) if i == line => format!("{key} = {}", VALUES[value]),
+                _ => l.to_string(),
+            })
+            .collect();
+        let _ = Conf::parse(&text.join("\n"), Path::new("f.toml"), Path::new("/"));
+    }
+
+    #[test]
+    fn units_never_panic_and_round_trip(text in "[0-9]{0,22}(ms|s|m|h|d|k|K|g|r/s|r/m|x)?") {
+        if let Ok(d) = text.parse::<Dur>() {
+            proptest::prop_assert_eq!(d.to_string().parse::<Dur>(), Ok(d));
+        }
+        if let Ok(s) = text.parse::<Size>() {
+            proptest::prop_assert_eq!(s.to_string().parse::<Size>(), Ok(s));
+        }
+        if let Ok(r) = text.parse::<Rate>() {
+            proptest::prop_assert!(r.per_second > 0.0);
+        }
+    }
 }
