@@ -1,1 +1,172 @@
-fn main() {}
+//! The `bizzy` command: nginx's command line (`-c`, `-p`, `-t`, `-T`, `-q`, `-s`, `-V`).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use bizzy::core::config::Conf;
+use bizzy::core::process::{master, title};
+use bizzy::server::Bizzy;
+
+const USAGE: &str = "\
+Usage: bizzy [-c FILE] [-p PREFIX] [-t | -T] [-q] [-s stop|quit|reload|reopen] [-V] [-h]
+
+Options:
+  -c FILE    configuration file (default: conf/bizzy.toml, relative to the prefix)
+  -p PREFIX  prefix that relative paths are resolved against (default: the current directory)
+  -t         test the configuration and exit
+  -T         test the configuration, print it with every default filled in, and exit
+  -q         with -t: print nothing unless there is an error
+  -s SIGNAL  send SIGNAL to the master process: stop, quit, reload, reopen
+  -V         print the version and exit
+  -h         print this help and exit
+";
+
+#[derive(Debug, Default)]
+struct Opts {
+    conf: Option<PathBuf>,
+    prefix: Option<PathBuf>,
+    test: bool,
+    dump: bool,
+    quiet: bool,
+    signal: Option<String>,
+    version: bool,
+    help: bool,
+}
+
+fn parse_args(args: &[OsString]) -> Result<Opts, String> {
+    let mut o = Opts::default();
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_str().ok_or("arguments must be UTF-8")?;
+        let mut value = |name: &str| -> Result<String, String> {
+            it.next()
+                .and_then(|v| v.to_str())
+                .map(str::to_string)
+                .ok_or_else(|| format!("option \"{name}\" requires a value"))
+        };
+        match a {
+            "-c" => o.conf = Some(PathBuf::from(value("-c")?)),
+            "-p" => o.prefix = Some(PathBuf::from(value("-p")?)),
+            "-s" => o.signal = Some(value("-s")?),
+            "-t" => o.test = true,
+            "-T" => {
+                o.test = true;
+                o.dump = true;
+            }
+            "-q" => o.quiet = true,
+            "-V" | "-v" => o.version = true,
+            "-h" | "-?" | "--help" => o.help = true,
+            other => return Err(format!("invalid option: \"{other}\"")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let opts = match parse_args(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bizzy: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if opts.help {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if opts.version {
+        eprintln!("bizzy version: bizzy/{}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let prefix = absolute(&cwd, opts.prefix.as_deref().unwrap_or(Path::new(".")));
+    let file = absolute(
+        &prefix,
+        opts.conf.as_deref().unwrap_or(Path::new("conf/bizzy.toml")),
+    );
+    let conf = match Conf::load(&file, &prefix) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bizzy: [emerg] {e}");
+            if opts.test {
+                eprintln!("bizzy: configuration file {} test failed", file.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if opts.test {
+        if !opts.quiet {
+            eprintln!(
+                "bizzy: the configuration file {} syntax is ok",
+                file.display()
+            );
+            eprintln!(
+                "bizzy: configuration file {} test is successful",
+                file.display()
+            );
+        }
+        if opts.dump {
+            println!("# configuration file {}:\n{}", file.display(), conf.dump());
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Some(sig) = &opts.signal {
+        return match master::signal_master(&conf.main.pid, sig) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bizzy: [error] {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let start = master::Start {
+        conf_file: file,
+        prefix,
+        exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from(&args[0])),
+        args,
+    };
+    title::init();
+    match master::run(&Bizzy::default(), start, conf) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bizzy: [emerg] {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `p` against `base`, without "." components.
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        std::iter::once("bizzy")
+            .chain(v.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn options_parse() {
+        let o = parse_args(&args(&["-c", "x.toml", "-p", "/srv", "-T", "-q"])).unwrap();
+        assert_eq!(o.conf.as_deref(), Some(Path::new("x.toml")));
+        assert!(o.test && o.dump && o.quiet);
+        assert!(parse_args(&args(&["-c"])).is_err());
+        assert!(parse_args(&args(&["-x"])).is_err());
+    }
+}

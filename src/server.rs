@@ -1,1 +1,51 @@
-//! Wires the modules, protocols and processes together.
+//! Wires the modules and protocols into the engine: the [`App`] the master builds cycles with.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::core::config::Conf;
+use crate::core::process::{App, Prepared};
+use crate::core::shm::Zones;
+use crate::http::runtime::{Http, HttpPrepared, Module};
+use crate::http::stats as hstats;
+
+/// The whole server: HTTP with every module.
+pub struct Bizzy {
+    modules: Vec<Box<dyn Module>>,
+}
+
+impl Default for Bizzy {
+    fn default() -> Self {
+        Bizzy {
+            modules: crate::modules::all(),
+        }
+    }
+}
+
+impl App for Bizzy {
+    fn zones(&self, conf: &Conf) -> Vec<(String, usize)> {
+        let mut z = vec![(hstats::ZONE.to_string(), hstats::zone_size())];
+        for m in &self.modules {
+            z.extend(m.zones(conf));
+        }
+        z
+    }
+
+    fn files(&self, conf: &Conf) -> Vec<PathBuf> {
+        self.modules.iter().flat_map(|m| m.files(conf)).collect()
+    }
+
+    fn prepare(
+        &self,
+        conf: &Conf,
+        zones: &Zones,
+        files: &[(PathBuf, std::fs::File)],
+    ) -> Result<Box<dyn Prepared>, String> {
+        let conf = Arc::new(conf.clone());
+        let http = Http::build(&conf, zones, files, &self.modules)?;
+        Ok(Box::new(HttpPrepared {
+            http: Rc::new(http),
+        }))
+    }
+}

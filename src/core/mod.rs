@@ -1,5 +1,13 @@
-//! The protocol-free engine: configuration, listeners, processes, the event loop, timers,
-//! logging and the queue engine.
+//! The protocol-free engine: configuration, cycles and listeners, processes, the event loop,
+//! timers, shared memory, logging and the queue engine.
 
 pub mod config;
+pub mod cycle;
+pub mod event;
+pub mod listen;
+pub mod log;
+pub mod process;
 pub mod queue;
+pub mod shm;
+pub mod stats;
+pub mod timer;

@@ -1,0 +1,564 @@
+//! The worker's event loop: one thread, one mio `Poll`, every connection in a slab.
+//!
+//! The loop knows no protocol. Each listener belongs to a [`Service`] that turns an accepted
+//! socket into a [`Conn`]; the loop then drives the connection by readiness and timeouts:
+//! `poll(next timer) -> dispatch -> expire timers -> services' idle work`. A token carries the
+//! slab key and a generation, so an event for a slot that was freed and reused is ignored.
+//! Listening sockets are added to epoll with `EPOLLEXCLUSIVE` (as nginx does), so one connection
+//! wakes one worker and the accept load spreads across workers. Nothing here ever blocks except
+//! the poll itself.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry, Token};
+use slab::Slab;
+
+use crate::core::stats::ConnStats;
+use crate::core::timer::{Clock, Deadline, Fired, Timers};
+use crate::log;
+
+/// Readiness reported for a connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ready {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer closed its side or the socket has an error.
+    pub closed: bool,
+    /// Woken through [`Posted`]: something the connection waited for happened.
+    pub woken: bool,
+}
+
+/// Wake-ups posted for connections by code that is not driven by their socket (an answer from
+/// the worker's I/O thread, a timer of a module): the loop calls `ready` with `woken` set.
+#[derive(Debug, Clone, Default)]
+pub struct Posted {
+    queue: std::rc::Rc<std::cell::RefCell<Vec<Token>>>,
+}
+
+impl Posted {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn post(&self, token: Token) {
+        self.queue.borrow_mut().push(token);
+    }
+    fn take(&self) -> Vec<Token> {
+        std::mem::take(&mut *self.queue.borrow_mut())
+    }
+}
+
+/// What a connection wants after it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Keep,
+    Close,
+}
+
+/// Why the loop is dropping a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The worker is exiting now (fast stop, or the shutdown timeout expired).
+    Abort,
+}
+
+/// A connection the loop drives. Implementations read and write until `WouldBlock` (mio is
+/// edge-triggered) and keep their own deadline through [`Cx::set_timeout`].
+pub trait Conn {
+    fn ready(&mut self, cx: &mut Cx<'_>, ev: Ready) -> Next;
+    fn timeout(&mut self, cx: &mut Cx<'_>) -> Next;
+    /// The worker began a graceful stop: finish what is in flight, then close.
+    fn drain(&mut self, cx: &mut Cx<'_>) -> Next;
+    /// The connection is being dropped by the loop, not by its own choice.
+    fn abort(&mut self, _why: Stop) {}
+}
+
+/// A listener's protocol: makes connections and does per-iteration work.
+pub trait Service {
+    /// A new connection, already registered for read and write readiness under `cx.token()`.
+    /// `listen` is the configured address of the listener that accepted it.
+    fn accept(
+        &mut self,
+        cx: &mut Cx<'_>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        listen: SocketAddr,
+    ) -> Option<Box<dyn Conn>>;
+    /// Called once per loop iteration after all events were handled (flush buffered logs).
+    fn idle(&mut self, _now_ms: u64) {}
+    /// The worker is about to exit.
+    fn stop(&mut self) {}
+    /// Log files were reopened (USR1): files in the cycle's order of paths.
+    fn reopen(&mut self, _files: &[(std::path::PathBuf, std::fs::File)]) {}
+}
+
+/// What a connection sees of the loop while it runs.
+pub struct Cx<'a> {
+    now_ms: u64,
+    token: Token,
+    deadline: &'a mut Option<u64>,
+    registry: &'a Registry,
+    draining: bool,
+}
+
+impl Cx<'_> {
+    #[inline]
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+    pub fn token(&self) -> Token {
+        self.token
+    }
+    pub fn registry(&self) -> &Registry {
+        self.registry
+    }
+    /// True once the worker is stopping gracefully.
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+    /// Wakes the connection's `timeout` after `d` unless set again first.
+    #[inline]
+    pub fn set_timeout(&mut self, d: Duration) {
+        *self.deadline = Some(self.now_ms + d.as_millis() as u64);
+    }
+    pub fn clear_timeout(&mut self) {
+        *self.deadline = None;
+    }
+}
+
+struct Slot {
+    conn: Box<dyn Conn>,
+    gen: u32,
+    deadline: Deadline,
+}
+
+/// A listening socket and the index of its service.
+pub struct Listener {
+    pub socket: TcpListener,
+    pub addr: SocketAddr,
+    pub service: usize,
+    registered: bool,
+}
+
+impl Listener {
+    pub fn new(socket: TcpListener, addr: SocketAddr, service: usize) -> Self {
+        Listener {
+            socket,
+            addr,
+            service,
+            registered: false,
+        }
+    }
+}
+
+/// Tokens at the top of the range are the loop's own sources.
+const LISTENER_BASE: usize = usize::MAX - 4096;
+/// The token of the control channel from the master.
+pub const CONTROL: Token = Token(usize::MAX - 1);
+
+/// What the worker's owner asks of the loop between iterations.
+pub enum Command {
+    Continue,
+    /// Stop accepting and drain connections (QUIT).
+    Drain,
+    /// Exit now (TERM).
+    Exit,
+}
+
+/// The loop's owner: reads its control channel and signal flags.
+pub trait Control {
+    /// The control source was readable, or a signal interrupted the poll.
+    fn poll(&mut self, loop_: &mut LoopFiles<'_>) -> Command;
+    /// Registers the control source under [`CONTROL`], if there is one.
+    fn register(&mut self, registry: &Registry) -> io::Result<()>;
+}
+
+/// The services, for a control command that reopens log files.
+pub struct LoopFiles<'a> {
+    pub services: &'a mut [Box<dyn Service>],
+}
+
+pub struct EventLoop {
+    poll: Poll,
+    slots: Slab<Slot>,
+    next_gen: u32,
+    timers: Timers,
+    clock: Clock,
+    listeners: Vec<Listener>,
+    services: Vec<Box<dyn Service>>,
+    max_conns: usize,
+    stats: ConnStats,
+    accept_paused_until: Option<u64>,
+    draining: bool,
+    posted: Posted,
+}
+
+impl EventLoop {
+    pub fn new(
+        listeners: Vec<Listener>,
+        services: Vec<Box<dyn Service>>,
+        max_conns: usize,
+        stats: ConnStats,
+        posted: Posted,
+    ) -> io::Result<EventLoop> {
+        Ok(EventLoop {
+            poll: Poll::new()?,
+            slots: Slab::with_capacity(max_conns.min(4096)),
+            next_gen: 1,
+            timers: Timers::new(),
+            clock: Clock::new(),
+            listeners,
+            services,
+            max_conns,
+            stats,
+            accept_paused_until: None,
+            draining: false,
+            posted,
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    /// Runs until the connections are gone after a drain, the drain deadline passes, or an
+    /// exit command arrives.
+    pub fn run(&mut self, control: &mut dyn Control, shutdown_timeout: Duration) -> io::Result<()> {
+        control.register(self.poll.registry())?;
+        self.set_accepting(true);
+        let mut events = Events::with_capacity(1024);
+        let mut drain_deadline: Option<u64> = None;
+        self.clock.update();
+        loop {
+            let timeout = self.poll_timeout(drain_deadline);
+            let interrupted = match self.poll.poll(&mut events, timeout) {
+                Ok(()) => false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+                Err(e) => return Err(e),
+            };
+            let now = self.clock.update();
+            let mut control_ready = interrupted;
+            for ev in events.iter() {
+                match ev.token() {
+                    CONTROL => control_ready = true,
+                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    token => self.dispatch(token, ev),
+                }
+            }
+            self.run_posted();
+            self.expire(now);
+            self.run_posted();
+            self.resume_accept(now);
+            for s in &mut self.services {
+                s.idle(now);
+            }
+            if control_ready {
+                let mut files = LoopFiles {
+                    services: &mut self.services,
+                };
+                match control.poll(&mut files) {
+                    Command::Continue => {}
+                    Command::Drain if !self.draining => {
+                        drain_deadline = Some(now + shutdown_timeout.as_millis() as u64);
+                        self.begin_drain();
+                    }
+                    Command::Drain => {}
+                    Command::Exit => break,
+                }
+            }
+            if self.draining {
+                if self.slots.is_empty() {
+                    break;
+                }
+                if drain_deadline.is_some_and(|d| now >= d) {
+                    log!(
+                        Notice,
+                        "shutdown timeout: closing {} connection(s)",
+                        self.slots.len()
+                    );
+                    break;
+                }
+            }
+        }
+        self.abort_all();
+        for s in &mut self.services {
+            s.idle(self.clock.now_ms());
+            s.stop();
+        }
+        Ok(())
+    }
+
+    fn poll_timeout(&self, drain_deadline: Option<u64>) -> Option<Duration> {
+        let now = self.clock.now_ms();
+        let next = [self.timers.next(), drain_deadline, self.accept_paused_until]
+            .into_iter()
+            .flatten()
+            .min()?;
+        Some(Duration::from_millis(next.saturating_sub(now)))
+    }
+
+    fn dispatch(&mut self, token: Token, ev: &mio::event::Event) {
+        let (key, gen) = split(token);
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if slot.gen != gen {
+            return;
+        }
+        let ready = Ready {
+            readable: ev.is_readable() || ev.is_read_closed(),
+            writable: ev.is_writable(),
+            closed: ev.is_error(),
+            woken: false,
+        };
+        let mut cx = Cx {
+            now_ms: self.clock.now_ms(),
+            token,
+            deadline: &mut slot.deadline.at,
+            registry: self.poll.registry(),
+            draining: self.draining,
+        };
+        let next = slot.conn.ready(&mut cx, ready);
+        self.after(key, gen, next);
+    }
+
+    fn run_posted(&mut self) {
+        for _ in 0..16 {
+            let tokens = self.posted.take();
+            if tokens.is_empty() {
+                return;
+            }
+            for token in tokens {
+                self.wake(token);
+            }
+        }
+    }
+
+    fn wake(&mut self, token: Token) {
+        let (key, gen) = split(token);
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if slot.gen != gen {
+            return;
+        }
+        let mut cx = Cx {
+            now_ms: self.clock.now_ms(),
+            token,
+            deadline: &mut slot.deadline.at,
+            registry: self.poll.registry(),
+            draining: self.draining,
+        };
+        let ready = Ready {
+            woken: true,
+            ..Ready::default()
+        };
+        let next = slot.conn.ready(&mut cx, ready);
+        self.after(key, gen, next);
+    }
+
+    fn after(&mut self, key: usize, gen: u32, next: Next) {
+        match next {
+            Next::Keep => {
+                let slot = &mut self.slots[key];
+                self.timers.sync(&mut slot.deadline, key, gen);
+            }
+            Next::Close => self.remove(key),
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        drop(self.slots.remove(key));
+        self.stats.closed();
+    }
+
+    fn expire(&mut self, now: u64) {
+        while let Some((key, gen, t)) = self.timers.pop_due(now) {
+            let Some(slot) = self.slots.get_mut(key) else {
+                continue;
+            };
+            if slot.gen != gen {
+                continue;
+            }
+            if self.timers.settle(&mut slot.deadline, key, gen, t, now) != Fired::Expired {
+                continue;
+            }
+            let mut cx = Cx {
+                now_ms: now,
+                token: join(key, gen),
+                deadline: &mut slot.deadline.at,
+                registry: self.poll.registry(),
+                draining: self.draining,
+            };
+            let next = slot.conn.timeout(&mut cx);
+            self.after(key, gen, next);
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        for _ in 0..64 {
+            if self.slots.len() >= self.max_conns {
+                log!(Warn, "{} worker_connections are not enough", self.max_conns);
+                self.set_accepting(false);
+                return;
+            }
+            let l = &self.listeners[index];
+            let (mut stream, peer) = match l.socket.accept() {
+                Ok(p) => p,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.accept_failed(e),
+            };
+            let service = l.service;
+            let listen = l.addr;
+            self.stats.accepted();
+            let entry = self.slots.vacant_entry();
+            let key = entry.key();
+            let gen = self.next_gen;
+            self.next_gen = (self.next_gen.wrapping_add(1) & 0x7fff_ffff).max(1);
+            let token = join(key, gen);
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log!(Error, "epoll_ctl(ADD) for {peer} failed ({e})");
+                self.stats.closed();
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let mut deadline = Deadline::default();
+            let mut cx = Cx {
+                now_ms: self.clock.now_ms(),
+                token,
+                deadline: &mut deadline.at,
+                registry: self.poll.registry(),
+                draining: self.draining,
+            };
+            let Some(conn) = self.services[service].accept(&mut cx, stream, peer, listen) else {
+                self.stats.closed();
+                continue;
+            };
+            self.stats.handled();
+            entry.insert(Slot {
+                conn,
+                gen,
+                deadline,
+            });
+            let slot = &mut self.slots[key];
+            self.timers.sync(&mut slot.deadline, key, gen);
+        }
+    }
+
+    /// EMFILE, ENFILE, ENOBUFS: stop accepting for a moment rather than spin (nginx: 500ms).
+    fn accept_failed(&mut self, e: io::Error) {
+        log!(Crit, "accept() failed ({e})");
+        self.set_accepting(false);
+        self.accept_paused_until = Some(self.clock.now_ms() + 500);
+    }
+
+    fn resume_accept(&mut self, now: u64) {
+        if self.draining {
+            return;
+        }
+        let paused = self.accept_paused_until.is_some_and(|t| now < t);
+        if !paused && self.slots.len() < self.max_conns * 15 / 16 {
+            self.accept_paused_until = None;
+            self.set_accepting(true);
+        }
+    }
+
+    fn set_accepting(&mut self, on: bool) {
+        let epfd = self.poll.as_raw_fd();
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if l.registered == on {
+                continue;
+            }
+            let fd = l.socket.as_raw_fd();
+            let res = if on {
+                epoll_add_exclusive(epfd, fd, (LISTENER_BASE + i) as u64)
+            } else {
+                epoll_del(epfd, fd)
+            };
+            match res {
+                Ok(()) => l.registered = on,
+                Err(e) => log!(Crit, "epoll_ctl() on a listening socket failed ({e})"),
+            }
+        }
+    }
+
+    fn begin_drain(&mut self) {
+        self.draining = true;
+        self.set_accepting(false);
+        log!(
+            Notice,
+            "gracefully shutting down, {} connection(s) open",
+            self.slots.len()
+        );
+        let keys: Vec<(usize, u32)> = self.slots.iter().map(|(k, s)| (k, s.gen)).collect();
+        for (key, gen) in keys {
+            let slot = &mut self.slots[key];
+            let mut cx = Cx {
+                now_ms: self.clock.now_ms(),
+                token: join(key, gen),
+                deadline: &mut slot.deadline.at,
+                registry: self.poll.registry(),
+                draining: true,
+            };
+            let next = slot.conn.drain(&mut cx);
+            self.after(key, gen, next);
+        }
+    }
+
+    fn abort_all(&mut self) {
+        for mut slot in self.slots.drain() {
+            slot.conn.abort(Stop::Abort);
+            self.stats.closed();
+        }
+    }
+}
+
+#[inline]
+fn join(key: usize, gen: u32) -> Token {
+    Token(((gen as usize) << 32) | key)
+}
+
+#[inline]
+fn split(token: Token) -> (usize, u32) {
+    (token.0 & 0xffff_ffff, (token.0 >> 32) as u32)
+}
+
+fn epoll_add_exclusive(epfd: RawFd, fd: RawFd, data: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32,
+        u64: data,
+    };
+    // SAFETY: both descriptors are open and owned by this loop; `ev` outlives the call.
+    if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn epoll_del(epfd: RawFd, fd: RawFd) -> io::Result<()> {
+    // SAFETY: as above; the event argument may be null for EPOLL_CTL_DEL.
+    if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trip() {
+        let t = join(12345, 0xdead_beef);
+        assert_eq!(split(t), (12345, 0xdead_beef));
+        assert!(t.0 < LISTENER_BASE);
+    }
+}

@@ -1,0 +1,584 @@
+//! The master process: builds cycles, forks and supervises workers, and acts on signals.
+//!
+//! Signal handlers only set flags; the master sleeps in `sigsuspend` and then acts on the flags
+//! in a fixed order (reap, terminate, quit, reload, reopen, upgrade, stop workers), as nginx's
+//! master cycle does. It never serves a client.
+
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::core::config::Conf;
+use crate::core::cycle::Cycle;
+use crate::core::listen::{self, Listening};
+use crate::core::log;
+use crate::core::process::channel::{self, Command, Sender};
+use crate::core::process::{signals, title, worker, App};
+use crate::core::stats;
+use crate::log;
+
+/// Where the master found its configuration, and how it was started.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub conf_file: PathBuf,
+    pub prefix: PathBuf,
+    /// The binary to execute on upgrade (resolved at start-up: the file may be replaced later).
+    pub exe: PathBuf,
+    pub args: Vec<OsString>,
+}
+
+struct Child {
+    pid: Pid,
+    slot: usize,
+    generation: u64,
+    tx: Sender,
+    /// Told to stop: its exit is expected.
+    exiting: bool,
+    started: Instant,
+}
+
+pub struct Master<'a> {
+    app: &'a dyn App,
+    start: Start,
+    cycle: Cycle,
+    generation: u64,
+    children: Vec<Child>,
+    pid_path: PathBuf,
+    new_binary: Option<Pid>,
+    noaccepting: bool,
+    quitting: bool,
+    terminating: Option<Instant>,
+    failures: u32,
+    respawn_at: Option<Instant>,
+    respawn_slots: usize,
+}
+
+/// Longest wait between restarts of a worker that keeps dying.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A worker that lived this long counts as healthy again.
+const HEALTHY_AFTER: Duration = Duration::from_secs(2);
+/// After a fast stop, children still alive this long are killed.
+const KILL_AFTER: Duration = Duration::from_secs(5);
+/// Exit code with which a worker says "do not restart me" (a fatal configuration problem).
+const FATAL: i32 = 2;
+
+/// Starts the master: builds the first cycle, writes the pid file, forks the workers and
+/// supervises them until stopped. Errors before the workers start are returned.
+pub fn run(app: &dyn App, start: Start, conf: Conf) -> Result<(), String> {
+    let inherited = listen::inherited().map_err(|e| format!("inherited sockets: {e}"))?;
+    let upgraded = !inherited.is_empty();
+    let cycle = Cycle::build(conf, app, &inherited, None)?;
+    drop(inherited);
+    check_workers(&cycle.conf)?;
+    let level = cycle.conf.main.log_level;
+    let err_log = cycle
+        .error_log
+        .try_clone()
+        .map_err(|e| format!("dup() failed ({e})"))?;
+    if cycle.conf.main.daemon && !upgraded {
+        daemonize()?;
+    }
+    log::install(err_log, level);
+    let pid_path = cycle.conf.main.pid.clone();
+    write_pid(&pid_path)?;
+    signals::install_master();
+    title::set(&master_title(&start));
+    log!(
+        Notice,
+        "bizzy/{} started, master process {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
+    let mut m = Master {
+        app,
+        start,
+        cycle,
+        generation: 0,
+        children: Vec::new(),
+        pid_path,
+        new_binary: None,
+        noaccepting: false,
+        quitting: false,
+        terminating: None,
+        failures: 0,
+        respawn_at: None,
+        respawn_slots: 0,
+    };
+    m.start_workers();
+    m.cycle_loop();
+    Ok(())
+}
+
+fn master_title(s: &Start) -> String {
+    let mut t = String::from("bizzy: master process");
+    for a in &s.args {
+        t.push(' ');
+        t.push_str(&a.to_string_lossy());
+    }
+    t
+}
+
+fn check_workers(conf: &Conf) -> Result<(), String> {
+    let n = conf.main.worker_processes;
+    if n == 0 || n > stats::MAX_SLOTS / 2 {
+        return Err(format!(
+            "main.worker_processes: {n} is out of range (1..{})",
+            stats::MAX_SLOTS / 2
+        ));
+    }
+    Ok(())
+}
+
+impl Master<'_> {
+    fn cycle_loop(&mut self) {
+        loop {
+            signals::suspend();
+            if signals::take(&signals::CHILD) {
+                self.reap();
+            }
+            if self.children.is_empty() && (self.quitting || self.terminating.is_some()) {
+                self.exit();
+                return;
+            }
+            if signals::take(&signals::TERMINATE) {
+                self.terminate();
+                continue;
+            }
+            if signals::take(&signals::QUIT) {
+                self.quit();
+                continue;
+            }
+            if self.quitting || self.terminating.is_some() {
+                self.on_alarm_while_stopping();
+                continue;
+            }
+            if signals::take(&signals::RELOAD) {
+                self.reload();
+            }
+            if signals::take(&signals::REOPEN) {
+                self.reopen();
+            }
+            if signals::take(&signals::UPGRADE) {
+                self.upgrade();
+            }
+            if signals::take(&signals::NOACCEPT) {
+                self.stop_workers();
+            }
+            if signals::take(&signals::ALARM) {
+                self.respawn_due();
+            }
+        }
+    }
+
+    fn start_workers(&mut self) {
+        for _ in 0..self.cycle.conf.main.worker_processes {
+            self.spawn_worker();
+        }
+    }
+
+    fn free_slot(&self) -> usize {
+        (0..stats::MAX_SLOTS)
+            .find(|s| !self.children.iter().any(|c| c.slot == *s))
+            .expect("at most MAX_SLOTS/2 workers per generation, two generations at a time")
+    }
+
+    fn spawn_worker(&mut self) {
+        let slot = self.free_slot();
+        let (tx, rx) = match channel::pair() {
+            Ok(p) => p,
+            Err(e) => return log!(Crit, "socketpair() failed while spawning a worker ({e})"),
+        };
+        // SAFETY: the master is single-threaded, so the child may run arbitrary code.
+        match unsafe { fork() } {
+            Err(e) => log!(Crit, "fork() failed while spawning a worker ({e})"),
+            Ok(ForkResult::Child) => {
+                drop(tx);
+                for c in self.children.drain(..) {
+                    drop(c.tx);
+                }
+                worker::run(&self.cycle, slot, rx)
+            }
+            Ok(ForkResult::Parent { child }) => {
+                log!(Notice, "start worker process {child}");
+                self.children.push(Child {
+                    pid: child,
+                    slot,
+                    generation: self.generation,
+                    tx,
+                    exiting: false,
+                    started: Instant::now(),
+                });
+            }
+        }
+    }
+
+    /// Sends `cmd` to every child of `generation` (all when None) and marks them exiting if it
+    /// stops them.
+    fn tell(&mut self, cmd: Command, generation: Option<u64>, fds: &[RawFd]) {
+        for c in &mut self.children {
+            if generation.is_some_and(|g| g != c.generation) {
+                continue;
+            }
+            if let Err(e) = c.tx.send(cmd, fds) {
+                log!(
+                    Crit,
+                    "channel to worker {} failed ({e}); signalling it",
+                    c.pid
+                );
+                let sig = match cmd {
+                    Command::Quit => Some(Signal::SIGQUIT),
+                    Command::Terminate => Some(Signal::SIGTERM),
+                    Command::Reopen => Some(Signal::SIGUSR1),
+                };
+                if let Some(sig) = sig {
+                    let _ = kill(c.pid, sig);
+                }
+            }
+            if matches!(cmd, Command::Quit | Command::Terminate) {
+                c.exiting = true;
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let (pid, how, code) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    (pid, format!("exited with code {code}"), code)
+                }
+                Ok(WaitStatus::Signaled(pid, sig, core)) => {
+                    let core = if core { " (core dumped)" } else { "" };
+                    (pid, format!("exited on signal {}{core}", sig as i32), -1)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            if self.new_binary == Some(pid) {
+                self.new_binary_exited(&how);
+                continue;
+            }
+            let Some(i) = self.children.iter().position(|c| c.pid == pid) else {
+                continue;
+            };
+            let c = self.children.swap_remove(i);
+            if let Some(z) = self.cycle.zones.get(stats::ZONE) {
+                stats::reap(z, c.slot);
+            }
+            if c.exiting && code == 0 {
+                log!(Notice, "worker process {pid} {how}");
+                continue;
+            }
+            log!(Crit, "worker process {pid} {how}");
+            if c.exiting || c.generation != self.generation || self.noaccepting {
+                continue;
+            }
+            if code == FATAL {
+                log!(
+                    Crit,
+                    "worker process {pid} failed fatally: not restarting it"
+                );
+                continue;
+            }
+            self.schedule_respawn(c.started.elapsed());
+        }
+    }
+
+    /// Restarts a dead worker at once the first time, then with a doubling delay while workers
+    /// keep dying young.
+    fn schedule_respawn(&mut self, lived: Duration) {
+        if lived >= HEALTHY_AFTER {
+            self.failures = 0;
+        }
+        let delay = match self.failures {
+            0 => Duration::ZERO,
+            n => (Duration::from_millis(100) * 2u32.saturating_pow(n - 1)).min(MAX_BACKOFF),
+        };
+        self.failures = self.failures.saturating_add(1);
+        if delay.is_zero() {
+            self.spawn_worker();
+            return;
+        }
+        log!(Notice, "respawning the worker in {} ms", delay.as_millis());
+        self.respawn_slots += 1;
+        let at = Instant::now() + delay;
+        self.respawn_at = Some(self.respawn_at.map_or(at, |t| t.min(at)));
+        set_alarm(delay);
+    }
+
+    fn respawn_due(&mut self) {
+        let Some(at) = self.respawn_at else { return };
+        let now = Instant::now();
+        if now < at {
+            set_alarm(at - now);
+            return;
+        }
+        self.respawn_at = None;
+        for _ in 0..std::mem::take(&mut self.respawn_slots) {
+            self.spawn_worker();
+        }
+    }
+
+    fn terminate(&mut self) {
+        if self.terminating.is_none() {
+            log!(Notice, "fast shutdown");
+            self.terminating = Some(Instant::now());
+        }
+        self.tell(Command::Terminate, None, &[]);
+        for c in &self.children {
+            let _ = kill(c.pid, Signal::SIGTERM);
+        }
+        set_alarm(Duration::from_millis(500));
+    }
+
+    fn quit(&mut self) {
+        log!(Notice, "graceful shutdown");
+        self.quitting = true;
+        self.tell(Command::Quit, None, &[]);
+    }
+
+    /// While stopping, the alarm escalates a fast stop to SIGKILL.
+    fn on_alarm_while_stopping(&mut self) {
+        signals::take(&signals::RELOAD);
+        signals::take(&signals::UPGRADE);
+        if !signals::take(&signals::ALARM) {
+            return;
+        }
+        if let Some(since) = self.terminating {
+            if since.elapsed() >= KILL_AFTER {
+                for c in &self.children {
+                    log!(
+                        Crit,
+                        "worker process {} still alive: sending SIGKILL",
+                        c.pid
+                    );
+                    let _ = kill(c.pid, Signal::SIGKILL);
+                }
+            }
+            set_alarm(Duration::from_millis(500));
+        }
+    }
+
+    fn reload(&mut self) {
+        if self.noaccepting {
+            log!(Notice, "starting the workers again");
+            self.noaccepting = false;
+            self.start_workers();
+            return;
+        }
+        log!(Notice, "reconfiguring");
+        let conf = match Conf::load(&self.start.conf_file, &self.start.prefix) {
+            Ok(c) => c,
+            Err(e) => return log!(Crit, "{e}; keeping the running configuration"),
+        };
+        if let Err(e) = check_workers(&conf) {
+            return log!(Crit, "{e}; keeping the running configuration");
+        }
+        let cycle = match Cycle::build(
+            conf,
+            self.app,
+            &self.cycle.listening,
+            Some(&self.cycle.zones),
+        ) {
+            Ok(c) => c,
+            Err(e) => return log!(Crit, "{e}; keeping the running configuration"),
+        };
+        match cycle.error_log.try_clone() {
+            Ok(f) => log::install(f, cycle.conf.main.log_level),
+            Err(e) => log!(Crit, "dup() failed ({e})"),
+        }
+        let old = std::mem::replace(&mut self.cycle, cycle);
+        let old_generation = self.generation;
+        self.generation += 1;
+        self.failures = 0;
+        self.start_workers();
+        self.tell(Command::Quit, Some(old_generation), &[]);
+        drop(old);
+    }
+
+    fn reopen(&mut self) {
+        log!(Notice, "reopening logs");
+        for e in self.cycle.reopen() {
+            log!(Crit, "{e}");
+        }
+        if let Ok(f) = self.cycle.error_log.try_clone() {
+            log::replace(f);
+        }
+        let fds = worker::reopen_fds(&self.cycle);
+        let generation = self.generation;
+        self.tell(Command::Reopen, Some(generation), &fds);
+    }
+
+    /// USR2: starts the new binary with the listening sockets inherited.
+    fn upgrade(&mut self) {
+        if self.new_binary.is_some() {
+            return log!(Notice, "a new binary is already running: upgrade ignored");
+        }
+        let old = oldbin(&self.pid_path);
+        if let Err(e) = std::fs::rename(&self.pid_path, &old) {
+            return log!(
+                Crit,
+                "rename() \"{}\" failed ({e}): upgrade refused",
+                self.pid_path.display()
+            );
+        }
+        match self.exec_new_binary() {
+            Ok(pid) => {
+                log!(Notice, "started new binary, process {pid}");
+                self.new_binary = Some(pid);
+                self.pid_path = old;
+            }
+            Err(e) => {
+                log!(
+                    Crit,
+                    "execve() \"{}\" failed ({e})",
+                    self.start.exe.display()
+                );
+                let _ = std::fs::rename(&old, &self.pid_path);
+            }
+        }
+    }
+
+    fn exec_new_binary(&self) -> std::io::Result<Pid> {
+        let value = listen::export(&self.cycle.listening)?;
+        let spawned = std::process::Command::new(&self.start.exe)
+            .args(self.start.args.iter().skip(1))
+            .env(listen::INHERIT_ENV, value)
+            .spawn();
+        for l in &self.cycle.listening {
+            listen::set_cloexec(std::os::fd::AsRawFd::as_raw_fd(&l.socket), true)?;
+        }
+        Ok(Pid::from_raw(spawned?.id() as i32))
+    }
+
+    fn new_binary_exited(&mut self, how: &str) {
+        log!(Crit, "new binary process {how}");
+        self.new_binary = None;
+        let current = self.start_pid_path();
+        if self.pid_path != current {
+            if let Err(e) = std::fs::rename(&self.pid_path, &current) {
+                log!(
+                    Crit,
+                    "rename() \"{}\" back failed ({e})",
+                    self.pid_path.display()
+                );
+            }
+            self.pid_path = current;
+        }
+        if self.noaccepting {
+            self.noaccepting = false;
+            self.start_workers();
+        }
+    }
+
+    fn start_pid_path(&self) -> PathBuf {
+        self.cycle.conf.main.pid.clone()
+    }
+
+    /// WINCH: gracefully stops the workers; the master stays (binary upgrade).
+    fn stop_workers(&mut self) {
+        log!(Notice, "gracefully shutting down the workers");
+        self.noaccepting = true;
+        self.tell(Command::Quit, None, &[]);
+    }
+
+    fn exit(&mut self) {
+        if read_pid(&self.pid_path) == Some(std::process::id()) {
+            let _ = std::fs::remove_file(&self.pid_path);
+        }
+        log!(Notice, "exit");
+    }
+}
+
+fn oldbin(pid: &Path) -> PathBuf {
+    let mut s = pid.as_os_str().to_owned();
+    s.push(".oldbin");
+    PathBuf::from(s)
+}
+
+fn set_alarm(d: Duration) {
+    let d = d.max(Duration::from_millis(1));
+    let it = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: d.as_secs() as libc::time_t,
+            tv_usec: d.subsec_micros() as libc::suseconds_t,
+        },
+    };
+    // SAFETY: setitimer with valid pointers; the old value is not wanted.
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) };
+}
+
+/// Writes the pid file (creating its directory).
+pub fn write_pid(path: &Path) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("mkdir \"{}\" failed ({e})", dir.display()))?;
+    }
+    std::fs::write(path, format!("{}\n", std::process::id()))
+        .map_err(|e| format!("open() \"{}\" failed ({e})", path.display()))
+}
+
+/// The pid in a pid file, if it holds one.
+pub fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Detaches like nginx: fork, the parent exits, the child starts a session and points its
+/// standard descriptors at /dev/null.
+fn daemonize() -> Result<(), String> {
+    // SAFETY: single-threaded at this point.
+    match unsafe { fork() } {
+        Err(e) => return Err(format!("fork() failed ({e})")),
+        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
+        Ok(ForkResult::Child) => {}
+    }
+    nix::unistd::setsid().map_err(|e| format!("setsid() failed ({e})"))?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("open(\"/dev/null\") failed ({e})"))?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors of this process.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
+    }
+    Ok(())
+}
+
+/// `-s SIGNAL`: sends the signal to the master named in the pid file.
+pub fn signal_master(pid_file: &Path, name: &str) -> Result<(), String> {
+    let sig = match name {
+        "stop" => Signal::SIGTERM,
+        "quit" => Signal::SIGQUIT,
+        "reload" => Signal::SIGHUP,
+        "reopen" => Signal::SIGUSR1,
+        other => {
+            return Err(format!(
+                "invalid option: \"-s {other}\" (stop, quit, reload or reopen)"
+            ))
+        }
+    };
+    let text = std::fs::read_to_string(pid_file)
+        .map_err(|e| format!("open() \"{}\" failed ({e})", pid_file.display()))?;
+    let pid: i32 = text.trim().parse().map_err(|_| {
+        format!(
+            "invalid PID number \"{}\" in \"{}\"",
+            text.trim(),
+            pid_file.display()
+        )
+    })?;
+    kill(Pid::from_raw(pid), sig).map_err(|e| format!("kill({pid}, {sig}) failed ({e})"))
+}
+
+/// The listening sockets of a cycle (for tests and diagnostics).
+pub fn addresses(l: &[Listening]) -> Vec<std::net::SocketAddr> {
+    l.iter().map(|l| l.addr).collect()
+}

@@ -1,0 +1,49 @@
+//! Processes: the master that supervises, the workers that serve, and what the protocol layers
+//! give the master so that it can build cycles without knowing them.
+
+pub mod channel;
+pub mod master;
+pub mod signals;
+pub mod title;
+pub mod worker;
+
+use std::path::PathBuf;
+
+use crate::core::config::{Conf, ListenKind};
+use crate::core::event::Service;
+use crate::core::shm::Zones;
+
+/// What the protocol layers contribute to a cycle. Called in the master.
+pub trait App {
+    /// Shared memory zones the modules want for `conf`: (name, size in bytes).
+    fn zones(&self, conf: &Conf) -> Vec<(String, usize)>;
+    /// Log files besides the error log (access logs), opened by the master.
+    fn files(&self, conf: &Conf) -> Vec<PathBuf>;
+    /// Builds everything the workers of this cycle share (locations, filter chains, modules),
+    /// in the master, before forking: an error refuses the configuration.
+    fn prepare(
+        &self,
+        conf: &Conf,
+        zones: &Zones,
+        files: &[(PathBuf, std::fs::File)],
+    ) -> Result<Box<dyn Prepared>, String>;
+}
+
+/// A worker's services, each with the kind of listener it serves.
+pub type Services = Vec<(ListenKind, Box<dyn Service>)>;
+
+/// A cycle's prepared state, inherited by its workers through fork.
+pub trait Prepared {
+    /// In a new worker: one service per listener kind this process serves.
+    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, String>;
+}
+
+/// What a new worker knows about itself.
+pub struct WorkerCtx<'a> {
+    pub slot: usize,
+    pub conf: &'a Conf,
+    pub zones: &'a Zones,
+    pub files: &'a [(PathBuf, std::fs::File)],
+    /// Where the worker's services post wake-ups for their connections.
+    pub posted: crate::core::event::Posted,
+}

@@ -1,0 +1,208 @@
+//! A worker process: drops privileges, builds its services from the cycle it inherited, and
+//! runs the event loop until told to stop by its master (or by a signal sent to it directly).
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry};
+
+use crate::core::cycle::Cycle;
+use crate::core::event::{
+    self, Command as LoopCommand, Control, EventLoop, Listener, LoopFiles, Posted,
+};
+use crate::core::log;
+use crate::core::process::channel::{Command, Received, Receiver};
+use crate::core::process::{signals, title, WorkerCtx};
+use crate::core::stats::{self, ConnStats};
+use crate::log;
+
+/// Runs a worker in the child just forked; never returns.
+pub fn run(cycle: &Cycle, slot: usize, channel: Receiver) -> ! {
+    let code = match serve(cycle, slot, channel) {
+        Ok(()) => 0,
+        Err(e) => {
+            log!(Crit, "worker process: {e}");
+            2
+        }
+    };
+    log!(Info, "exit");
+    std::process::exit(code)
+}
+
+fn serve(cycle: &Cycle, slot: usize, channel: Receiver) -> Result<(), String> {
+    signals::reset_in_child();
+    let wake = signals::install_worker().map_err(|e| format!("pipe() failed ({e})"))?;
+    log::after_fork();
+    title::set("bizzy: worker process");
+    let conf = &cycle.conf;
+    if let Some(n) = conf.main.worker_rlimit_nofile {
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+            .map_err(|e| format!("setrlimit(RLIMIT_NOFILE, {n}) failed ({e})"))?;
+    }
+    if nix::unistd::geteuid().is_root() {
+        drop_privileges(&conf.main.user)?;
+    }
+    let posted = Posted::new();
+    let ctx = WorkerCtx {
+        slot,
+        conf,
+        zones: &cycle.zones,
+        files: &cycle.files,
+        posted: posted.clone(),
+    };
+    let kinds = cycle.prepared.services(&ctx)?;
+    let mut listeners = Vec::new();
+    let mut services = Vec::new();
+    for (kind, service) in kinds {
+        let index = services.len();
+        services.push(service);
+        for l in cycle.listening.iter().filter(|l| l.kind == kind) {
+            let sock = l
+                .socket
+                .try_clone()
+                .map_err(|e| format!("dup() failed ({e})"))?;
+            listeners.push(Listener::new(
+                mio::net::TcpListener::from_std(sock),
+                l.addr,
+                index,
+            ));
+        }
+    }
+    let zone = cycle
+        .zones
+        .get(stats::ZONE)
+        .expect("every cycle has the core stats zone")
+        .clone();
+    let mut el = EventLoop::new(
+        listeners,
+        services,
+        conf.main.worker_connections,
+        ConnStats::new(zone, slot),
+        posted,
+    )
+    .map_err(|e| format!("epoll_create() failed ({e})"))?;
+    let mut control = WorkerControl {
+        channel,
+        wake,
+        paths: cycle.files.iter().map(|(p, _)| p.clone()).collect(),
+        error_log: conf.main.error_log.clone(),
+    };
+    let timeout = conf.main.worker_shutdown_timeout.0;
+    el.run(&mut control, timeout)
+        .map_err(|e| format!("event loop failed ({e})"))
+}
+
+/// Switches to `user` or `user:group`, with that user's supplementary groups.
+fn drop_privileges(spec: &str) -> Result<(), String> {
+    use nix::unistd::{initgroups, setgid, setuid, Group, User};
+    let (uname, gname) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user = User::from_name(uname)
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("getpwnam(\"{uname}\") failed"))?;
+    let gid = match gname {
+        Some(g) => {
+            Group::from_name(g)
+                .ok()
+                .flatten()
+                .ok_or_else(|| format!("getgrnam(\"{g}\") failed"))?
+                .gid
+        }
+        None => user.gid,
+    };
+    setgid(gid).map_err(|e| format!("setgid({gid}) failed ({e})"))?;
+    let cname = std::ffi::CString::new(uname).map_err(|_| "invalid user name".to_string())?;
+    initgroups(&cname, gid).map_err(|e| format!("initgroups({uname}) failed ({e})"))?;
+    setuid(user.uid).map_err(|e| format!("setuid({}) failed ({e})", user.uid))?;
+    Ok(())
+}
+
+struct WorkerControl {
+    channel: Receiver,
+    wake: OwnedFd,
+    /// The cycle's other log files, in order: a Reopen command carries the error log first,
+    /// then these.
+    paths: Vec<PathBuf>,
+    error_log: PathBuf,
+}
+
+impl Control for WorkerControl {
+    fn register(&mut self, registry: &Registry) -> std::io::Result<()> {
+        for fd in [self.channel.as_raw_fd(), self.wake.as_raw_fd()] {
+            registry.register(&mut SourceFd(&fd), event::CONTROL, Interest::READABLE)?;
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self, files: &mut LoopFiles<'_>) -> LoopCommand {
+        signals::drain_pipe(self.wake.as_raw_fd());
+        let mut out = LoopCommand::Continue;
+        if signals::take(&signals::REOPEN) {
+            self.reopen_self(files);
+        }
+        if signals::take(&signals::QUIT) {
+            out = LoopCommand::Drain;
+        }
+        if signals::take(&signals::TERMINATE) {
+            return LoopCommand::Exit;
+        }
+        loop {
+            match self.channel.recv() {
+                Ok(Received::Empty) => return out,
+                Ok(Received::Closed) => {
+                    log!(Crit, "the master process is gone: shutting down");
+                    return LoopCommand::Drain;
+                }
+                Ok(Received::Command(Command::Quit, _)) => out = LoopCommand::Drain,
+                Ok(Received::Command(Command::Terminate, _)) => return LoopCommand::Exit,
+                Ok(Received::Command(Command::Reopen, fds)) => self.reopened(files, fds),
+                Err(e) => {
+                    log!(Crit, "channel recv() failed ({e})");
+                    return out;
+                }
+            }
+        }
+    }
+}
+
+impl WorkerControl {
+    /// The master sent newly opened files: error log first, then the others in order.
+    fn reopened(&mut self, loop_files: &mut LoopFiles<'_>, fds: Vec<OwnedFd>) {
+        let mut it = fds.into_iter().map(File::from);
+        if let Some(f) = it.next() {
+            log::replace(f);
+        }
+        let files: Vec<(PathBuf, File)> = self.paths.iter().cloned().zip(it).collect();
+        for s in loop_files.services.iter_mut() {
+            s.reopen(&files);
+        }
+        log!(Notice, "reopened log files");
+    }
+
+    /// USR1 sent to the worker itself: reopen by path (works when the rights allow it).
+    fn reopen_self(&mut self, loop_files: &mut LoopFiles<'_>) {
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for p in std::iter::once(&self.error_log).chain(self.paths.iter()) {
+            match log::open(p) {
+                Ok(f) => fds.push(f.into()),
+                Err(e) => {
+                    log!(Crit, "reopen \"{}\" failed ({e})", p.display());
+                    return;
+                }
+            }
+        }
+        self.reopened(loop_files, fds);
+    }
+}
+
+/// Descriptors of a cycle's log files, error log first, for a Reopen command.
+pub fn reopen_fds(cycle: &Cycle) -> Vec<RawFd> {
+    std::iter::once(cycle.error_log.as_raw_fd())
+        .chain(cycle.files.iter().map(|(_, f)| f.as_raw_fd()))
+        .collect()
+}

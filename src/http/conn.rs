@@ -1,0 +1,704 @@
+//! One HTTP/1.1 connection: the keep-alive state machine.
+//!
+//! Reads go into a per-connection buffer that exists only while a request is in progress (an
+//! idle keep-alive connection holds no buffer). Every complete request in the buffer is
+//! answered in order (pipelining), the answers are queued, and the queue goes out with writev
+//! (and sendfile for file bodies) until the socket would block. Errors that may desynchronise
+//! framing answer and close; a close after an answer is lingering (our side shut, the rest of
+//! the client's data read and dropped) so the answer is not lost to a reset.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream;
+
+use crate::core::event::{Conn, Cx, Next, Ready, Stop};
+use crate::http::error::HttpError;
+use crate::http::filter::FilterState;
+use crate::http::parse::{self, ChunkedDecoder, Framing, Head, HeaderIdx, Limits, Method};
+use crate::http::phase::{self, Outcome, Ran, Resume};
+use crate::http::request::Request;
+use crate::http::response::{self, Body, HeadCtx, Response};
+use crate::http::runtime::Worker;
+use crate::http::stats::State as Stat;
+use crate::log;
+
+/// Stop producing answers while this much output is queued (back-pressure on pipelining).
+const OUT_HIGH: usize = 256 * 1024;
+/// How long a lingering close waits for the client to finish sending.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// A head that was parsed while its body is still arriving.
+struct Pending {
+    head: Head,
+    headers: Vec<HeaderIdx>,
+    chunked: Option<(ChunkedDecoder, Vec<u8>, usize)>,
+}
+
+/// A request whose handler is waiting for an event.
+struct Parked {
+    req: Request,
+    resume: Resume,
+}
+
+enum Chunk {
+    Mem(Bytes, usize),
+    File {
+        file: Rc<std::fs::File>,
+        offset: u64,
+        end: u64,
+    },
+}
+
+#[derive(Default)]
+struct Out {
+    queue: VecDeque<Chunk>,
+    /// Small pieces are gathered here before they join the queue.
+    tail: Vec<u8>,
+    bytes: usize,
+}
+
+impl Out {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.tail.is_empty()
+    }
+
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let t = std::mem::take(&mut self.tail);
+            self.queue.push_back(Chunk::Mem(Bytes::from(t), 0));
+        }
+    }
+
+    fn push_bytes(&mut self, b: Bytes) {
+        self.bytes += b.len();
+        if b.len() <= 1024 {
+            self.tail.extend_from_slice(&b);
+        } else {
+            self.seal_tail();
+            self.queue.push_back(Chunk::Mem(b, 0));
+        }
+    }
+
+    fn push_file(&mut self, file: Rc<std::fs::File>, offset: u64, len: u64) {
+        self.seal_tail();
+        self.bytes += len as usize;
+        self.queue.push_back(Chunk::File {
+            file,
+            offset,
+            end: offset + len,
+        });
+    }
+}
+
+pub struct HttpConn {
+    stream: TcpStream,
+    w: Rc<Worker>,
+    peer: SocketAddr,
+    listen: SocketAddr,
+    rbuf: BytesMut,
+    out: Out,
+    pending: Option<Box<Pending>>,
+    parked: Option<Box<Parked>>,
+    continue_sent: bool,
+    /// Loop time when the first byte of the current request arrived.
+    request_start: Option<u64>,
+    served: u64,
+    readable: bool,
+    writable: bool,
+    /// Answer, then close.
+    closing: bool,
+    lingering: bool,
+    draining: bool,
+    stat: Stat,
+}
+
+impl HttpConn {
+    pub fn new(
+        w: Rc<Worker>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        listen: SocketAddr,
+        cx: &mut Cx<'_>,
+    ) -> HttpConn {
+        cx.set_timeout(w.http.conf.http.client_header_timeout.0);
+        let mut c = HttpConn {
+            stream,
+            w,
+            peer,
+            listen,
+            rbuf: BytesMut::new(),
+            out: Out::default(),
+            pending: None,
+            parked: None,
+            continue_sent: false,
+            request_start: None,
+            served: 0,
+            readable: false,
+            writable: false,
+            closing: false,
+            lingering: false,
+            draining: cx.draining(),
+            stat: Stat::None,
+        };
+        c.set_stat(Stat::Reading);
+        c
+    }
+
+    fn set_stat(&mut self, s: Stat) {
+        self.w.stats.transition(self.stat, s);
+        self.stat = s;
+    }
+
+    /// Reads, answers and writes until nothing more can be done now.
+    fn drive(&mut self, cx: &mut Cx<'_>) -> Next {
+        loop {
+            if self.lingering {
+                return self.linger(cx);
+            }
+            self.process(cx);
+            if self.flush().is_err() {
+                return Next::Close;
+            }
+            if !self.out.is_empty() {
+                cx.set_timeout(self.w.http.conf.http.send_timeout.0);
+                self.set_stat(Stat::Writing);
+                return Next::Keep;
+            }
+            if self.closing {
+                return self.start_linger(cx);
+            }
+            if self.parked.is_some() {
+                cx.clear_timeout();
+                return Next::Keep;
+            }
+            if !self.readable {
+                break;
+            }
+            match self.read(cx) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(()) => return Next::Close,
+            }
+        }
+        self.idle_or_reading(cx);
+        Next::Keep
+    }
+
+    /// Sets the deadline and gauge for a connection waiting for bytes.
+    fn idle_or_reading(&mut self, cx: &mut Cx<'_>) {
+        let h = &self.w.http.conf.http;
+        if let Some(p) = &self.pending {
+            let _ = p;
+            cx.set_timeout(h.client_body_timeout.0);
+            self.set_stat(Stat::Reading);
+        } else if let Some(start) = self.request_start {
+            let left =
+                (start + h.client_header_timeout.0.as_millis() as u64).saturating_sub(cx.now_ms());
+            cx.set_timeout(Duration::from_millis(left));
+            self.set_stat(Stat::Reading);
+        } else {
+            self.rbuf = BytesMut::new();
+            self.out.tail = Vec::new();
+            let t = if self.draining {
+                h.keepalive_drain.0
+            } else if self.served == 0 {
+                h.client_header_timeout.0
+            } else {
+                h.keepalive_timeout.0
+            };
+            cx.set_timeout(t);
+            self.set_stat(if self.served == 0 {
+                Stat::Reading
+            } else {
+                Stat::Waiting
+            });
+        }
+    }
+
+    /// Reads once into the buffer. Ok(true): new bytes; Ok(false): would block.
+    fn read(&mut self, cx: &mut Cx<'_>) -> Result<bool, ()> {
+        let h = &self.w.http.conf.http;
+        if self.rbuf.capacity() - self.rbuf.len() < 512 {
+            let want = (h.client_header_buffer_size.0 as usize).max(1024);
+            self.rbuf.reserve(want.max(self.rbuf.len()));
+        }
+        let spare = self.rbuf.spare_capacity_mut();
+        // SAFETY: read(2) writes at most `spare.len()` bytes into the uninitialised spare
+        // capacity; exactly `n` of them are then marked initialised.
+        let res = unsafe {
+            let buf = std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len());
+            self.stream.read(buf)
+        };
+        match res {
+            Ok(0) => Err(()),
+            Ok(n) => {
+                // SAFETY: the kernel initialised `n` bytes past the old length.
+                unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
+                if self.request_start.is_none() {
+                    self.request_start = Some(cx.now_ms());
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => {
+                log!(Info, "recv() from {} failed ({e})", self.peer);
+                Err(())
+            }
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        let h = &self.w.http.conf.http;
+        Limits {
+            max_line: h.large_client_header_buffers.0 as usize,
+            max_head: h.large_client_header_buffers.0 as usize,
+            max_headers: h.max_headers,
+        }
+    }
+
+    /// Answers every complete request in the buffer, in order.
+    fn process(&mut self, cx: &mut Cx<'_>) {
+        while !self.closing
+            && self.parked.is_none()
+            && self.out.bytes < OUT_HIGH
+            && !self.rbuf.is_empty()
+        {
+            let progressed = match self.pending.take() {
+                None => self.parse_head(cx),
+                Some(p) => self.read_body(cx, p),
+            };
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn parse_head(&mut self, cx: &mut Cx<'_>) -> bool {
+        let mut headers = Vec::new();
+        match parse::parse_head(&self.rbuf, &self.limits(), &mut headers) {
+            Ok(None) => false,
+            Ok(Some(head)) => {
+                if self.request_start.is_none() {
+                    self.request_start = Some(cx.now_ms());
+                }
+                let max = self.w.http.conf.http.client_max_body_size.0;
+                let chunked = match head.framing {
+                    Framing::Length(n) if max > 0 && n > max => {
+                        self.fail(HttpError::Status {
+                            status: 413,
+                            why: "body larger than client_max_body_size",
+                        });
+                        return false;
+                    }
+                    Framing::Chunked => Some((ChunkedDecoder::new(max), Vec::new(), 0)),
+                    _ => None,
+                };
+                self.continue_sent = false;
+                self.pending = Some(Box::new(Pending {
+                    head,
+                    headers,
+                    chunked,
+                }));
+                true
+            }
+            Err(e) => {
+                self.fail(e.into());
+                false
+            }
+        }
+    }
+
+    /// Completes the body of a parsed head; runs the request once it is whole.
+    fn read_body(&mut self, cx: &mut Cx<'_>, mut p: Box<Pending>) -> bool {
+        let head_len = p.head.len;
+        let whole = match (&p.head.framing, &mut p.chunked) {
+            (Framing::Chunked, Some((dec, body, used))) => {
+                match dec.decode(&self.rbuf[head_len + *used..], body) {
+                    Ok((n, done)) => {
+                        *used += n;
+                        done.then_some(*used)
+                    }
+                    Err(e) => {
+                        self.fail(e.into());
+                        return false;
+                    }
+                }
+            }
+            (Framing::Length(n), _) => {
+                let n = *n as usize;
+                (self.rbuf.len() >= head_len + n).then_some(n)
+            }
+            _ => Some(0),
+        };
+        let Some(body_len) = whole else {
+            self.send_continue(&p.head);
+            self.pending = Some(p);
+            return false;
+        };
+        let raw = self.rbuf.split_to(head_len).freeze();
+        let body_raw = self.rbuf.split_to(body_len).freeze();
+        let body = match p.chunked.take() {
+            Some((_, decoded, _)) => Bytes::from(decoded),
+            None => body_raw,
+        };
+        self.run(cx, raw, p.head, std::mem::take(&mut p.headers), body);
+        true
+    }
+
+    /// `Expect: 100-continue` and the body is not here yet: invite it, once.
+    fn send_continue(&mut self, head: &Head) {
+        if head.expect_continue && head.minor == 1 && !self.continue_sent {
+            self.continue_sent = true;
+            self.out
+                .push_bytes(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        }
+    }
+
+    /// Runs a whole request through the phases and queues its answer.
+    fn run(
+        &mut self,
+        cx: &mut Cx<'_>,
+        raw: Bytes,
+        head: Head,
+        headers: Vec<HeaderIdx>,
+        body: Bytes,
+    ) {
+        let start = self.request_start.take().unwrap_or(cx.now_ms());
+        self.set_stat(Stat::Writing);
+        let mut path = String::new();
+        let query = match parse::normalize_path(&raw[head.target.clone()], &mut path) {
+            Ok(q) => q.map(|r| r.start + head.target.start..r.end + head.target.start),
+            Err(e) => return self.fail(e.into()),
+        };
+        let mut req = Request::new(raw, head, headers, path, query, body, self.peer, start);
+        let http = &self.w.http;
+        req.server = http.servers.select(self.listen, req.host());
+        let h = &http.conf.http;
+        if self.draining
+            || cx.draining()
+            || self.served + 1 >= h.keepalive_requests
+            || h.keepalive_timeout.0.is_zero()
+        {
+            req.keep_alive = false;
+        }
+        match req.method() {
+            Method::Other => return self.respond(cx, req, Response::error_page(501)),
+            Method::Trace | Method::Connect => {
+                return self.respond(cx, req, Response::error_page(405))
+            }
+            _ => {}
+        }
+        self.run_phases(cx, req, None);
+    }
+
+    fn run_phases(&mut self, cx: &mut Cx<'_>, mut req: Request, from: Option<Resume>) {
+        let w = self.w.clone();
+        let http = &w.http;
+        let mut pcx = phase::Cx {
+            now_ms: cx.now_ms(),
+            token: cx.token(),
+            posted: &w.posted,
+        };
+        let find = |r: &mut Request| r.location = http.servers.servers[r.server].find(&r.path);
+        match http.engine.run(&mut req, &mut pcx, from, &find) {
+            Ok(Ran::Done(resp)) => self.respond(cx, req, resp),
+            Ok(Ran::Wait(resume)) => self.parked = Some(Box::new(Parked { req, resume })),
+            Err(e) => {
+                let mut resp = error_response(&e);
+                if e.closes() {
+                    req.keep_alive = false;
+                }
+                if e.status() == 500 {
+                    log!(Error, "{} while serving {} for {}", e, req.path, self.peer);
+                }
+                resp.close |= e.closes();
+                self.respond(cx, req, resp)
+            }
+        }
+    }
+
+    /// Runs the filters and queues head and body; then the log phase.
+    fn respond(&mut self, cx: &mut Cx<'_>, mut req: Request, mut resp: Response) {
+        let w = self.w.clone();
+        let http = &w.http;
+        let mut st = FilterState::default();
+        if let Err(e) = http.chains.head(&req, &mut resp, &mut st) {
+            log!(Error, "header filter failed ({e}) for {}", self.peer);
+            resp = Response::error_page(500);
+            st = FilterState::default();
+        }
+        let keep_alive = req.keep_alive && !resp.close;
+        req.keep_alive = keep_alive;
+        let before = self.out.bytes;
+        let mut head = Vec::with_capacity(256);
+        w.date.with(|date| {
+            let hc = HeadCtx {
+                server: &http.server_header,
+                date,
+                keep_alive,
+                http11: req.http11(),
+                chunked: st.chunked,
+            };
+            response::write_head(&resp, &hc, &mut head);
+        });
+        self.out.push_bytes(Bytes::from(head));
+        let head_bytes = (self.out.bytes - before) as u64;
+        if req.method() != Method::Head && resp.has_body_status() {
+            self.queue_body(&req, resp.body, &mut st);
+        }
+        let bytes_sent = (self.out.bytes - before) as u64;
+        let status = resp.status;
+        w.stats.request(status, bytes_sent);
+        let out = Outcome {
+            status,
+            bytes_sent,
+            body_bytes_sent: bytes_sent - head_bytes,
+            duration_ms: cx.now_ms().saturating_sub(req.start_ms),
+        };
+        http.engine.log(&req, &out);
+        self.served += 1;
+        if !keep_alive {
+            self.closing = true;
+        }
+    }
+
+    fn queue_body(&mut self, req: &Request, body: Body, st: &mut FilterState) {
+        let chains = &self.w.http.chains;
+        let mut chain = match body {
+            Body::File { file, offset, len } => {
+                self.out.push_file(file, offset, len);
+                return;
+            }
+            Body::Bytes(b) => vec![b],
+            Body::Empty => Vec::new(),
+        };
+        if let Err(e) = chains.body(req, &mut chain, true, st) {
+            log!(Error, "body filter failed ({e}) for {}", self.peer);
+            self.closing = true;
+            return;
+        }
+        for b in chain {
+            self.out.push_bytes(b);
+        }
+    }
+
+    /// Answers an error that ends the connection (framing may be lost).
+    fn fail(&mut self, e: HttpError) {
+        log!(Info, "client {} sent an invalid request: {}", self.peer, e);
+        self.pending = None;
+        let resp = error_response(&e);
+        let status = resp.status;
+        let mut head = Vec::with_capacity(256);
+        let http = &self.w.http;
+        self.w.date.with(|date| {
+            let hc = HeadCtx {
+                server: &http.server_header,
+                date,
+                keep_alive: false,
+                http11: true,
+                chunked: false,
+            };
+            response::write_head(&resp, &hc, &mut head);
+        });
+        let before = self.out.bytes;
+        self.out.push_bytes(Bytes::from(head));
+        if let Body::Bytes(b) = resp.body {
+            self.out.push_bytes(b);
+        }
+        self.w
+            .stats
+            .request(status, (self.out.bytes - before) as u64);
+        self.closing = true;
+        self.request_start = None;
+    }
+
+    /// Writes queued output until done or the socket would block. Err: the connection is dead.
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.seal_tail();
+        while self.writable && !self.out.queue.is_empty() {
+            let n = match self.out.queue.front() {
+                Some(Chunk::File { .. }) => self.send_file(),
+                _ => self.write_mem(),
+            };
+            match n {
+                Ok(n) => self.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log!(Info, "send() to {} failed ({e})", self.peer);
+                    return Err(e);
+                }
+            }
+        }
+        if self.out.queue.is_empty() {
+            self.out.bytes = 0;
+        }
+        Ok(())
+    }
+
+    fn write_mem(&mut self) -> io::Result<usize> {
+        let mut iov: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
+        let mut n = 0;
+        for c in self.out.queue.iter() {
+            match c {
+                Chunk::Mem(b, off) if n < iov.len() => {
+                    iov[n] = IoSlice::new(&b[*off..]);
+                    n += 1;
+                }
+                _ => break,
+            }
+        }
+        self.stream.write_vectored(&iov[..n])
+    }
+
+    fn send_file(&mut self) -> io::Result<usize> {
+        let Some(Chunk::File { file, offset, end }) = self.out.queue.front() else {
+            return Ok(0);
+        };
+        let mut off = *offset as libc::off_t;
+        let count = (*end - *offset).min(1 << 30) as usize;
+        // SAFETY: both descriptors are open; `off` is a valid in/out offset.
+        let n =
+            unsafe { libc::sendfile(self.stream.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 && count > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being sent",
+            ));
+        }
+        Ok(n as usize)
+    }
+
+    /// Drops `n` written bytes from the front of the queue.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.out.queue.front_mut() else {
+                return;
+            };
+            let left = match front {
+                Chunk::Mem(b, off) => {
+                    let take = n.min(b.len() - *off);
+                    *off += take;
+                    n -= take;
+                    b.len() - *off
+                }
+                Chunk::File { offset, end, .. } => {
+                    let take = (n as u64).min(*end - *offset);
+                    *offset += take;
+                    n -= take as usize;
+                    (*end - *offset) as usize
+                }
+            };
+            if left == 0 {
+                self.out.queue.pop_front();
+            }
+        }
+        while matches!(self.out.queue.front(), Some(Chunk::Mem(b, off)) if *off == b.len()) {
+            self.out.queue.pop_front();
+        }
+    }
+
+    fn start_linger(&mut self, cx: &mut Cx<'_>) -> Next {
+        if self.stream.shutdown(Shutdown::Write).is_err() {
+            return Next::Close;
+        }
+        self.lingering = true;
+        self.rbuf.clear();
+        self.set_stat(Stat::None);
+        cx.set_timeout(LINGER);
+        self.linger(cx)
+    }
+
+    /// Reads and drops whatever the client still sends, until it closes or the time is up.
+    fn linger(&mut self, _cx: &mut Cx<'_>) -> Next {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Next::Close,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Next::Close,
+            }
+        }
+    }
+
+    fn resume(&mut self, cx: &mut Cx<'_>) {
+        if let Some(p) = self.parked.take() {
+            self.run_phases(cx, p.req, Some(p.resume));
+        }
+    }
+}
+
+fn error_response(e: &HttpError) -> Response {
+    let mut r = Response::error_page(e.status());
+    if let HttpError::Unavailable { retry_after } = e {
+        r.header("Retry-After", retry_after.to_string());
+    }
+    r
+}
+
+impl Conn for HttpConn {
+    fn ready(&mut self, cx: &mut Cx<'_>, ev: Ready) -> Next {
+        if ev.readable || ev.closed {
+            self.readable = true;
+        }
+        if ev.writable || ev.closed {
+            self.writable = true;
+        }
+        if ev.woken {
+            self.resume(cx);
+        }
+        self.drive(cx)
+    }
+
+    fn timeout(&mut self, cx: &mut Cx<'_>) -> Next {
+        if self.lingering || !self.out.is_empty() {
+            return Next::Close;
+        }
+        if self.pending.is_some() || self.request_start.is_some() {
+            self.fail(HttpError::Status {
+                status: 408,
+                why: "client timed out",
+            });
+            return self.drive(cx);
+        }
+        Next::Close
+    }
+
+    fn drain(&mut self, cx: &mut Cx<'_>) -> Next {
+        self.draining = true;
+        if self.out.is_empty()
+            && self.pending.is_none()
+            && self.parked.is_none()
+            && self.request_start.is_none()
+            && !self.lingering
+        {
+            cx.set_timeout(self.w.http.conf.http.keepalive_drain.0);
+        }
+        Next::Keep
+    }
+
+    fn abort(&mut self, _why: Stop) {
+        self.set_stat(Stat::None);
+    }
+}
+
+impl Drop for HttpConn {
+    fn drop(&mut self) {
+        self.set_stat(Stat::None);
+    }
+}

@@ -1,0 +1,199 @@
+//! Virtual servers and locations, matched as nginx matches them: the server by listen address
+//! and Host (exact name, then the longest leading wildcard, then the longest trailing wildcard,
+//! then the address's first server); the location by exact match, else the regexes in order,
+//! else the longest prefix.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use regex::Regex;
+
+use crate::core::config::{LocationConf, LocationMatch, ServerConf};
+use crate::http::phase::ContentHandler;
+
+pub struct Location {
+    pub conf: LocationConf,
+    pub content: Rc<dyn ContentHandler>,
+    regex: Option<Regex>,
+}
+
+impl Location {
+    pub fn new(conf: LocationConf, content: Rc<dyn ContentHandler>) -> Result<Location, String> {
+        let regex = match &conf.matcher {
+            LocationMatch::Regex(r) => Some(Regex::new(r).map_err(|e| e.to_string())?),
+            _ => None,
+        };
+        Ok(Location {
+            conf,
+            content,
+            regex,
+        })
+    }
+
+    /// The matcher's text, for logs and tests.
+    pub fn pattern(&self) -> &str {
+        match &self.conf.matcher {
+            LocationMatch::Exact(s) | LocationMatch::Prefix(s) | LocationMatch::Regex(s) => s,
+        }
+    }
+}
+
+/// One virtual server's locations, indexed for matching.
+pub struct Server {
+    pub names: Vec<String>,
+    exact: HashMap<String, Rc<Location>>,
+    /// Longest first.
+    prefixes: Vec<Rc<Location>>,
+    regexes: Vec<Rc<Location>>,
+}
+
+impl Server {
+    pub fn new(conf: &ServerConf, locations: Vec<Location>) -> Server {
+        let mut s = Server {
+            names: conf
+                .server_name
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect(),
+            exact: HashMap::new(),
+            prefixes: Vec::new(),
+            regexes: Vec::new(),
+        };
+        for loc in locations {
+            let loc = Rc::new(loc);
+            match &loc.conf.matcher {
+                LocationMatch::Exact(p) => {
+                    s.exact.entry(p.clone()).or_insert(loc.clone());
+                }
+                LocationMatch::Prefix(_) => s.prefixes.push(loc.clone()),
+                LocationMatch::Regex(_) => s.regexes.push(loc.clone()),
+            }
+        }
+        s.prefixes
+            .sort_by_key(|l| std::cmp::Reverse(l.pattern().len()));
+        s
+    }
+
+    pub fn find(&self, path: &str) -> Option<Rc<Location>> {
+        if let Some(l) = self.exact.get(path) {
+            return Some(l.clone());
+        }
+        if let Some(l) = self
+            .regexes
+            .iter()
+            .find(|l| l.regex.as_ref().is_some_and(|r| r.is_match(path)))
+        {
+            return Some(l.clone());
+        }
+        self.prefixes
+            .iter()
+            .find(|l| path.starts_with(l.pattern()))
+            .cloned()
+    }
+}
+
+/// The servers of one listen address.
+pub struct AddrServers {
+    pub addr: SocketAddr,
+    /// Server indices; the first is the default.
+    servers: Vec<usize>,
+}
+
+/// Every virtual server, and how to choose one.
+pub struct Servers {
+    pub servers: Vec<Server>,
+    addrs: Vec<AddrServers>,
+}
+
+impl Servers {
+    pub fn new(confs: &[ServerConf], servers: Vec<Server>) -> Servers {
+        let mut addrs: Vec<AddrServers> = Vec::new();
+        for (i, c) in confs.iter().enumerate() {
+            for a in &c.listen {
+                match addrs.iter_mut().find(|x| x.addr == *a) {
+                    Some(x) => x.servers.push(i),
+                    None => addrs.push(AddrServers {
+                        addr: *a,
+                        servers: vec![i],
+                    }),
+                }
+            }
+        }
+        Servers { servers, addrs }
+    }
+
+    /// The server for a connection to `listen` with this Host value (port stripped here).
+    pub fn select(&self, listen: SocketAddr, host: Option<&[u8]>) -> usize {
+        let Some(cands) = self.addrs.iter().find(|a| a.addr == listen) else {
+            return 0;
+        };
+        let default = cands.servers[0];
+        let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
+            return default;
+        };
+        let host = strip_port(host).to_ascii_lowercase();
+        let host = host.trim_end_matches('.');
+        let mut best: Option<(usize, usize, u8)> = None;
+        for &i in &cands.servers {
+            for name in &self.servers[i].names {
+                let score = name_score(name, host);
+                if let Some((rank, len)) = score {
+                    if best.is_none_or(|(_, l, r)| (rank, len) > (r, l)) {
+                        best = Some((i, len, rank));
+                    }
+                }
+            }
+        }
+        best.map_or(default, |(i, _, _)| i)
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |e| &host[..=e]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// How well a server name matches: (rank, length); exact ranks highest.
+fn name_score(name: &str, host: &str) -> Option<(u8, usize)> {
+    if name == host {
+        return Some((3, name.len()));
+    }
+    if let Some(suffix) = name.strip_prefix("*.") {
+        if host.len() > suffix.len() + 1
+            && host.ends_with(suffix)
+            && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+        {
+            return Some((2, name.len()));
+        }
+    }
+    if let Some(prefix) = name.strip_suffix(".*") {
+        if host.len() > prefix.len() + 1
+            && host.starts_with(prefix)
+            && host.as_bytes()[prefix.len()] == b'.'
+        {
+            return Some((1, name.len()));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_rank_like_nginx() {
+        assert_eq!(name_score("example.com", "example.com"), Some((3, 11)));
+        assert_eq!(
+            name_score("*.example.com", "www.example.com"),
+            Some((2, 13))
+        );
+        assert_eq!(name_score("*.example.com", "example.com"), None);
+        assert_eq!(name_score("www.*", "www.example.org"), Some((1, 5)));
+        assert_eq!(strip_port("a.b:8080"), "a.b");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
+}

@@ -1,0 +1,34 @@
+//! `handler = "api"`: the JSON API under `/v1/`. This cycle of the project serves no API
+//! resource yet, so every call answers the API's own 404 shape rather than an HTML page.
+
+use std::rc::Rc;
+
+use crate::core::config::{HandlerKind, LocationConf};
+use crate::http::phase::{ContentHandler, Cx};
+use crate::http::runtime::{ContentKey, Module, Registry};
+use crate::http::{Flow, HttpError, Request, Response};
+
+pub struct ApiModule;
+
+struct Api;
+
+impl Module for ApiModule {
+    fn name(&self) -> &'static str {
+        "api"
+    }
+
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+        reg.content(
+            ContentKey::Handler(HandlerKind::Api),
+            Box::new(|_: &LocationConf| Ok(Rc::new(Api) as Rc<dyn ContentHandler>)),
+        );
+        Ok(())
+    }
+}
+
+impl ContentHandler for Api {
+    fn handle(&self, req: &mut Request, _cx: &mut Cx<'_>) -> Result<Flow, HttpError> {
+        let msg = format!("no API resource at {}", req.path);
+        Ok(Flow::Done(Response::error_json(404, "not_found", &msg)))
+    }
+}

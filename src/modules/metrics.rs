@@ -1,0 +1,146 @@
+//! `handler = "metrics"`: the node's counters in the Prometheus text format (0.0.4), summed
+//! across workers from shared memory. Other modules add their figures through [`Source`]s.
+
+use std::fmt::Write;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::core::config::{HandlerKind, LocationConf};
+use crate::core::shm::Zone;
+use crate::core::stats;
+use crate::http::phase::{ContentHandler, Cx};
+use crate::http::runtime::{ContentKey, Module, Registry};
+use crate::http::stats as hstats;
+use crate::http::{Flow, HttpError, Request, Response};
+
+pub struct MetricsModule;
+
+struct Metrics {
+    core: Zone,
+    http: Zone,
+}
+
+impl Module for MetricsModule {
+    fn name(&self) -> &'static str {
+        "metrics"
+    }
+
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+        let (core, http) = crate::modules::status::zones(reg)?;
+        reg.content(
+            ContentKey::Handler(HandlerKind::Metrics),
+            Box::new(move |_: &LocationConf| {
+                Ok(Rc::new(Metrics {
+                    core: core.clone(),
+                    http: http.clone(),
+                }) as Rc<dyn ContentHandler>)
+            }),
+        );
+        Ok(())
+    }
+}
+
+/// Writes one metric family: HELP, TYPE and its samples.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    }
+}
+
+fn one(v: u64) -> Vec<(String, u64)> {
+    vec![(String::new(), v)]
+}
+
+impl Metrics {
+    fn render(&self) -> String {
+        let c = stats::totals(&self.core);
+        let h = hstats::totals(&self.http);
+        let mut s = String::with_capacity(2048);
+        family(
+            &mut s,
+            "bizzy_connections_active",
+            "gauge",
+            "Client connections open now.",
+            &one(c.active),
+        );
+        family(
+            &mut s,
+            "bizzy_connections_accepted_total",
+            "counter",
+            "Client connections accepted.",
+            &one(c.accepted),
+        );
+        family(
+            &mut s,
+            "bizzy_connections_handled_total",
+            "counter",
+            "Client connections handled.",
+            &one(c.handled),
+        );
+        let per: Vec<(String, u64)> = stats::per_worker(&self.core)
+            .into_iter()
+            .map(|(slot, _, accepted, _)| (format!("worker=\"{slot}\""), accepted))
+            .collect();
+        family(
+            &mut s,
+            "bizzy_worker_connections_accepted_total",
+            "counter",
+            "Connections accepted, by worker slot.",
+            &per,
+        );
+        family(
+            &mut s,
+            "bizzy_http_requests_total",
+            "counter",
+            "HTTP requests answered.",
+            &one(h.requests),
+        );
+        let by: Vec<(String, u64)> = h
+            .by_status
+            .iter()
+            .map(|(code, n)| (format!("status=\"{code}\""), *n))
+            .collect();
+        family(
+            &mut s,
+            "bizzy_http_responses_total",
+            "counter",
+            "HTTP responses, by status.",
+            &by,
+        );
+        family(
+            &mut s,
+            "bizzy_http_response_bytes_total",
+            "counter",
+            "Bytes of HTTP responses queued for sending.",
+            &one(h.bytes_sent),
+        );
+        let states = vec![
+            ("state=\"reading\"".to_string(), h.reading),
+            ("state=\"writing\"".to_string(), h.writing),
+            ("state=\"waiting\"".to_string(), h.waiting),
+        ];
+        family(
+            &mut s,
+            "bizzy_http_connections",
+            "gauge",
+            "HTTP connections by state.",
+            &states,
+        );
+        s
+    }
+}
+
+impl ContentHandler for Metrics {
+    fn handle(&self, _req: &mut Request, _cx: &mut Cx<'_>) -> Result<Flow, HttpError> {
+        let body = Bytes::from(self.render());
+        let mut r = Response::with_body(200, "text/plain; version=0.0.4; charset=utf-8", body);
+        r.header("Cache-Control", "no-cache");
+        Ok(Flow::Done(r))
+    }
+}
