@@ -1,0 +1,402 @@
+//! Test harness: starts the real `bizzy` binary in a temporary prefix on free ports, and talks
+//! to it with raw sockets. Every server started here is stopped when its handle drops.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bizzy");
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The user workers run as when the tests run as root: the current user, so that the temporary
+/// prefix stays readable.
+pub fn test_user() -> String {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "root".into())
+}
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub child: Option<Child>,
+    pub conf_path: PathBuf,
+}
+
+/// A configuration with one server on `port`; `{port}` in `extra_locations` etc. is replaced.
+pub fn basic_conf(port: u16, main_extra: &str, http_extra: &str, locations: &str) -> String {
+    format!(
+        r#"
+[main]
+worker_processes = 2
+worker_shutdown_timeout = "5s"
+user = "{user}"
+pid = "var/run/bizzy.pid"
+error_log = "var/log/error.log"
+log_level = "info"
+{main_extra}
+
+[http]
+access_log = "var/log/access.log"
+{http_extra}
+
+[[http.server]]
+listen = ["127.0.0.1:{port}"]
+
+  [[http.server.location]]
+  exact = "/health"
+  return = {{ status = 200, body = "ok\n", content_type = "text/plain" }}
+
+  [[http.server.location]]
+  exact = "/status"
+  handler = "status"
+
+  [[http.server.location]]
+  exact = "/metrics"
+  handler = "metrics"
+
+{locations}
+"#,
+        user = test_user()
+    )
+}
+
+impl Server {
+    /// Writes `conf` into a new prefix and starts bizzy; waits until `port` accepts.
+    pub fn start(port: u16, conf: &str) -> Server {
+        let s = Server::prepare(port, conf);
+        s.launch()
+    }
+
+    /// A prefix with the configuration written, not started.
+    pub fn prepare(port: u16, conf: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for d in ["conf", "html", "var/log", "var/run"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let conf_path = dir.path().join("conf/bizzy.toml");
+        std::fs::write(&conf_path, conf).unwrap();
+        Server {
+            dir,
+            port,
+            child: None,
+            conf_path,
+        }
+    }
+
+    pub fn launch(mut self) -> Server {
+        let child = Command::new(BIN)
+            .arg("-p")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+        self
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut e) = c.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    panic!("bizzy exited at start: {status}: {err}\n{}", self.error_log());
+                }
+            }
+            if TcpStream::connect(self.addr()).is_ok() && self.workers().len() >= 1 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("bizzy did not start listening: {}", self.error_log());
+    }
+
+    pub fn master_pid(&self) -> i32 {
+        self.child.as_ref().expect("started").id() as i32
+    }
+
+    /// Pids of the master's children that are workers (by process title).
+    pub fn workers(&self) -> Vec<i32> {
+        children_titled(self.master_pid(), "bizzy: worker process")
+    }
+
+    /// Waits until the master has `n` workers none of which is in `not`.
+    pub fn wait_workers(&self, n: usize, not: &[i32]) -> Vec<i32> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let w: Vec<i32> = self.workers().into_iter().filter(|p| !not.contains(p)).collect();
+            if w.len() == n && self.workers().len() == n {
+                return w;
+            }
+            assert!(Instant::now() < deadline, "workers: {:?}, wanted {n} new\n{}", self.workers(), self.error_log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signalling the master process this test started.
+        unsafe { libc::kill(self.master_pid(), sig) };
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.path("var/log/error.log")).unwrap_or_default()
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.path("var/log/access.log")).unwrap_or_default()
+    }
+
+    /// Waits for the master to exit; returns its status code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let c = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                self.child = None;
+                return s.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs the binary with extra arguments against this prefix.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .arg("-p")
+            .arg(self.dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id() as i32;
+            let workers = children_titled(pid, "bizzy:");
+            // SAFETY: signalling the master this test started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            for w in workers {
+                // SAFETY: children of the master this test started.
+                unsafe { libc::kill(w, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// Children of `ppid` whose command line starts with `title`.
+pub fn children_titled(ppid: i32, title: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
+        let fields: Vec<&str> = rest.split(' ').collect();
+        if fields.first() == Some(&"Z") || fields.get(1).and_then(|p| p.parse::<i32>().ok()) != Some(ppid) {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmd.starts_with(title.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub head: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Reads one response from `s` (`head_only` for HEAD requests); None on a clean close.
+pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Option<Resp> {
+    let head_end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut tmp = [0u8; 65536];
+        match s.read(&mut tmp) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) => panic!("read failed: {e}; have {:?}", String::from_utf8_lossy(buf)),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    buf.drain(..head_end);
+    let mut r = Resp {
+        status,
+        head,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only || status == 304 || status == 204 || status / 100 == 1 {
+        return Some(r);
+    }
+    if r.header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        r.body = read_chunked(s, buf);
+    } else if let Some(n) = r.header("Content-Length").map(|v| v.parse::<usize>().unwrap()) {
+        fill(s, buf, n);
+        r.body = buf.drain(..n).collect();
+    } else {
+        let _ = s.read_to_end(buf);
+        r.body = std::mem::take(buf);
+    }
+    Some(r)
+}
+
+fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) {
+    while buf.len() < n {
+        let mut tmp = [0u8; 65536];
+        match s.read(&mut tmp) {
+            Ok(0) => panic!("closed with {} of {n} bytes", buf.len()),
+            Ok(k) => buf.extend_from_slice(&tmp[..k]),
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+}
+
+fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(i) = find(buf, b"\r\n") {
+                break i;
+            }
+            let need = buf.len() + 1;
+            fill(s, buf, need);
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap().trim(), 16).unwrap();
+        buf.drain(..line_end + 2);
+        if size == 0 {
+            fill(s, buf, 2);
+            buf.drain(..2);
+            return body;
+        }
+        fill(s, buf, size + 2);
+        body.extend(buf.drain(..size));
+        buf.drain(..2);
+    }
+}
+
+pub fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+/// Sends `raw` on a new connection and reads one response.
+pub fn send(addr: SocketAddr, raw: &[u8]) -> Resp {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    let mut buf = Vec::new();
+    read_response(&mut s, &mut buf, raw.starts_with(b"HEAD ")).expect("a response")
+}
+
+/// A GET with keep-alive off.
+pub fn get(addr: SocketAddr, path: &str) -> Resp {
+    send(addr, format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+/// True when the peer closed the connection (reads EOF or a reset) within the read timeout.
+pub fn closed(s: &mut TcpStream) -> bool {
+    let mut tmp = [0u8; 4096];
+    loop {
+        match s.read(&mut tmp) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Polls `f` until it is true or `within` passes.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+pub fn write_file(path: &Path, data: &[u8]) {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(path, data).unwrap();
+}
