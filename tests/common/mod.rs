@@ -442,3 +442,85 @@ pub fn write_file(path: &Path, data: &[u8]) {
     }
     std::fs::write(path, data).unwrap();
 }
+
+/// A whole configuration: the `[main]` of [`basic_conf`] followed by `http`, which starts with
+/// `[http]` and holds the servers (for tests that need several servers or other http keys).
+pub fn raw_conf(http: &str) -> String {
+    format!(
+        r#"
+[main]
+worker_processes = 2
+worker_shutdown_timeout = "5s"
+user = "{user}"
+pid = "var/run/bizzy.pid"
+error_log = "var/log/error.log"
+log_level = "info"
+
+{http}
+"#,
+        user = test_user()
+    )
+}
+
+/// Connects and writes `raw` at once.
+pub fn open_with(addr: SocketAddr, raw: &[u8]) -> TcpStream {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    s
+}
+
+/// Reads one response on `s`, panicking if the peer closed instead.
+pub fn next_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Resp {
+    read_response(s, buf, false).expect("a response before the close")
+}
+
+/// True when the peer still holds the connection open (no EOF, no reset, no data) for `wait`.
+pub fn still_open(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut tmp = [0u8; 1];
+    let open = match s.read(&mut tmp) {
+        Ok(_) => false,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    open
+}
+
+/// Sends `raw` on a new connection; the answer must carry `status` and `Connection: close`, and
+/// the server must then close the connection.
+pub fn expect_refused(addr: SocketAddr, raw: &[u8], status: u16) {
+    let mut s = open_with(addr, raw);
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false)
+        .unwrap_or_else(|| panic!("no answer to {:?}", String::from_utf8_lossy(raw)));
+    assert_eq!(
+        r.status,
+        status,
+        "for {:?}: {}",
+        String::from_utf8_lossy(raw),
+        r.head
+    );
+    assert_eq!(
+        r.header("Connection"),
+        Some("close"),
+        "for {:?}",
+        String::from_utf8_lossy(raw)
+    );
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(
+        closed(&mut s),
+        "connection left open after {status} for {:?}",
+        String::from_utf8_lossy(raw)
+    );
+}
+
+/// Polls the access log until it has at least `n` lines; returns them.
+pub fn access_lines(s: &Server, n: usize) -> Vec<String> {
+    eventually(Duration::from_secs(3), || {
+        s.access_log().lines().count() >= n
+    });
+    s.access_log().lines().map(str::to_string).collect()
+}
