@@ -113,6 +113,36 @@ fn ten_pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn a_pipelined_request_split_across_reads_is_kept() {
+    let s = start("");
+    let mut c = open_with(s.addr(), format!("{}GET /p2 HT", req("/p1")).as_bytes());
+    let mut buf = Vec::new();
+    assert_eq!(next_response(&mut c, &mut buf).text(), "p1");
+    std::thread::sleep(Duration::from_millis(200));
+    c.write_all(b"TP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let r = next_response(&mut c, &mut buf);
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.text(), "p2");
+}
+
+#[test]
+fn a_partial_pipelined_head_times_out_with_408() {
+    let s = start("client_header_timeout = \"1s\"");
+    let mut c = open_with(s.addr(), format!("{}GET /p2 HT", req("/p1")).as_bytes());
+    c.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    assert_eq!(next_response(&mut c, &mut buf).text(), "p1");
+    let r = next_response(&mut c, &mut buf);
+    assert_eq!(r.status, 408, "{}", r.head);
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
 fn request_bodies_by_length_and_chunked_keep_the_stream_in_sync() {
     let s = start("");
     let raw = format!(

@@ -374,6 +374,11 @@ impl HttpConn {
         body: Bytes,
     ) {
         let start = self.request_start.take().unwrap_or(cx.now_ms());
+        if !self.rbuf.is_empty() {
+            // Part of the next pipelined request is already here: its head timer starts now,
+            // and the connection is not idle, so its buffer must be kept.
+            self.request_start = Some(cx.now_ms());
+        }
         self.set_stat(Stat::Writing);
         let mut path = String::new();
         let query = match parse::normalize_path(&raw[head.target.clone()], &mut path) {
