@@ -103,6 +103,23 @@ fn server_name_selects_among_servers_on_one_address() {
 }
 
 #[test]
+fn the_catch_all_server_takes_unknown_hosts() {
+    let port = free_port();
+    let http = format!(
+        "[http]\naccess_log = \"off\"\n{}{}",
+        server(port, r#"["a.test"]"#, "A"),
+        server(port, r#"["_"]"#, "ANY"),
+    );
+    let s = Server::start(port, &raw_conf(&http));
+    assert_eq!(get_host(&s, Some("a.test"), "/").text(), "A");
+    assert_eq!(
+        get_host(&s, Some("other.test"), "/").text(),
+        "ANY",
+        "docs/configuration.md: the `_` server before the first one"
+    );
+}
+
+#[test]
 fn limit_req_refuses_beyond_burst_with_retry_after() {
     let port = free_port();
     let zone = "[http.limit_req_zone.slow]\nrate = \"1r/s\"\nburst = 2";
