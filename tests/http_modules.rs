@@ -103,6 +103,23 @@ fn server_name_selects_among_servers_on_one_address() {
 }
 
 #[test]
+fn an_absolute_form_target_names_the_server() {
+    let port = free_port();
+    let http = format!(
+        "[http]\naccess_log = \"off\"\n{}{}",
+        server(port, r#"["a.test"]"#, "A"),
+        server(port, r#"["b.test"]"#, "B"),
+    );
+    let s = Server::start(port, &raw_conf(&http));
+    let raw = b"GET http://b.test/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        send(s.addr(), raw).text(),
+        "B",
+        "RFC 9112 3.2.2: the target's authority replaces Host"
+    );
+}
+
+#[test]
 fn the_catch_all_server_takes_unknown_hosts() {
     let port = free_port();
     let http = format!(
