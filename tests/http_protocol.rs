@@ -143,6 +143,25 @@ fn a_partial_pipelined_head_times_out_with_408() {
 }
 
 #[test]
+fn a_pipeline_whose_answers_exceed_the_output_high_water_is_answered_whole() {
+    let port = free_port();
+    let big = format!(
+        "[[http.server.location]]\nexact = \"/big\"\nreturn = {{ status = 200, body = \"{}\" }}\n",
+        "x".repeat(10_000)
+    );
+    let s = Server::start(port, &basic_conf(port, "", "", &big));
+    let all: String = (0..60).map(|_| req("/big")).collect();
+    let mut c = open_with(s.addr(), format!("{all}{}", req("/health")).as_bytes());
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = Vec::new();
+    for i in 0..60 {
+        let r = next_response(&mut c, &mut buf);
+        assert_eq!((r.status, r.body.len()), (200, 10_000), "answer {i}");
+    }
+    assert_eq!(next_response(&mut c, &mut buf).text(), "ok\n");
+}
+
+#[test]
 fn request_bodies_by_length_and_chunked_keep_the_stream_in_sync() {
     let s = start("");
     let raw = format!(
