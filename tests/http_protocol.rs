@@ -66,6 +66,18 @@ fn keepalive_timeout_closes_an_idle_connection() {
 }
 
 #[test]
+fn keepalive_timeout_zero_disables_keep_alive() {
+    let s = start("keepalive_timeout = \"0s\"");
+    let mut c = open_with(s.addr(), req("/health").as_bytes());
+    let mut buf = Vec::new();
+    assert_eq!(
+        next_response(&mut c, &mut buf).header("Connection"),
+        Some("close")
+    );
+    assert!(closed(&mut c));
+}
+
+#[test]
 fn http10_closes_unless_keep_alive_is_asked() {
     let s = start("");
     let mut c = open_with(s.addr(), b"GET /health HTTP/1.0\r\n\r\n");
@@ -276,6 +288,14 @@ fn bodies_over_client_max_body_size_get_413() {
     let chunked = "POST /p1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
                    10\r\n0123456789abcdef\r\n1\r\nx\r\n0\r\n\r\n";
     expect_refused(s.addr(), chunked.as_bytes(), 413);
+}
+
+#[test]
+fn an_expected_body_over_the_limit_gets_413_without_100() {
+    let s = start("client_max_body_size = \"16\"");
+    let head =
+        "POST /p1 HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n";
+    expect_refused(s.addr(), head.as_bytes(), 413);
 }
 
 #[test]

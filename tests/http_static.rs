@@ -395,3 +395,23 @@ fn a_compressed_answer_keeps_the_connection_in_sync() {
     }
     assert_eq!(next_response(&mut c, &mut buf).text(), "ok\n");
 }
+
+#[test]
+fn head_of_a_compressible_file_sends_no_body() {
+    let page = text(5_000);
+    let s = start(&[("page.html", page.as_bytes())]);
+    let head = "HEAD /page.html HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n";
+    let mut c = open_with(
+        s.addr(),
+        format!("{head}GET /health HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+    );
+    let mut buf = Vec::new();
+    let r = read_response(&mut c, &mut buf, true).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(
+        next_response(&mut c, &mut buf).text(),
+        "ok\n",
+        "bytes after a HEAD answer"
+    );
+}
