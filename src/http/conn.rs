@@ -161,7 +161,7 @@ impl HttpConn {
             if self.lingering {
                 return self.linger(cx);
             }
-            self.process(cx);
+            let held = self.process(cx);
             if self.flush().is_err() {
                 return Next::Close;
             }
@@ -176,6 +176,10 @@ impl HttpConn {
             if self.parked.is_some() {
                 cx.clear_timeout();
                 return Next::Keep;
+            }
+            if held {
+                // The output went out: answer the rest of the pipeline already buffered.
+                continue;
             }
             if !self.readable {
                 break;
@@ -266,13 +270,13 @@ impl HttpConn {
         }
     }
 
-    /// Answers every complete request in the buffer, in order.
-    fn process(&mut self, cx: &mut Cx<'_>) {
-        while !self.closing
-            && self.parked.is_none()
-            && self.out.bytes < OUT_HIGH
-            && !self.rbuf.is_empty()
-        {
+    /// Answers every complete request in the buffer, in order. True when it stopped because
+    /// too much output is queued, with buffered requests perhaps left to answer.
+    fn process(&mut self, cx: &mut Cx<'_>) -> bool {
+        while !self.closing && self.parked.is_none() && !self.rbuf.is_empty() {
+            if self.out.bytes >= OUT_HIGH {
+                return true;
+            }
             let progressed = match self.pending.take() {
                 None => self.parse_head(cx),
                 Some(p) => self.read_body(cx, p),
@@ -281,6 +285,7 @@ impl HttpConn {
                 break;
             }
         }
+        false
     }
 
     fn parse_head(&mut self, cx: &mut Cx<'_>) -> bool {
@@ -374,6 +379,11 @@ impl HttpConn {
         body: Bytes,
     ) {
         let start = self.request_start.take().unwrap_or(cx.now_ms());
+        if !self.rbuf.is_empty() {
+            // Part of the next pipelined request is already here: its head timer starts now,
+            // and the connection is not idle, so its buffer must be kept.
+            self.request_start = Some(cx.now_ms());
+        }
         self.set_stat(Stat::Writing);
         let mut path = String::new();
         let query = match parse::normalize_path(&raw[head.target.clone()], &mut path) {

@@ -1,7 +1,7 @@
 //! Virtual servers and locations, matched as nginx matches them: the server by listen address
 //! and Host (exact name, then the longest leading wildcard, then the longest trailing wildcard,
-//! then the address's first server); the location by exact match, else the regexes in order,
-//! else the longest prefix.
+//! then the address's `_` server, then its first server); the location by exact match, else
+//! the regexes in order, else the longest prefix.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -128,24 +128,36 @@ impl Servers {
         let Some(cands) = self.addrs.iter().find(|a| a.addr == listen) else {
             return 0;
         };
-        let default = cands.servers[0];
-        let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
-            return default;
-        };
-        let host = strip_port(host).to_ascii_lowercase();
-        let host = host.trim_end_matches('.');
+        let host = host
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .map(|h| strip_port(h).to_ascii_lowercase());
+        host.and_then(|h| self.named(cands, h.trim_end_matches('.')))
+            .or_else(|| self.catch_all(cands))
+            .unwrap_or(cands.servers[0])
+    }
+
+    /// The server whose exact or wildcard name matches `host` best.
+    fn named(&self, cands: &AddrServers, host: &str) -> Option<usize> {
         let mut best: Option<(usize, usize, u8)> = None;
         for &i in &cands.servers {
             for name in &self.servers[i].names {
-                let score = name_score(name, host);
-                if let Some((rank, len)) = score {
+                if let Some((rank, len)) = name_score(name, host) {
                     if best.is_none_or(|(_, l, r)| (rank, len) > (r, l)) {
                         best = Some((i, len, rank));
                     }
                 }
             }
         }
-        best.map_or(default, |(i, _, _)| i)
+        best.map(|(i, _, _)| i)
+    }
+
+    /// The first server of the address named `_`, which takes hosts no other name matched.
+    fn catch_all(&self, cands: &AddrServers) -> Option<usize> {
+        cands
+            .servers
+            .iter()
+            .copied()
+            .find(|&i| self.servers[i].names.iter().any(|n| n == "_"))
     }
 }
 

@@ -89,8 +89,10 @@ impl Request {
         r.clone().map(|r| &self.raw[r])
     }
 
+    /// The host the request is for: the authority of an absolute-form target, which replaces
+    /// the Host field (RFC 9112 3.2.2), else the Host field.
     pub fn host(&self) -> Option<&[u8]> {
-        self.slice(&self.head.host)
+        absolute_authority(self.target()).or_else(|| self.slice(&self.head.host))
     }
 
     pub fn user_agent(&self) -> Option<&[u8]> {
@@ -129,5 +131,37 @@ impl Request {
             Some(slot) => *slot = v,
             None => self.ctx.push((TypeId::of::<T>(), Box::new(v))),
         }
+    }
+}
+
+/// The authority of an `http://` or `https://` target (any case), up to its path or query.
+fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
+    let scheme = [&b"http://"[..], b"https://"].into_iter().find(|p| {
+        target
+            .get(..p.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(p))
+    })?;
+    let rest = &target[scheme.len()..];
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::absolute_authority;
+
+    #[test]
+    fn authority_of_absolute_targets() {
+        assert_eq!(absolute_authority(b"http://b.test/x"), Some(&b"b.test"[..]));
+        assert_eq!(
+            absolute_authority(b"HTTPS://b.test:8443?q"),
+            Some(&b"b.test:8443"[..])
+        );
+        assert_eq!(absolute_authority(b"http://b.test"), Some(&b"b.test"[..]));
+        assert_eq!(absolute_authority(b"/http://b.test/"), None);
+        assert_eq!(absolute_authority(b"*"), None);
     }
 }

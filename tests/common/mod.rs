@@ -14,7 +14,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_bizzy");
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The user workers run as when the tests run as root: the current user, so that the temporary
@@ -129,10 +133,13 @@ impl Server {
                     if let Some(mut e) = c.stderr.take() {
                         let _ = e.read_to_string(&mut err);
                     }
-                    panic!("bizzy exited at start: {status}: {err}\n{}", self.error_log());
+                    panic!(
+                        "bizzy exited at start: {status}: {err}\n{}",
+                        self.error_log()
+                    );
                 }
             }
-            if TcpStream::connect(self.addr()).is_ok() && self.workers().len() >= 1 {
+            if TcpStream::connect(self.addr()).is_ok() && !self.workers().is_empty() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -153,11 +160,20 @@ impl Server {
     pub fn wait_workers(&self, n: usize, not: &[i32]) -> Vec<i32> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let w: Vec<i32> = self.workers().into_iter().filter(|p| !not.contains(p)).collect();
+            let w: Vec<i32> = self
+                .workers()
+                .into_iter()
+                .filter(|p| !not.contains(p))
+                .collect();
             if w.len() == n && self.workers().len() == n {
                 return w;
             }
-            assert!(Instant::now() < deadline, "workers: {:?}, wanted {n} new\n{}", self.workers(), self.error_log());
+            assert!(
+                Instant::now() < deadline,
+                "workers: {:?}, wanted {n} new\n{}",
+                self.workers(),
+                self.error_log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -229,13 +245,23 @@ impl Drop for Server {
 /// Children of `ppid` whose command line starts with `title`.
 pub fn children_titled(ppid: i32, title: &str) -> Vec<i32> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split(' ').collect();
-        if fields.first() == Some(&"Z") || fields.get(1).and_then(|p| p.parse::<i32>().ok()) != Some(ppid) {
+        if fields.first() == Some(&"Z")
+            || fields.get(1).and_then(|p| p.parse::<i32>().ok()) != Some(ppid)
+        {
             continue;
         }
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -288,7 +314,14 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> O
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter(|l| !l.is_empty())
         .map(|l| {
@@ -306,9 +339,14 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> O
     if head_only || status == 304 || status == 204 || status / 100 == 1 {
         return Some(r);
     }
-    if r.header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    if r.header("Transfer-Encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         r.body = read_chunked(s, buf);
-    } else if let Some(n) = r.header("Content-Length").map(|v| v.parse::<usize>().unwrap()) {
+    } else if let Some(n) = r
+        .header("Content-Length")
+        .map(|v| v.parse::<usize>().unwrap())
+    {
         fill(s, buf, n);
         r.body = buf.drain(..n).collect();
     } else {
@@ -339,7 +377,8 @@ fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
             let need = buf.len() + 1;
             fill(s, buf, need);
         };
-        let size = usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap().trim(), 16).unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap().trim(), 16)
+            .unwrap();
         buf.drain(..line_end + 2);
         if size == 0 {
             fill(s, buf, 2);
@@ -366,7 +405,10 @@ pub fn send(addr: SocketAddr, raw: &[u8]) -> Resp {
 
 /// A GET with keep-alive off.
 pub fn get(addr: SocketAddr, path: &str) -> Resp {
-    send(addr, format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+    send(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
 }
 
 /// True when the peer closed the connection (reads EOF or a reset) within the read timeout.
@@ -399,4 +441,86 @@ pub fn write_file(path: &Path, data: &[u8]) {
         std::fs::create_dir_all(d).unwrap();
     }
     std::fs::write(path, data).unwrap();
+}
+
+/// A whole configuration: the `[main]` of [`basic_conf`] followed by `http`, which starts with
+/// `[http]` and holds the servers (for tests that need several servers or other http keys).
+pub fn raw_conf(http: &str) -> String {
+    format!(
+        r#"
+[main]
+worker_processes = 2
+worker_shutdown_timeout = "5s"
+user = "{user}"
+pid = "var/run/bizzy.pid"
+error_log = "var/log/error.log"
+log_level = "info"
+
+{http}
+"#,
+        user = test_user()
+    )
+}
+
+/// Connects and writes `raw` at once.
+pub fn open_with(addr: SocketAddr, raw: &[u8]) -> TcpStream {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    s
+}
+
+/// Reads one response on `s`, panicking if the peer closed instead.
+pub fn next_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Resp {
+    read_response(s, buf, false).expect("a response before the close")
+}
+
+/// True when the peer still holds the connection open (no EOF, no reset, no data) for `wait`.
+pub fn still_open(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut tmp = [0u8; 1];
+    let open = match s.read(&mut tmp) {
+        Ok(_) => false,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    open
+}
+
+/// Sends `raw` on a new connection; the answer must carry `status` and `Connection: close`, and
+/// the server must then close the connection.
+pub fn expect_refused(addr: SocketAddr, raw: &[u8], status: u16) {
+    let mut s = open_with(addr, raw);
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false)
+        .unwrap_or_else(|| panic!("no answer to {:?}", String::from_utf8_lossy(raw)));
+    assert_eq!(
+        r.status,
+        status,
+        "for {:?}: {}",
+        String::from_utf8_lossy(raw),
+        r.head
+    );
+    assert_eq!(
+        r.header("Connection"),
+        Some("close"),
+        "for {:?}",
+        String::from_utf8_lossy(raw)
+    );
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(
+        closed(&mut s),
+        "connection left open after {status} for {:?}",
+        String::from_utf8_lossy(raw)
+    );
+}
+
+/// Polls the access log until it has at least `n` lines; returns them.
+pub fn access_lines(s: &Server, n: usize) -> Vec<String> {
+    eventually(Duration::from_secs(3), || {
+        s.access_log().lines().count() >= n
+    });
+    s.access_log().lines().map(str::to_string).collect()
 }
