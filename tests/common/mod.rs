@@ -14,7 +14,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_bizzy");
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The user workers run as when the tests run as root: the current user, so that the temporary
@@ -129,7 +133,10 @@ impl Server {
                     if let Some(mut e) = c.stderr.take() {
                         let _ = e.read_to_string(&mut err);
                     }
-                    panic!("bizzy exited at start: {status}: {err}\n{}", self.error_log());
+                    panic!(
+                        "bizzy exited at start: {status}: {err}\n{}",
+                        self.error_log()
+                    );
                 }
             }
             if TcpStream::connect(self.addr()).is_ok() && self.workers().len() >= 1 {
@@ -153,11 +160,20 @@ impl Server {
     pub fn wait_workers(&self, n: usize, not: &[i32]) -> Vec<i32> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let w: Vec<i32> = self.workers().into_iter().filter(|p| !not.contains(p)).collect();
+            let w: Vec<i32> = self
+                .workers()
+                .into_iter()
+                .filter(|p| !not.contains(p))
+                .collect();
             if w.len() == n && self.workers().len() == n {
                 return w;
             }
-            assert!(Instant::now() < deadline, "workers: {:?}, wanted {n} new\n{}", self.workers(), self.error_log());
+            assert!(
+                Instant::now() < deadline,
+                "workers: {:?}, wanted {n} new\n{}",
+                self.workers(),
+                self.error_log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -229,13 +245,23 @@ impl Drop for Server {
 /// Children of `ppid` whose command line starts with `title`.
 pub fn children_titled(ppid: i32, title: &str) -> Vec<i32> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split(' ').collect();
-        if fields.first() == Some(&"Z") || fields.get(1).and_then(|p| p.parse::<i32>().ok()) != Some(ppid) {
+        if fields.first() == Some(&"Z")
+            || fields.get(1).and_then(|p| p.parse::<i32>().ok()) != Some(ppid)
+        {
             continue;
         }
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -288,7 +314,14 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> O
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter(|l| !l.is_empty())
         .map(|l| {
@@ -306,9 +339,14 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> O
     if head_only || status == 304 || status == 204 || status / 100 == 1 {
         return Some(r);
     }
-    if r.header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    if r.header("Transfer-Encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         r.body = read_chunked(s, buf);
-    } else if let Some(n) = r.header("Content-Length").map(|v| v.parse::<usize>().unwrap()) {
+    } else if let Some(n) = r
+        .header("Content-Length")
+        .map(|v| v.parse::<usize>().unwrap())
+    {
         fill(s, buf, n);
         r.body = buf.drain(..n).collect();
     } else {
@@ -339,7 +377,8 @@ fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
             let need = buf.len() + 1;
             fill(s, buf, need);
         };
-        let size = usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap().trim(), 16).unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap().trim(), 16)
+            .unwrap();
         buf.drain(..line_end + 2);
         if size == 0 {
             fill(s, buf, 2);
@@ -366,7 +405,10 @@ pub fn send(addr: SocketAddr, raw: &[u8]) -> Resp {
 
 /// A GET with keep-alive off.
 pub fn get(addr: SocketAddr, path: &str) -> Resp {
-    send(addr, format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+    send(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
 }
 
 /// True when the peer closed the connection (reads EOF or a reset) within the read timeout.
