@@ -139,7 +139,7 @@ impl Server {
                     );
                 }
             }
-            if TcpStream::connect(self.addr()).is_ok() && self.workers().len() >= 1 {
+            if TcpStream::connect(self.addr()).is_ok() && !self.workers().is_empty() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
