@@ -391,13 +391,14 @@ impl Master<'_> {
             Ok(f) => log::install(f, cycle.conf.main.log_level),
             Err(e) => log!(Crit, "dup() failed ({e})"),
         }
-        let old = std::mem::replace(&mut self.cycle, cycle);
+        // The old cycle closes here, before the fork: a new worker must not inherit the
+        // listening sockets of addresses that were removed (they would never close).
+        drop(std::mem::replace(&mut self.cycle, cycle));
         let old_generation = self.generation;
         self.generation += 1;
         self.failures = 0;
         self.start_workers();
         self.tell(Command::Quit, Some(old_generation), &[]);
-        drop(old);
     }
 
     fn reopen(&mut self) {
