@@ -137,13 +137,15 @@ fn check_workers(conf: &Conf) -> Result<(), String> {
 impl Master<'_> {
     fn cycle_loop(&mut self) {
         loop {
-            signals::suspend();
-            if signals::take(&signals::CHILD) {
-                self.reap();
-            }
+            // Checked before sleeping: a stop with no children left (after WINCH) brings no
+            // SIGCHLD to wake for.
             if self.children.is_empty() && (self.quitting || self.terminating.is_some()) {
                 self.exit();
                 return;
+            }
+            signals::suspend();
+            if signals::take(&signals::CHILD) {
+                self.reap();
             }
             if signals::take(&signals::TERMINATE) {
                 self.terminate();
