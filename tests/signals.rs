@@ -350,6 +350,46 @@ fn process_titles_name_master_and_workers() {
     }
 }
 
+fn accepted_by_slot(addr: SocketAddr) -> Vec<(String, u64)> {
+    get(addr, "/metrics")
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("bizzy_worker_connections_accepted_total{worker=\""))
+        .filter_map(|l| {
+            let (slot, v) = l.split_once("\"} ")?;
+            Some((slot.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Known to fail now and then on a 2-CPU machine: with `EPOLLEXCLUSIVE` the kernel wakes the
+/// first idle worker in registration order, and a burst of connections can land entirely on one
+/// worker (seen: 201 to 0). Run with `--ignored` while the accept policy is being reworked.
+#[test]
+#[ignore = "EPOLLEXCLUSIVE can put a whole burst on one worker; see the comment"]
+fn accept_spreads_across_workers() {
+    let port = free_port();
+    let s = Server::start(port, &basic_conf(port, "", "", ""));
+    s.wait_workers(2, &[]);
+    let before = accepted_by_slot(s.addr());
+    let mut conns: Vec<TcpStream> = (0..200).map(|_| connect(s.addr())).collect();
+    for c in &mut conns {
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+    }
+    for c in &mut conns {
+        let r = read_response(c, &mut Vec::new(), false).expect("an answer");
+        assert_eq!(r.status, 200);
+    }
+    let after = accepted_by_slot(s.addr());
+    let delta = |slot: &str| {
+        let get = |v: &[(String, u64)]| v.iter().find(|(s, _)| s == slot).map_or(0, |x| x.1);
+        get(&after) - get(&before)
+    };
+    let (d0, d1) = (delta("0"), delta("1"));
+    assert!(d0 > 0 && d1 > 0, "slot 0: {d0}, slot 1: {d1} of 200");
+}
+
 #[test]
 fn worker_connections_limit_holds_connections_back() {
     let port = free_port();
