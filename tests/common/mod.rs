@@ -523,4 +523,94 @@ pub fn access_lines(s: &Server, n: usize) -> Vec<String> {
         s.access_log().lines().count() >= n
     });
     s.access_log().lines().map(str::to_string).collect()
+/// The pid written in a pid file, if any.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..i + 3))
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// Sends `sig` to `pid`, a process the calling test started (directly or through its master).
+pub fn kill(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory preconditions; callers pass pids of their own servers.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// What a [`Hammer`] saw.
+#[derive(Debug, Default)]
+pub struct HammerStats {
+    pub ok: u64,
+    pub refused: u64,
+    pub failed: Vec<String>,
+}
+
+/// A client on its own thread that connects and requests `/health` in a loop (one request per
+/// connection), counting refused connections and failed requests until stopped.
+pub struct Hammer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<HammerStats>>,
+}
+
+impl Hammer {
+    pub fn start(addr: SocketAddr) -> Hammer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut st = HammerStats::default();
+            while !flag.load(Ordering::Relaxed) {
+                match hammer_once(addr) {
+                    Ok(()) => st.ok += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => st.refused += 1,
+                    Err(e) => st.failed.push(e.to_string()),
+                }
+            }
+            st
+        });
+        Hammer {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the client and returns what it saw.
+    pub fn finish(mut self) -> HammerStats {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("the client thread does not panic")
+    }
+}
+
+impl Drop for Hammer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// One connection, one `GET /health`, the whole answer read: any deviation is an error.
+fn hammer_once(addr: SocketAddr) -> std::io::Result<()> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)?;
+    let text = String::from_utf8_lossy(&got);
+    if text.starts_with("HTTP/1.1 200 ") && text.ends_with("\r\n\r\nok\n") {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("bad answer: {text:?}")))
+    }
 }

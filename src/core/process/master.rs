@@ -137,13 +137,15 @@ fn check_workers(conf: &Conf) -> Result<(), String> {
 impl Master<'_> {
     fn cycle_loop(&mut self) {
         loop {
-            signals::suspend();
-            if signals::take(&signals::CHILD) {
-                self.reap();
-            }
+            // Checked before sleeping: a stop with no children left (after WINCH) brings no
+            // SIGCHLD to wake for.
             if self.children.is_empty() && (self.quitting || self.terminating.is_some()) {
                 self.exit();
                 return;
+            }
+            signals::suspend();
+            if signals::take(&signals::CHILD) {
+                self.reap();
             }
             if signals::take(&signals::TERMINATE) {
                 self.terminate();
@@ -391,13 +393,14 @@ impl Master<'_> {
             Ok(f) => log::install(f, cycle.conf.main.log_level),
             Err(e) => log!(Crit, "dup() failed ({e})"),
         }
-        let old = std::mem::replace(&mut self.cycle, cycle);
+        // The old cycle closes here, before the fork: a new worker must not inherit the
+        // listening sockets of addresses that were removed (they would never close).
+        drop(std::mem::replace(&mut self.cycle, cycle));
         let old_generation = self.generation;
         self.generation += 1;
         self.failures = 0;
         self.start_workers();
         self.tell(Command::Quit, Some(old_generation), &[]);
-        drop(old);
     }
 
     fn reopen(&mut self) {
