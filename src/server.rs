@@ -36,6 +36,12 @@ impl App for Bizzy {
         self.modules.iter().flat_map(|m| m.files(conf)).collect()
     }
 
+    fn reaped(&self, zones: &Zones, slot: usize) {
+        if let Some(z) = zones.get(hstats::ZONE) {
+            hstats::reap(z, slot);
+        }
+    }
+
     fn prepare(
         &self,
         conf: &Conf,

@@ -26,8 +26,10 @@ use crate::log;
 pub struct Ready {
     pub readable: bool,
     pub writable: bool,
-    /// The peer closed its side or the socket has an error.
+    /// The socket has an error.
     pub closed: bool,
+    /// The peer shut its side: reading will end in EOF once the buffered data is read.
+    pub read_closed: bool,
     /// Woken through [`Posted`]: something the connection waited for happened.
     pub woken: bool,
 }
@@ -102,9 +104,16 @@ pub struct Cx<'a> {
     deadline: &'a mut Option<u64>,
     registry: &'a Registry,
     draining: bool,
+    posted: &'a Posted,
 }
 
 impl Cx<'_> {
+    /// Runs this connection's `ready` again (with `woken` set) after the other events of this
+    /// iteration: for work left undone to let other connections have their turn.
+    pub fn yield_now(&self) {
+        self.posted.post(self.token);
+    }
+
     #[inline]
     pub fn now_ms(&self) -> u64 {
         self.now_ms
@@ -153,6 +162,12 @@ impl Listener {
         }
     }
 }
+
+/// Connections accepted per wake-up of a listener. One, as nginx's default (`multi_accept off`):
+/// the listener is level-triggered and shared with `EPOLLEXCLUSIVE`, so while this worker
+/// serves what it took, the next pending connection wakes a sibling that is idle in its poll,
+/// and a burst of connections spreads across workers instead of landing on the first awake.
+const ACCEPT_BATCH: usize = 1;
 
 /// Tokens at the top of the range are the loop's own sources.
 const LISTENER_BASE: usize = usize::MAX - 4096;
@@ -312,6 +327,7 @@ impl EventLoop {
             readable: ev.is_readable() || ev.is_read_closed(),
             writable: ev.is_writable(),
             closed: ev.is_error(),
+            read_closed: ev.is_read_closed(),
             woken: false,
         };
         let mut cx = Cx {
@@ -320,6 +336,7 @@ impl EventLoop {
             deadline: &mut slot.deadline.at,
             registry: self.poll.registry(),
             draining: self.draining,
+            posted: &self.posted,
         };
         let next = slot.conn.ready(&mut cx, ready);
         self.after(key, gen, next);
@@ -351,6 +368,7 @@ impl EventLoop {
             deadline: &mut slot.deadline.at,
             registry: self.poll.registry(),
             draining: self.draining,
+            posted: &self.posted,
         };
         let ready = Ready {
             woken: true,
@@ -392,6 +410,7 @@ impl EventLoop {
                 deadline: &mut slot.deadline.at,
                 registry: self.poll.registry(),
                 draining: self.draining,
+                posted: &self.posted,
             };
             let next = slot.conn.timeout(&mut cx);
             self.after(key, gen, next);
@@ -399,7 +418,7 @@ impl EventLoop {
     }
 
     fn accept(&mut self, index: usize) {
-        for _ in 0..64 {
+        for _ in 0..ACCEPT_BATCH {
             if self.slots.len() >= self.max_conns {
                 log!(Warn, "{} worker_connections are not enough", self.max_conns);
                 self.set_accepting(false);
@@ -437,6 +456,7 @@ impl EventLoop {
                 deadline: &mut deadline.at,
                 registry: self.poll.registry(),
                 draining: self.draining,
+                posted: &self.posted,
             };
             let Some(conn) = self.services[service].accept(&mut cx, stream, peer, listen) else {
                 self.stats.closed();
@@ -507,6 +527,7 @@ impl EventLoop {
                 deadline: &mut slot.deadline.at,
                 registry: self.poll.registry(),
                 draining: true,
+                posted: &self.posted,
             };
             let next = slot.conn.drain(&mut cx);
             self.after(key, gen, next);

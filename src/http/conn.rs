@@ -30,6 +30,8 @@ use crate::log;
 
 /// Stop producing answers while this much output is queued (back-pressure on pipelining).
 const OUT_HIGH: usize = 256 * 1024;
+/// Reads one connection may do before the others get their turn.
+const READS_PER_TURN: usize = 4;
 /// How long a lingering close waits for the client to finish sending.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -115,6 +117,8 @@ pub struct HttpConn {
     closing: bool,
     lingering: bool,
     draining: bool,
+    /// The peer shut its side: read until EOF.
+    peer_shut: bool,
     stat: Stat,
 }
 
@@ -144,6 +148,7 @@ impl HttpConn {
             closing: false,
             lingering: false,
             draining: cx.draining(),
+            peer_shut: false,
             stat: Stat::None,
         };
         c.set_stat(Stat::Reading);
@@ -157,6 +162,7 @@ impl HttpConn {
 
     /// Reads, answers and writes until nothing more can be done now.
     fn drive(&mut self, cx: &mut Cx<'_>) -> Next {
+        let mut reads = 0;
         loop {
             if self.lingering {
                 return self.linger(cx);
@@ -184,6 +190,11 @@ impl HttpConn {
             if !self.readable {
                 break;
             }
+            if reads == READS_PER_TURN {
+                cx.yield_now();
+                break;
+            }
+            reads += 1;
             match self.read(cx) {
                 Ok(true) => continue,
                 Ok(false) => break,
@@ -233,6 +244,7 @@ impl HttpConn {
             self.rbuf.reserve(want.max(self.rbuf.len()));
         }
         let spare = self.rbuf.spare_capacity_mut();
+        let room = spare.len();
         // SAFETY: read(2) writes at most `spare.len()` bytes into the uninitialised spare
         // capacity; exactly `n` of them are then marked initialised.
         let res = unsafe {
@@ -244,6 +256,11 @@ impl HttpConn {
             Ok(n) => {
                 // SAFETY: the kernel initialised `n` bytes past the old length.
                 unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
+                if n < room && !self.peer_shut {
+                    // A short read drained the socket: the next bytes raise a new edge, so
+                    // there is no need to read again only to be told EAGAIN (nginx does this).
+                    self.readable = false;
+                }
                 if self.request_start.is_none() {
                     self.request_start = Some(cx.now_ms());
                 }
@@ -665,6 +682,9 @@ impl Conn for HttpConn {
     fn ready(&mut self, cx: &mut Cx<'_>, ev: Ready) -> Next {
         if ev.readable || ev.closed {
             self.readable = true;
+        }
+        if ev.read_closed || ev.closed {
+            self.peer_shut = true;
         }
         if ev.writable || ev.closed {
             self.writable = true;

@@ -523,6 +523,8 @@ pub fn access_lines(s: &Server, n: usize) -> Vec<String> {
         s.access_log().lines().count() >= n
     });
     s.access_log().lines().map(str::to_string).collect()
+}
+
 /// The pid written in a pid file, if any.
 pub fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()

@@ -56,6 +56,8 @@ pub struct Master<'a> {
     failures: u32,
     respawn_at: Option<Instant>,
     respawn_slots: usize,
+    /// Every worker failed fatally: exit with an error.
+    failed: bool,
 }
 
 /// Longest wait between restarts of a worker that keeps dying.
@@ -108,9 +110,13 @@ pub fn run(app: &dyn App, start: Start, conf: Conf) -> Result<(), String> {
         failures: 0,
         respawn_at: None,
         respawn_slots: 0,
+        failed: false,
     };
     m.start_workers();
     m.cycle_loop();
+    if m.failed {
+        return Err("the worker processes could not start (see the error log)".into());
+    }
     Ok(())
 }
 
@@ -271,6 +277,7 @@ impl Master<'_> {
             if let Some(z) = self.cycle.zones.get(stats::ZONE) {
                 stats::reap(z, c.slot);
             }
+            self.app.reaped(&self.cycle.zones, c.slot);
             if c.exiting && code == 0 {
                 log!(Notice, "worker process {pid} {how}");
                 continue;
@@ -284,6 +291,11 @@ impl Master<'_> {
                     Crit,
                     "worker process {pid} failed fatally: not restarting it"
                 );
+                if self.children.is_empty() && self.respawn_at.is_none() {
+                    log!(Crit, "no worker process is left: exiting");
+                    self.failed = true;
+                    self.terminating = Some(Instant::now());
+                }
                 continue;
             }
             self.schedule_respawn(c.started.elapsed());

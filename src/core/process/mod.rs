@@ -27,6 +27,8 @@ pub trait App {
         zones: &Zones,
         files: &[(PathBuf, std::fs::File)],
     ) -> Result<Box<dyn Prepared>, String>;
+    /// A worker in `slot` died: reset the gauges it could not reset itself.
+    fn reaped(&self, _zones: &Zones, _slot: usize) {}
 }
 
 /// A worker's services, each with the kind of listener it serves.

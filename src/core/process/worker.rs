@@ -38,8 +38,7 @@ fn serve(cycle: &Cycle, slot: usize, channel: Receiver) -> Result<(), String> {
     title::set("bizzy: worker process");
     let conf = &cycle.conf;
     if let Some(n) = conf.main.worker_rlimit_nofile {
-        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
-            .map_err(|e| format!("setrlimit(RLIMIT_NOFILE, {n}) failed ({e})"))?;
+        raise_nofile(n);
     }
     if nix::unistd::geteuid().is_root() {
         drop_privileges(&conf.main.user)?;
@@ -92,6 +91,23 @@ fn serve(cycle: &Cycle, slot: usize, channel: Receiver) -> Result<(), String> {
     let timeout = conf.main.worker_shutdown_timeout.0;
     el.run(&mut control, timeout)
         .map_err(|e| format!("event loop failed ({e})"))
+}
+
+/// Sets RLIMIT_NOFILE to `n`; past the hard limit (which only a privileged process may raise)
+/// it takes the hard limit and says so, as nginx goes on after a failed setrlimit.
+fn raise_nofile(n: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if setrlimit(Resource::RLIMIT_NOFILE, n, n).is_ok() {
+        return;
+    }
+    let hard = getrlimit(Resource::RLIMIT_NOFILE).map_or(n, |(_, h)| h);
+    match setrlimit(Resource::RLIMIT_NOFILE, n.min(hard), hard) {
+        Ok(()) => log!(
+            Warn,
+            "worker_rlimit_nofile {n} is above the hard limit: using {hard}"
+        ),
+        Err(e) => log!(Crit, "setrlimit(RLIMIT_NOFILE, {n}) failed ({e})"),
+    }
 }
 
 /// Switches to `user` or `user:group`, with that user's supplementary groups.
