@@ -129,6 +129,35 @@ pub struct Head {
     pub referer: Option<Range<usize>>,
 }
 
+impl Head {
+    /// A head with what the request line says and every field-derived member unset.
+    fn new(
+        method: Method,
+        method_range: Range<usize>,
+        target: Range<usize>,
+        minor: u8,
+        len: usize,
+    ) -> Self {
+        Head {
+            method,
+            method_range,
+            target,
+            minor,
+            len,
+            framing: Framing::None,
+            host: None,
+            keep_alive: false,
+            expect_continue: false,
+            if_none_match: None,
+            if_modified_since: None,
+            range: None,
+            accept_gzip: false,
+            user_agent: None,
+            referer: None,
+        }
+    }
+}
+
 /// A request that must be refused; the connection is closed after the answer.
 ///
 /// `status` is one of 400, 413 (chunked body over its limit), 414, 417, 431, 505.

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use httparse::{Header, Status};
 
-use super::fields::{Fields, Line};
+use super::fields::Fields;
 use super::{Head, HeaderIdx, Limits, Method, ParseError};
 
 /// Header slots kept on the stack; a larger `max_headers` costs one allocation per parse.
@@ -91,6 +91,7 @@ fn parse_at(
     }
 }
 
+#[inline]
 fn parse_with<'b>(
     buf: &'b [u8],
     start: usize,
@@ -112,6 +113,20 @@ fn parse_with<'b>(
         }
         Err(e) => return Err(syntax_error(rest, limits, e)),
     };
+    let mut head = request_line(buf, start, len, &req, limits)?;
+    read_fields(buf, &mut head, req.headers, headers)?;
+    Ok(Some(head))
+}
+
+/// Checks the request line of a complete head and the limits, and starts the [`Head`].
+#[inline]
+fn request_line(
+    buf: &[u8],
+    start: usize,
+    len: usize,
+    req: &httparse::Request<'_, '_>,
+    limits: &Limits,
+) -> Result<Head, ParseError> {
     let method = req
         .method
         .expect("httparse sets the method of a complete request");
@@ -121,7 +136,6 @@ fn parse_with<'b>(
     let minor = req
         .version
         .expect("httparse sets the version of a complete request");
-    let method_range = offset(buf, method.as_bytes());
     let target = offset(buf, target.as_bytes());
     // method SP target SP HTTP/1.x: the line without its CRLF.
     if target.end + 9 - start > limits.max_line {
@@ -130,6 +144,7 @@ fn parse_with<'b>(
     if len > limits.max_head {
         return Err(ParseError::fields_too_large("request head too large"));
     }
+    let method_range = offset(buf, method.as_bytes());
     let method = Method::from_bytes(method.as_bytes());
     if buf[target.clone()] == *b"*" && method != Method::Options {
         return Err(ParseError::bad("asterisk-form target without OPTIONS"));
@@ -137,8 +152,19 @@ fn parse_with<'b>(
     if buf[len - 4..len] != *b"\r\n\r\n" {
         return Err(ParseError::bad("bare LF line ending"));
     }
-    let mut fields = Fields::new(minor);
-    for h in req.headers.iter() {
+    Ok(Head::new(method, method_range, target, minor, len))
+}
+
+/// Records every field in `headers` and reads the ones that matter into `head`.
+#[inline]
+fn read_fields(
+    buf: &[u8],
+    head: &mut Head,
+    fields: &[Header<'_>],
+    headers: &mut Vec<HeaderIdx>,
+) -> Result<(), ParseError> {
+    let mut seen = Fields::default();
+    for h in fields {
         let idx = HeaderIdx {
             name: offset(buf, h.name.as_bytes()),
             value: offset(buf, h.value),
@@ -148,16 +174,10 @@ fn parse_with<'b>(
         if buf[idx.name.start - 2] != b'\r' {
             return Err(ParseError::bad("bare LF line ending"));
         }
-        fields.add(h.name.as_bytes(), h.value, &idx.value)?;
+        seen.add(head, h.name.as_bytes(), h.value, &idx.value)?;
         headers.push(idx);
     }
-    let line = Line {
-        method,
-        method_range,
-        target,
-        minor,
-    };
-    fields.finish(line, len).map(Some)
+    seen.finish(head)
 }
 
 /// The range of `part`, a sub-slice of `buf`, within `buf`.
