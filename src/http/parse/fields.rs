@@ -3,19 +3,8 @@
 //! Expect, Accept-Encoding and the ranges of the fields handlers look at.
 //!
 //! Framing is where request smuggling lives, so anything two parsers could read differently is
-//! refused with 400 (RFC 9112 6.3, 11.2; nginx's choices where the RFC leaves room):
-//! - Content-Length: not 1*DIGIT (empty, `+5`, `1 2`, a list `5, 5`), over `u64`, or repeated,
-//!   even with equal values;
-//! - Transfer-Encoding: anything but exactly `chunked` (case-insensitive, OWS around), so also a
-//!   list (`gzip, chunked`, `chunked, chunked`), an empty value, a field repeated over two lines,
-//!   and any Transfer-Encoding in an HTTP/1.0 request. RFC 9112 6.1 would allow 501 for an
-//!   unknown coding; 400 and a close is chosen for all of them because the connection cannot be
-//!   trusted past a body it cannot delimit;
-//! - Content-Length and Transfer-Encoding together;
-//! - Host missing in HTTP/1.1, repeated, or with bytes outside RFC 3986's `host [":" port]`
-//!   alphabet (space, `/`, `@`, controls).
-//!
-//! An Expect other than `100-continue` gives 417 (RFC 9110 10.1.1), after the 400 checks.
+//! refused with 400 (RFC 9112 6.3, 11.2; nginx's choices where the RFC leaves room): the list is
+//! in the documentation of [`super::parse_head`].
 
 use std::ops::Range;
 
@@ -84,6 +73,9 @@ impl Fields {
         }
         Ok(())
     }
+
+    // The handlers below are `inline(never)`: a request reaches few of them, and keeping them
+    // out of the per-field loop keeps that loop small.
 
     #[inline(never)]
     fn content_length(&mut self, value: &[u8]) -> Result<(), ParseError> {

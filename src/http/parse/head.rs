@@ -30,13 +30,22 @@ const MAX_EMPTY_LINES: usize = 4;
 /// obs-fold, more than one SP between the request-line parts):
 /// - bare LF line endings: RFC 9112 2.2 lets a recipient accept them, but a proxy that does not
 ///   would see a different message, so they are refused;
-/// - more than [`MAX_EMPTY_LINES`] empty lines before the request line, or a bare LF there;
+/// - more than four empty lines before the request line, or a bare LF there;
 /// - a version that is not `HTTP/` DIGIT `.` DIGIT (case-sensitive), e.g. `http/1.1`;
 ///   a well-formed version with a major other than 1 gives 505, and `HTTP/1.2`..`HTTP/1.9` are
 ///   read as 1.1 as RFC 9110 2.5 says;
 /// - the asterisk-form target `*` with a method other than OPTIONS;
-/// - the framing and field rules of [`super::fields`] (Content-Length, Transfer-Encoding, Host,
-///   Expect: the last one gives 417).
+/// - a Content-Length that is not 1*DIGIT (empty, `+5`, `1 2`, a list `5, 5`), over `u64`, or
+///   repeated, even with equal values (nginx does the same);
+/// - a Transfer-Encoding other than exactly `chunked` (case-insensitive, OWS around): a list
+///   (`gzip, chunked`, `chunked, chunked`), an empty value, one repeated over two lines, or any
+///   Transfer-Encoding in HTTP/1.0. RFC 9112 6.1 would allow 501 for an unknown coding; 400 and
+///   a close is chosen for all, as a connection cannot be trusted past a body it cannot delimit;
+/// - Content-Length and Transfer-Encoding together;
+/// - Host missing in HTTP/1.1, repeated, or with bytes outside RFC 3986's `host [":" port]`
+///   alphabet (space, `/`, `@`, controls).
+///
+/// An Expect other than `100-continue` gives 417 (RFC 9110 10.1.1), after those checks.
 ///
 /// A request line longer than `max_line` gives 414 and a head larger than `max_head` or with
 /// more than `max_headers` fields gives 431, as soon as the bytes received prove it.
@@ -91,6 +100,8 @@ fn parse_at(
     }
 }
 
+/// Tokenises with `httparse` and sorts its verdict. `may_rewrite` is false on the copy that
+/// [`reparse_as_11`] makes, so a rewrite happens at most once.
 #[inline]
 fn parse_with<'b>(
     buf: &'b [u8],
