@@ -114,7 +114,8 @@ pub struct Head {
     /// next request) starts at `len`.
     pub len: usize,
     pub framing: Framing,
-    /// The Host field value (possibly empty); `None` only in HTTP/1.0.
+    /// The Host field value (possibly empty); `None` only in HTTP/1.0. With an absolute-form
+    /// target the target's authority is the one to use (RFC 9112 3.2.2).
     pub host: Option<Range<usize>>,
     /// From the version and the `close` / `keep-alive` tokens of Connection.
     pub keep_alive: bool,
