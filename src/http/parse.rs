@@ -114,7 +114,8 @@ pub struct Head {
     /// next request) starts at `len`.
     pub len: usize,
     pub framing: Framing,
-    /// The Host field value (possibly empty); `None` only in HTTP/1.0.
+    /// The Host field value (possibly empty); `None` only in HTTP/1.0. With an absolute-form
+    /// target the target's authority is the one to use (RFC 9112 3.2.2).
     pub host: Option<Range<usize>>,
     /// From the version and the `close` / `keep-alive` tokens of Connection.
     pub keep_alive: bool,
@@ -127,6 +128,35 @@ pub struct Head {
     pub accept_gzip: bool,
     pub user_agent: Option<Range<usize>>,
     pub referer: Option<Range<usize>>,
+}
+
+impl Head {
+    /// A head with what the request line says and every field-derived member unset.
+    fn new(
+        method: Method,
+        method_range: Range<usize>,
+        target: Range<usize>,
+        minor: u8,
+        len: usize,
+    ) -> Self {
+        Head {
+            method,
+            method_range,
+            target,
+            minor,
+            len,
+            framing: Framing::None,
+            host: None,
+            keep_alive: false,
+            expect_continue: false,
+            if_none_match: None,
+            if_modified_since: None,
+            range: None,
+            accept_gzip: false,
+            user_agent: None,
+            referer: None,
+        }
+    }
 }
 
 /// A request that must be refused; the connection is closed after the answer.

@@ -3,23 +3,12 @@
 //! Expect, Accept-Encoding and the ranges of the fields handlers look at.
 //!
 //! Framing is where request smuggling lives, so anything two parsers could read differently is
-//! refused with 400 (RFC 9112 6.3, 11.2; nginx's choices where the RFC leaves room):
-//! - Content-Length: not 1*DIGIT (empty, `+5`, `1 2`, a list `5, 5`), over `u64`, or repeated,
-//!   even with equal values;
-//! - Transfer-Encoding: anything but exactly `chunked` (case-insensitive, OWS around), so also a
-//!   list (`gzip, chunked`, `chunked, chunked`), an empty value, a field repeated over two lines,
-//!   and any Transfer-Encoding in an HTTP/1.0 request. RFC 9112 6.1 would allow 501 for an
-//!   unknown coding; 400 and a close is chosen for all of them because the connection cannot be
-//!   trusted past a body it cannot delimit;
-//! - Content-Length and Transfer-Encoding together;
-//! - Host missing in HTTP/1.1, repeated, or with bytes outside RFC 3986's `host [":" port]`
-//!   alphabet (space, `/`, `@`, controls).
-//!
-//! An Expect other than `100-continue` gives 417 (RFC 9110 10.1.1), after the 400 checks.
+//! refused with 400 (RFC 9112 6.3, 11.2; nginx's choices where the RFC leaves room): the list is
+//! in the documentation of [`super::parse_head`].
 
 use std::ops::Range;
 
-use super::{Framing, Head, Method, ParseError};
+use super::{Framing, Head, ParseError};
 
 /// Bytes allowed in a Host value: unreserved, sub-delims, `:` (port), `[` `]` (IP-literal) and
 /// `%` (pct-encoded).
@@ -40,78 +29,55 @@ pub(super) fn is_host_byte(b: u8) -> bool {
     HOST_CHARS[usize::from(b)]
 }
 
-/// What the fields said so far.
+/// What the fields said so far, beyond the ranges that go straight into the [`Head`].
 #[derive(Debug, Default)]
 pub(super) struct Fields {
-    minor: u8,
     content_length: Option<u64>,
     transfer_encoding: bool,
-    host: Option<Range<usize>>,
     close: bool,
     keep_alive: bool,
     expect_continue: bool,
     expect_other: bool,
     gzip: Option<bool>,
     any_coding: Option<bool>,
-    if_none_match: Option<Range<usize>>,
-    if_modified_since: Option<Range<usize>>,
-    range: Option<Range<usize>>,
-    user_agent: Option<Range<usize>>,
-    referer: Option<Range<usize>>,
-}
-
-/// The request line, as [`super::head`] found it.
-pub(super) struct Line {
-    pub method: Method,
-    pub method_range: Range<usize>,
-    pub target: Range<usize>,
-    pub minor: u8,
 }
 
 impl Fields {
-    pub fn new(minor: u8) -> Self {
-        Fields {
-            minor,
-            ..Fields::default()
-        }
-    }
-
     /// Takes one field; `range` is where `value` sits in the caller's buffer.
+    #[inline]
     pub fn add(
         &mut self,
+        head: &mut Head,
         name: &[u8],
         value: &[u8],
         range: &Range<usize>,
     ) -> Result<(), ParseError> {
-        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        let first = |slot: &mut Option<Range<usize>>| {
+            if slot.is_none() {
+                *slot = Some(range.clone());
+            }
+        };
         match name.len() {
-            4 if is(b"host") => return self.host(value, range),
-            5 if is(b"range") => first(&mut self.range, range),
-            6 if is(b"expect") => self.expect(value),
-            7 if is(b"referer") => first(&mut self.referer, range),
-            10 if is(b"connection") => self.connection(value),
-            10 if is(b"user-agent") => first(&mut self.user_agent, range),
-            13 if is(b"if-none-match") => first(&mut self.if_none_match, range),
-            14 if is(b"content-length") => return self.content_length(value),
-            15 if is(b"accept-encoding") => self.accept_encoding(value),
-            17 if is(b"transfer-encoding") => return self.transfer_encoding(value),
-            17 if is(b"if-modified-since") => first(&mut self.if_modified_since, range),
+            4 if eq_fold(name, b"host") => return host(head, value, range),
+            5 if eq_fold(name, b"range") => first(&mut head.range),
+            6 if eq_fold(name, b"expect") => self.expect(value),
+            7 if eq_fold(name, b"referer") => first(&mut head.referer),
+            10 if eq_fold(name, b"connection") => self.connection(value),
+            10 if eq_fold(name, b"user-agent") => first(&mut head.user_agent),
+            13 if eq_fold(name, b"if-none-match") => first(&mut head.if_none_match),
+            14 if eq_fold(name, b"content-length") => return self.content_length(value),
+            15 if eq_fold(name, b"accept-encoding") => self.accept_encoding(value),
+            17 if eq_fold(name, b"transfer-encoding") => return self.transfer_encoding(value),
+            17 if eq_fold(name, b"if-modified-since") => first(&mut head.if_modified_since),
             _ => {}
         }
         Ok(())
     }
 
-    fn host(&mut self, value: &[u8], range: &Range<usize>) -> Result<(), ParseError> {
-        if self.host.is_some() {
-            return Err(ParseError::bad("repeated Host"));
-        }
-        if !value.iter().all(|&b| is_host_byte(b)) {
-            return Err(ParseError::bad("invalid Host"));
-        }
-        self.host = Some(range.clone());
-        Ok(())
-    }
+    // The handlers below are `inline(never)`: a request reaches few of them, and keeping them
+    // out of the per-field loop keeps that loop small.
 
+    #[inline(never)]
     fn content_length(&mut self, value: &[u8]) -> Result<(), ParseError> {
         if self.content_length.is_some() {
             return Err(ParseError::bad("repeated Content-Length"));
@@ -121,30 +87,38 @@ impl Fields {
         Ok(())
     }
 
+    #[inline(never)]
     fn transfer_encoding(&mut self, value: &[u8]) -> Result<(), ParseError> {
         if self.transfer_encoding {
             return Err(ParseError::bad("repeated Transfer-Encoding"));
         }
-        if !value.eq_ignore_ascii_case(b"chunked") {
+        if !eq_fold(value, b"chunked") {
             return Err(ParseError::bad("unsupported Transfer-Encoding"));
         }
         self.transfer_encoding = true;
         Ok(())
     }
 
+    #[inline(never)]
     fn connection(&mut self, value: &[u8]) {
+        // The whole value is one of the two tokens in nearly every request.
+        if eq_fold(value, b"keep-alive") {
+            self.keep_alive = true;
+            return;
+        }
         for token in list(value) {
-            if token.eq_ignore_ascii_case(b"close") {
+            if eq_fold(token, b"close") {
                 self.close = true;
-            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+            } else if eq_fold(token, b"keep-alive") {
                 self.keep_alive = true;
             }
         }
     }
 
+    #[inline(never)]
     fn expect(&mut self, value: &[u8]) {
         for token in list(value) {
-            if token.eq_ignore_ascii_case(b"100-continue") {
+            if eq_fold(token, b"100-continue") {
                 self.expect_continue = true;
             } else {
                 self.expect_other = true;
@@ -153,66 +127,87 @@ impl Fields {
     }
 
     /// Records the weight of `gzip` (or `x-gzip`, RFC 9110 8.4.1.3) and of `*`; members with a
-    /// malformed qvalue are skipped.
+    /// malformed qvalue are skipped. Other members are skipped on their first byte, so the usual
+    /// `gzip, deflate, br` costs about one pass.
+    #[inline(never)]
     fn accept_encoding(&mut self, value: &[u8]) {
-        for member in list(value) {
-            let mut parts = member.split(|&b| b == b';');
-            let coding = trim(parts.next().unwrap_or_default());
-            let Some(allowed) = weight(parts) else {
+        for member in value.split(|&b| b == b',') {
+            let member = trim(member);
+            if !matches!(member.first(), Some(b'g' | b'G' | b'x' | b'X' | b'*')) {
+                continue;
+            }
+            let (coding, params) = match member.iter().position(|&b| b == b';') {
+                Some(semi) => (trim(&member[..semi]), &member[semi + 1..]),
+                None => (member, &b""[..]),
+            };
+            let slot = if eq_fold(coding, b"gzip") || eq_fold(coding, b"x-gzip") {
+                &mut self.gzip
+            } else if coding == b"*" {
+                &mut self.any_coding
+            } else {
                 continue;
             };
-            if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
-                self.gzip = Some(allowed);
-            } else if coding == b"*" {
-                self.any_coding = Some(allowed);
+            if let Some(allowed) = weight(params) {
+                *slot = Some(allowed);
             }
         }
     }
 
-    /// Checks what needs every field, and builds the head.
-    pub fn finish(self, line: Line, len: usize) -> Result<Head, ParseError> {
-        let framing = match (self.transfer_encoding, self.content_length) {
+    /// Checks what needs every field, and completes `head` (whose `minor` is set).
+    #[inline]
+    pub fn finish(self, head: &mut Head) -> Result<(), ParseError> {
+        head.framing = match (self.transfer_encoding, self.content_length) {
             (true, Some(_)) => {
                 return Err(ParseError::bad("both Content-Length and Transfer-Encoding"))
             }
-            (true, None) if self.minor == 0 => {
+            (true, None) if head.minor == 0 => {
                 return Err(ParseError::bad("Transfer-Encoding in HTTP/1.0"))
             }
             (true, None) => Framing::Chunked,
             (false, Some(n)) => Framing::Length(n),
             (false, None) => Framing::None,
         };
-        if self.minor == 1 && self.host.is_none() {
+        if head.minor == 1 && head.host.is_none() {
             return Err(ParseError::bad("missing Host"));
         }
         if self.expect_other {
             return Err(ParseError::expectation());
         }
-        Ok(Head {
-            method: line.method,
-            method_range: line.method_range,
-            target: line.target,
-            minor: line.minor,
-            len,
-            framing,
-            host: self.host,
-            keep_alive: !self.close && (self.minor == 1 || self.keep_alive),
-            expect_continue: self.expect_continue && self.minor == 1,
-            if_none_match: self.if_none_match,
-            if_modified_since: self.if_modified_since,
-            range: self.range,
-            accept_gzip: self.gzip.or(self.any_coding).unwrap_or(false),
-            user_agent: self.user_agent,
-            referer: self.referer,
-        })
+        head.keep_alive = !self.close && (head.minor == 1 || self.keep_alive);
+        head.expect_continue = self.expect_continue && head.minor == 1;
+        head.accept_gzip = self.gzip.or(self.any_coding).unwrap_or(false);
+        Ok(())
     }
 }
 
-/// Keeps the first occurrence of a field.
-fn first(slot: &mut Option<Range<usize>>, range: &Range<usize>) {
-    if slot.is_none() {
-        *slot = Some(range.clone());
+/// Whether `s`, a header name or value as httparse accepted it, equals `lower` (lower-case
+/// letters, digits and `-`) ignoring ASCII case. Setting bit 0x20 is an exact case fold for such
+/// input: a lower-case letter comes only from itself or its capital, and a digit or `-` only from
+/// itself or a control byte (0x10-0x19, CR), which httparse refuses; HTAB, the one control byte
+/// it lets into values, becomes `)`. The length is a constant and there is no early exit, so
+/// this compiles to a few wide compares.
+#[inline]
+fn eq_fold<const N: usize>(s: &[u8], lower: &[u8; N]) -> bool {
+    let Ok(s) = <&[u8; N]>::try_from(s) else {
+        return false;
+    };
+    let mut diff = 0;
+    for i in 0..N {
+        diff |= (s[i] | 0x20) ^ lower[i];
     }
+    diff == 0
+}
+
+#[inline(never)]
+fn host(head: &mut Head, value: &[u8], range: &Range<usize>) -> Result<(), ParseError> {
+    if head.host.is_some() {
+        return Err(ParseError::bad("repeated Host"));
+    }
+    if !value.iter().fold(true, |ok, &b| ok & is_host_byte(b)) {
+        return Err(ParseError::bad("invalid Host"));
+    }
+    head.host = Some(range.clone());
+    Ok(())
 }
 
 /// `1*DIGIT` as a `u64`; `None` if empty, not all digits, or too large.
@@ -236,17 +231,20 @@ fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|m| !m.is_empty())
 }
 
-fn trim(s: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = s.iter().position(|b| !is_ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !is_ows(b)).map_or(start, |e| e + 1);
-    &s[start..end]
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
 }
 
-/// Whether the parameters of a member leave it a non-zero weight (RFC 9110 12.4.2): `None` if
-/// the qvalue is malformed.
-fn weight<'a>(params: impl Iterator<Item = &'a [u8]>) -> Option<bool> {
-    for param in params.map(trim) {
+/// Whether the parameters of a member (after its first `;`) leave it a non-zero weight
+/// (RFC 9110 12.4.2): `None` if the qvalue is malformed.
+fn weight(params: &[u8]) -> Option<bool> {
+    for param in params.split(|&b| b == b';').map(trim) {
         let Some(q) = param
             .strip_prefix(b"q=")
             .or_else(|| param.strip_prefix(b"Q="))

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use httparse::{Header, Status};
 
-use super::fields::{Fields, Line};
+use super::fields::Fields;
 use super::{Head, HeaderIdx, Limits, Method, ParseError};
 
 /// Header slots kept on the stack; a larger `max_headers` costs one allocation per parse.
@@ -30,13 +30,22 @@ const MAX_EMPTY_LINES: usize = 4;
 /// obs-fold, more than one SP between the request-line parts):
 /// - bare LF line endings: RFC 9112 2.2 lets a recipient accept them, but a proxy that does not
 ///   would see a different message, so they are refused;
-/// - more than [`MAX_EMPTY_LINES`] empty lines before the request line, or a bare LF there;
+/// - more than four empty lines before the request line, or a bare LF there;
 /// - a version that is not `HTTP/` DIGIT `.` DIGIT (case-sensitive), e.g. `http/1.1`;
 ///   a well-formed version with a major other than 1 gives 505, and `HTTP/1.2`..`HTTP/1.9` are
 ///   read as 1.1 as RFC 9110 2.5 says;
 /// - the asterisk-form target `*` with a method other than OPTIONS;
-/// - the framing and field rules of [`super::fields`] (Content-Length, Transfer-Encoding, Host,
-///   Expect: the last one gives 417).
+/// - a Content-Length that is not 1*DIGIT (empty, `+5`, `1 2`, a list `5, 5`), over `u64`, or
+///   repeated, even with equal values (nginx does the same);
+/// - a Transfer-Encoding other than exactly `chunked` (case-insensitive, OWS around): a list
+///   (`gzip, chunked`, `chunked, chunked`), an empty value, one repeated over two lines, or any
+///   Transfer-Encoding in HTTP/1.0. RFC 9112 6.1 would allow 501 for an unknown coding; 400 and
+///   a close is chosen for all, as a connection cannot be trusted past a body it cannot delimit;
+/// - Content-Length and Transfer-Encoding together;
+/// - Host missing in HTTP/1.1, repeated, or with bytes outside RFC 3986's `host [":" port]`
+///   alphabet (space, `/`, `@`, controls).
+///
+/// An Expect other than `100-continue` gives 417 (RFC 9110 10.1.1), after those checks.
 ///
 /// A request line longer than `max_line` gives 414 and a head larger than `max_head` or with
 /// more than `max_headers` fields gives 431, as soon as the bytes received prove it.
@@ -91,6 +100,9 @@ fn parse_at(
     }
 }
 
+/// Tokenises with `httparse` and sorts its verdict. `may_rewrite` is false on the copy that
+/// [`reparse_as_11`] makes, so a rewrite happens at most once.
+#[inline]
 fn parse_with<'b>(
     buf: &'b [u8],
     start: usize,
@@ -112,6 +124,20 @@ fn parse_with<'b>(
         }
         Err(e) => return Err(syntax_error(rest, limits, e)),
     };
+    let mut head = request_line(buf, start, len, &req, limits)?;
+    read_fields(buf, &mut head, req.headers, headers)?;
+    Ok(Some(head))
+}
+
+/// Checks the request line of a complete head and the limits, and starts the [`Head`].
+#[inline]
+fn request_line(
+    buf: &[u8],
+    start: usize,
+    len: usize,
+    req: &httparse::Request<'_, '_>,
+    limits: &Limits,
+) -> Result<Head, ParseError> {
     let method = req
         .method
         .expect("httparse sets the method of a complete request");
@@ -121,7 +147,6 @@ fn parse_with<'b>(
     let minor = req
         .version
         .expect("httparse sets the version of a complete request");
-    let method_range = offset(buf, method.as_bytes());
     let target = offset(buf, target.as_bytes());
     // method SP target SP HTTP/1.x: the line without its CRLF.
     if target.end + 9 - start > limits.max_line {
@@ -130,6 +155,7 @@ fn parse_with<'b>(
     if len > limits.max_head {
         return Err(ParseError::fields_too_large("request head too large"));
     }
+    let method_range = offset(buf, method.as_bytes());
     let method = Method::from_bytes(method.as_bytes());
     if buf[target.clone()] == *b"*" && method != Method::Options {
         return Err(ParseError::bad("asterisk-form target without OPTIONS"));
@@ -137,8 +163,19 @@ fn parse_with<'b>(
     if buf[len - 4..len] != *b"\r\n\r\n" {
         return Err(ParseError::bad("bare LF line ending"));
     }
-    let mut fields = Fields::new(minor);
-    for h in req.headers.iter() {
+    Ok(Head::new(method, method_range, target, minor, len))
+}
+
+/// Records every field in `headers` and reads the ones that matter into `head`.
+#[inline]
+fn read_fields(
+    buf: &[u8],
+    head: &mut Head,
+    fields: &[Header<'_>],
+    headers: &mut Vec<HeaderIdx>,
+) -> Result<(), ParseError> {
+    let mut seen = Fields::default();
+    for h in fields {
         let idx = HeaderIdx {
             name: offset(buf, h.name.as_bytes()),
             value: offset(buf, h.value),
@@ -148,16 +185,10 @@ fn parse_with<'b>(
         if buf[idx.name.start - 2] != b'\r' {
             return Err(ParseError::bad("bare LF line ending"));
         }
-        fields.add(h.name.as_bytes(), h.value, &idx.value)?;
+        seen.add(head, h.name.as_bytes(), h.value, &idx.value)?;
         headers.push(idx);
     }
-    let line = Line {
-        method,
-        method_range,
-        target,
-        minor,
-    };
-    fields.finish(line, len).map(Some)
+    seen.finish(head)
 }
 
 /// The range of `part`, a sub-slice of `buf`, within `buf`.

@@ -96,27 +96,27 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
-/// Percent-decodes `raw` into `out`, refusing malformed escapes and control bytes.
+/// Percent-decodes `raw` into `out`, refusing malformed escapes and control bytes. Runs
+/// between escapes are copied whole.
 fn decode(raw: &[u8], out: &mut Vec<u8>) -> Result<(), ParseError> {
     out.reserve(raw.len() + 1);
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        let byte = if b == b'%' {
-            let hi = raw.get(i + 1).and_then(|&h| hex_value(h));
-            let lo = raw.get(i + 2).and_then(|&l| hex_value(l));
-            let (Some(hi), Some(lo)) = (hi, lo) else {
-                return Err(ParseError::bad("malformed percent-encoding in path"));
-            };
-            i += 3;
-            hi << 4 | lo
-        } else {
-            i += 1;
-            b
+    let mut rest = raw;
+    while let Some(pct) = rest.iter().position(|&b| b == b'%') {
+        out.extend_from_slice(&rest[..pct]);
+        let hi = rest.get(pct + 1).and_then(|&h| hex_value(h));
+        let lo = rest.get(pct + 2).and_then(|&l| hex_value(l));
+        let (Some(hi), Some(lo)) = (hi, lo) else {
+            return Err(ParseError::bad("malformed percent-encoding in path"));
         };
-        if byte < 0x20 || byte == 0x7f {
-            return Err(ParseError::bad("control byte in path"));
-        }
-        out.push(byte);
+        out.push(hi << 4 | lo);
+        rest = &rest[pct + 3..];
+    }
+    out.extend_from_slice(rest);
+    if out
+        .iter()
+        .fold(false, |bad, &b| bad | (b < 0x20) | (b == 0x7f))
+    {
+        return Err(ParseError::bad("control byte in path"));
     }
     Ok(())
 }
@@ -147,7 +147,9 @@ fn resolve_dots(path: &mut Vec<u8>) -> Result<(), ParseError> {
                 trailing_slash = true;
             }
             _ => {
-                path.copy_within(read..seg_end, write);
+                if write != read {
+                    path.copy_within(read..seg_end, write);
+                }
                 write += seg_end - read;
                 trailing_slash = false;
             }

@@ -312,3 +312,21 @@ fn parse_decimal_edges() {
     assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
     assert_eq!(parse_decimal(b"18446744073709551616"), None);
 }
+
+#[test]
+fn eq_fold_matches_eq_ignore_ascii_case_on_bytes_httparse_accepts() {
+    let accepted = |b: u8| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80;
+    for target in b"abcdefghijklmnopqrstuvwxyz0123456789-" {
+        for b in (0..=255u8).filter(|&b| accepted(b)) {
+            assert_eq!(
+                eq_fold(&[b], &[*target]),
+                b.eq_ignore_ascii_case(target),
+                "{b:#x} vs {}",
+                char::from(*target)
+            );
+        }
+    }
+    assert!(eq_fold(b"Keep-Alive", b"keep-alive"));
+    assert!(!eq_fold(b"keep-alive ", b"keep-alive"));
+    assert!(!eq_fold(b"", b"close"));
+}

@@ -347,3 +347,24 @@ fn classify_version_shapes() {
     assert_eq!(classify_version(b"HTTP/2.0 ", false), Version::Garbage);
     assert_eq!(classify_version(b"", true), Version::Garbage);
 }
+
+#[test]
+fn pipelined_requests_parse_one_after_another() {
+    let buf = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhiGET /c";
+    let first = head(buf);
+    assert_eq!(&buf[first.target.clone()], b"/a");
+    let rest = &buf[first.len..];
+    let second = head(rest);
+    assert_eq!(&rest[second.target.clone()], b"/b");
+    assert_eq!(second.framing, Framing::Length(2));
+    let third = &rest[second.len + 2..];
+    assert_eq!(try_parse(third), Ok(None));
+}
+
+#[test]
+fn connect_with_authority_form_is_left_to_the_caller() {
+    let buf = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    let h = head(buf);
+    assert_eq!(h.method, Method::Connect);
+    assert_eq!(&buf[h.target], b"example.com:443");
+}
