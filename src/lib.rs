@@ -4,7 +4,7 @@
 //! single-threaded worker processes that run an event loop over HTTP (and later MQTT)
 //! connections. Dependencies run one way: `modules` -> `http`, `mqtt` -> `core`, with
 //! `core::queue` at the bottom. `core` knows no protocol; `http` reaches the worker loop through
-//! the [`core::event::Protocol`] trait, and features reach `http` through registered phase
+//! the [`core::event::Service`] and [`core::event::Conn`] traits, and features reach `http` through registered phase
 //! handlers and filters.
 
 pub mod core;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::core::config::Conf;
+use crate::core::config::{Conf, ListenKind};
 use crate::core::process::{App, Prepared};
 use crate::core::shm::Zones;
 use crate::http::runtime::{Http, HttpPrepared, Module};
@@ -24,6 +24,10 @@ impl Default for Bizzy {
 }
 
 impl App for Bizzy {
+    fn kinds(&self) -> &[ListenKind] {
+        &[ListenKind::Http]
+    }
+
     fn zones(&self, conf: &Conf) -> Vec<(String, usize)> {
         let mut z = vec![(hstats::ZONE.to_string(), hstats::zone_size())];
         for m in &self.modules {

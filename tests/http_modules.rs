@@ -352,3 +352,19 @@ fn a_location_can_keep_out_of_the_access_log() {
     assert!(lines.iter().any(|l| l.contains("/health")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.contains("/quiet")), "{lines:?}");
 }
+
+/// nginx logs requests it refuses before they are parsed; so do we (with "-" as the request).
+#[test]
+fn refused_requests_reach_the_access_log() {
+    let port = free_port();
+    let s = Server::start(port, &basic_conf(port, "", "", ""));
+    let r = send(s.addr(), b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert_eq!(r.status, 400);
+    let lines = access_lines(&s, 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("127.0.0.1 - - [") && l.contains("] \"-\" 400 ")),
+        "{lines:?}"
+    );
+}

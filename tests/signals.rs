@@ -378,7 +378,8 @@ fn accept_spreads_across_workers() {
                 let mut kept = Vec::new();
                 for _ in 0..25 {
                     let mut c = connect(addr);
-                    c.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+                    c.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+                        .unwrap();
                     let r = read_response(&mut c, &mut Vec::new(), false).expect("an answer");
                     assert_eq!(r.status, 200);
                     kept.push(c);

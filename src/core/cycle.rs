@@ -45,8 +45,12 @@ impl Cycle {
         let mut wanted = app.zones(&conf);
         wanted.push((stats::ZONE.to_string(), stats::zone_size()));
         let zones = Zones::build(&wanted, old_zones).map_err(|e| format!("mmap() failed ({e})"))?;
-        let listening =
-            listen::open_all(&conf.listeners(), old_listening).map_err(|e| e.to_string())?;
+        let specs: Vec<_> = conf
+            .listeners()
+            .into_iter()
+            .filter(|l| app.kinds().contains(&l.kind))
+            .collect();
+        let listening = listen::open_all(&specs, old_listening).map_err(|e| e.to_string())?;
         let prepared = app.prepare(&conf, &zones, &files)?;
         Ok(Cycle {
             conf,

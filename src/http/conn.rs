@@ -538,13 +538,22 @@ impl HttpConn {
             response::write_head(&resp, &hc, &mut head);
         });
         let before = self.out.bytes;
+        let head_len = head.len() as u64;
         self.out.push_bytes(Bytes::from(head));
         if let Body::Bytes(b) = resp.body {
             self.out.push_bytes(b);
         }
-        self.w
-            .stats
-            .request(status, (self.out.bytes - before) as u64);
+        let bytes_sent = (self.out.bytes - before) as u64;
+        self.w.stats.request(status, bytes_sent);
+        let out = Outcome {
+            status,
+            bytes_sent,
+            body_bytes_sent: bytes_sent - head_len,
+            duration_ms: 0,
+        };
+        for l in &self.w.http.engine.loggers {
+            l.refused(self.peer, &out);
+        }
         self.closing = true;
         self.request_start = None;
     }

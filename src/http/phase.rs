@@ -69,6 +69,8 @@ pub struct Outcome {
 /// A log-phase handler; also told when to flush and when files were reopened.
 pub trait Logger {
     fn log(&self, req: &Request, out: &Outcome);
+    /// A request refused before it could be parsed whole (400, 408, 413, 414, 431, 505...).
+    fn refused(&self, _peer: std::net::SocketAddr, _out: &Outcome) {}
     fn flush(&self) {}
     fn reopen(&self, _files: &[(std::path::PathBuf, std::fs::File)]) {}
 }
@@ -159,5 +161,113 @@ impl Engine {
         for l in &self.loggers {
             l.log(req, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    use bytes::Bytes;
+
+    use crate::http::parse::{self, Limits};
+
+    fn request(raw: &'static [u8]) -> Request {
+        let mut headers = Vec::new();
+        let head = parse::parse_head(raw, &Limits::default(), &mut headers)
+            .unwrap()
+            .unwrap();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        Request::new(
+            Bytes::from_static(raw),
+            head,
+            headers,
+            "/".into(),
+            None,
+            Bytes::new(),
+            peer,
+            0,
+        )
+    }
+
+    /// Waits on its first call, then passes; counts its calls.
+    struct WaitOnce(Phase, Cell<u32>);
+    impl PhaseHandler for WaitOnce {
+        fn phase(&self) -> Phase {
+            self.0
+        }
+        fn handle(&self, _req: &mut Request, _cx: &mut Cx<'_>) -> Result<Flow, HttpError> {
+            self.1.set(self.1.get() + 1);
+            Ok(if self.1.get() == 1 {
+                Flow::Wait
+            } else {
+                Flow::Next
+            })
+        }
+    }
+
+    /// Skips the rest of its phase.
+    struct Skip(Phase);
+    impl PhaseHandler for Skip {
+        fn phase(&self) -> Phase {
+            self.0
+        }
+        fn handle(&self, _req: &mut Request, _cx: &mut Cx<'_>) -> Result<Flow, HttpError> {
+            Ok(Flow::NextPhase)
+        }
+    }
+
+    #[test]
+    fn a_waiting_handler_resumes_where_it_parked() {
+        let waits = Rc::new(WaitOnce(Phase::Access, Cell::new(0)));
+        let before = Rc::new(WaitOnce(Phase::Rewrite, Cell::new(1)));
+        let engine = Engine::new(vec![waits.clone(), before.clone()], Vec::new());
+        let posted = Posted::new();
+        let mut cx = Cx {
+            now_ms: 0,
+            token: mio::Token(1),
+            posted: &posted,
+        };
+        let mut req = request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let found = Cell::new(0);
+        let find = |_: &mut Request| found.set(found.get() + 1);
+        let resume = match engine.run(&mut req, &mut cx, None, &find).unwrap() {
+            Ran::Wait(r) => r,
+            Ran::Done(r) => panic!("finished with {}", r.status),
+        };
+        assert_eq!(
+            (before.1.get(), waits.1.get()),
+            (2, 1),
+            "rewrite ran, access parked"
+        );
+        match engine.run(&mut req, &mut cx, Some(resume), &find).unwrap() {
+            Ran::Done(r) => assert_eq!(r.status, 404, "no location: 404"),
+            Ran::Wait(_) => panic!("waited twice"),
+        }
+        assert_eq!(
+            (before.1.get(), waits.1.get()),
+            (2, 2),
+            "rewrite not run again"
+        );
+    }
+
+    #[test]
+    fn next_phase_skips_the_rest_of_the_phase() {
+        let skipped = Rc::new(WaitOnce(Phase::Access, Cell::new(5)));
+        let engine = Engine::new(
+            vec![Rc::new(Skip(Phase::Access)), skipped.clone()],
+            Vec::new(),
+        );
+        let posted = Posted::new();
+        let mut cx = Cx {
+            now_ms: 0,
+            token: mio::Token(1),
+            posted: &posted,
+        };
+        let mut req = request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let r = engine.run(&mut req, &mut cx, None, &|_| {}).unwrap();
+        assert!(matches!(r, Ran::Done(_)));
+        assert_eq!(skipped.1.get(), 5, "the second access handler never ran");
     }
 }

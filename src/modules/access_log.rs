@@ -78,6 +78,34 @@ impl Logger for AccessLog {
         }
     }
 
+    fn refused(&self, peer: std::net::SocketAddr, out: &Outcome) {
+        let mut buf = self.buf.borrow_mut();
+        let now = SystemTime::now();
+        match self.format {
+            AccessLogFormat::Combined => {
+                let _ = writeln!(
+                    buf,
+                    "{} - - [{}] \"-\" {} {} \"-\" \"-\"",
+                    peer.ip(),
+                    local_time(now),
+                    out.status,
+                    out.body_bytes_sent
+                );
+            }
+            AccessLogFormat::Json => {
+                let _ = writeln!(
+                    buf,
+                    "{{\"time\":\"{}\",\"remote_addr\":\"{}\",\"method\":null,\"uri\":null,\"status\":{},\"body_bytes_sent\":{},\"bytes_sent\":{}}}",
+                    httpdate_iso(now),
+                    peer.ip(),
+                    out.status,
+                    out.body_bytes_sent,
+                    out.bytes_sent
+                );
+            }
+        }
+    }
+
     fn flush(&self) {
         let mut buf = self.buf.borrow_mut();
         if buf.is_empty() {

@@ -1,5 +1,5 @@
 //! `handler = "metrics"`: the node's counters in the Prometheus text format (0.0.4), summed
-//! across workers from shared memory. Other modules add their figures through [`Source`]s.
+//! across workers from shared memory.
 
 use std::fmt::Write;
 use std::rc::Rc;

@@ -15,6 +15,8 @@ use crate::core::shm::Zones;
 
 /// What the protocol layers contribute to a cycle. Called in the master.
 pub trait App {
+    /// The kinds of listener this build serves; the master binds no other.
+    fn kinds(&self) -> &[ListenKind];
     /// Shared memory zones the modules want for `conf`: (name, size in bytes).
     fn zones(&self, conf: &Conf) -> Vec<(String, usize)>;
     /// Log files besides the error log (access logs), opened by the master.
