@@ -119,6 +119,8 @@ pub struct HttpConn {
     draining: bool,
     /// The peer shut its side: read until EOF.
     peer_shut: bool,
+    /// A request was refused before it was read whole: the client may still be sending.
+    refused: bool,
     stat: Stat,
 }
 
@@ -149,6 +151,7 @@ impl HttpConn {
             lingering: false,
             draining: cx.draining(),
             peer_shut: false,
+            refused: false,
             stat: Stat::None,
         };
         c.set_stat(Stat::Reading);
@@ -554,6 +557,7 @@ impl HttpConn {
         for l in &self.w.http.engine.loggers {
             l.refused(self.peer, &out);
         }
+        self.refused = true;
         self.closing = true;
         self.request_start = None;
     }
@@ -647,7 +651,14 @@ impl HttpConn {
         }
     }
 
+    /// Closes after the last answer went out. Lingers (nginx's `lingering_close on`) only when
+    /// the client may still be sending: a refused request, unread bytes, or a socket not known
+    /// to be drained; closing with unread data would reset the connection and could destroy the
+    /// answer on its way.
     fn start_linger(&mut self, cx: &mut Cx<'_>) -> Next {
+        if !self.refused && self.rbuf.is_empty() && !self.readable && self.pending.is_none() {
+            return Next::Close;
+        }
         if self.stream.shutdown(Shutdown::Write).is_err() {
             return Next::Close;
         }
