@@ -448,7 +448,6 @@ impl EventLoop {
                 self.stats.closed();
                 continue;
             }
-            let _ = stream.set_nodelay(true);
             let mut deadline = Deadline::default();
             let mut cx = Cx {
                 now_ms: self.clock.now_ms(),

@@ -121,6 +121,7 @@ pub struct HttpConn {
     peer_shut: bool,
     /// A request was refused before it was read whole: the client may still be sending.
     refused: bool,
+    nodelay: bool,
     stat: Stat,
 }
 
@@ -152,6 +153,7 @@ impl HttpConn {
             draining: cx.draining(),
             peer_shut: false,
             refused: false,
+            nodelay: false,
             stat: Stat::None,
         };
         c.set_stat(Stat::Reading);
@@ -499,6 +501,11 @@ impl HttpConn {
         self.served += 1;
         if !keep_alive {
             self.closing = true;
+        } else if !self.nodelay {
+            // A connection that stays open may carry small answers back to back: without
+            // TCP_NODELAY, Nagle and delayed ACKs could hold one for 40 ms. A connection that
+            // closes after one answer never needs the extra syscall (nginx's tcp_nodelay).
+            self.nodelay = self.stream.set_nodelay(true).is_ok();
         }
     }
 
