@@ -316,13 +316,6 @@ impl EventLoop {
     }
 
     fn dispatch(&mut self, token: Token, ev: &mio::event::Event) {
-        let (key, gen) = split(token);
-        let Some(slot) = self.slots.get_mut(key) else {
-            return;
-        };
-        if slot.gen != gen {
-            return;
-        }
         let ready = Ready {
             readable: ev.is_readable() || ev.is_read_closed(),
             writable: ev.is_writable(),
@@ -330,6 +323,18 @@ impl EventLoop {
             read_closed: ev.is_read_closed(),
             woken: false,
         };
+        self.with_conn(token, |c, cx| c.ready(cx, ready));
+    }
+
+    /// Runs `f` on the connection of `token` if it is still live, then applies its answer.
+    fn with_conn(&mut self, token: Token, f: impl FnOnce(&mut dyn Conn, &mut Cx<'_>) -> Next) {
+        let (key, gen) = split(token);
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if slot.gen != gen {
+            return;
+        }
         let mut cx = Cx {
             now_ms: self.clock.now_ms(),
             token,
@@ -338,7 +343,7 @@ impl EventLoop {
             draining: self.draining,
             posted: &self.posted,
         };
-        let next = slot.conn.ready(&mut cx, ready);
+        let next = f(slot.conn.as_mut(), &mut cx);
         self.after(key, gen, next);
     }
 
@@ -355,27 +360,11 @@ impl EventLoop {
     }
 
     fn wake(&mut self, token: Token) {
-        let (key, gen) = split(token);
-        let Some(slot) = self.slots.get_mut(key) else {
-            return;
-        };
-        if slot.gen != gen {
-            return;
-        }
-        let mut cx = Cx {
-            now_ms: self.clock.now_ms(),
-            token,
-            deadline: &mut slot.deadline.at,
-            registry: self.poll.registry(),
-            draining: self.draining,
-            posted: &self.posted,
-        };
         let ready = Ready {
             woken: true,
             ..Ready::default()
         };
-        let next = slot.conn.ready(&mut cx, ready);
-        self.after(key, gen, next);
+        self.with_conn(token, |c, cx| c.ready(cx, ready));
     }
 
     fn after(&mut self, key: usize, gen: u32, next: Next) {
@@ -398,22 +387,12 @@ impl EventLoop {
             let Some(slot) = self.slots.get_mut(key) else {
                 continue;
             };
-            if slot.gen != gen {
+            if slot.gen != gen
+                || self.timers.settle(&mut slot.deadline, key, gen, t, now) != Fired::Expired
+            {
                 continue;
             }
-            if self.timers.settle(&mut slot.deadline, key, gen, t, now) != Fired::Expired {
-                continue;
-            }
-            let mut cx = Cx {
-                now_ms: now,
-                token: join(key, gen),
-                deadline: &mut slot.deadline.at,
-                registry: self.poll.registry(),
-                draining: self.draining,
-                posted: &self.posted,
-            };
-            let next = slot.conn.timeout(&mut cx);
-            self.after(key, gen, next);
+            self.with_conn(join(key, gen), |c, cx| c.timeout(cx));
         }
     }
 
@@ -517,19 +496,9 @@ impl EventLoop {
             "gracefully shutting down, {} connection(s) open",
             self.slots.len()
         );
-        let keys: Vec<(usize, u32)> = self.slots.iter().map(|(k, s)| (k, s.gen)).collect();
-        for (key, gen) in keys {
-            let slot = &mut self.slots[key];
-            let mut cx = Cx {
-                now_ms: self.clock.now_ms(),
-                token: join(key, gen),
-                deadline: &mut slot.deadline.at,
-                registry: self.poll.registry(),
-                draining: true,
-                posted: &self.posted,
-            };
-            let next = slot.conn.drain(&mut cx);
-            self.after(key, gen, next);
+        let tokens: Vec<Token> = self.slots.iter().map(|(k, s)| join(k, s.gen)).collect();
+        for token in tokens {
+            self.with_conn(token, |c, cx| c.drain(cx));
         }
     }
 

@@ -213,8 +213,7 @@ impl HttpConn {
     /// Sets the deadline and gauge for a connection waiting for bytes.
     fn idle_or_reading(&mut self, cx: &mut Cx<'_>) {
         let h = &self.w.http.conf.http;
-        if let Some(p) = &self.pending {
-            let _ = p;
+        if self.pending.is_some() {
             cx.set_timeout(h.client_body_timeout.0);
             self.set_stat(Stat::Reading);
         } else if let Some(start) = self.request_start {

@@ -15,7 +15,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::core::config::Conf;
 use crate::core::cycle::Cycle;
-use crate::core::listen::{self, Listening};
+use crate::core::listen;
 use crate::core::log;
 use crate::core::process::channel::{self, Command, Sender};
 use crate::core::process::{signals, title, worker, App};
@@ -591,9 +591,4 @@ pub fn signal_master(pid_file: &Path, name: &str) -> Result<(), String> {
         )
     })?;
     kill(Pid::from_raw(pid), sig).map_err(|e| format!("kill({pid}, {sig}) failed ({e})"))
-}
-
-/// The listening sockets of a cycle (for tests and diagnostics).
-pub fn addresses(l: &[Listening]) -> Vec<std::net::SocketAddr> {
-    l.iter().map(|l| l.addr).collect()
 }
