@@ -102,7 +102,7 @@ pub fn write(level: LogLevel, args: fmt::Arguments<'_>) {
         line,
         "{} [{}] ",
         timestamp(SystemTime::now()),
-        level_name(level)
+        level.as_str()
     );
     let mut sink = SINK.lock().unwrap_or_else(|p| p.into_inner());
     match sink.as_mut() {
@@ -114,17 +114,6 @@ pub fn write(level: LogLevel, args: fmt::Arguments<'_>) {
             let _ = writeln!(line, "{}#0: {}", std::process::id(), args);
             let _ = io::stderr().write_all(&line);
         }
-    }
-}
-
-fn level_name(level: LogLevel) -> &'static str {
-    match level {
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Notice => "notice",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
-        LogLevel::Crit => "crit",
     }
 }
 

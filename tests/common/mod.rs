@@ -40,8 +40,8 @@ pub struct Server {
     pub conf_path: PathBuf,
 }
 
-/// A configuration with one server on `port`; `{port}` in `extra_locations` etc. is replaced.
-pub fn basic_conf(port: u16, main_extra: &str, http_extra: &str, locations: &str) -> String {
+/// The `[main]` section every test configuration starts with, plus `extra` keys.
+fn main_section(extra: &str) -> String {
     format!(
         r#"
 [main]
@@ -51,8 +51,16 @@ user = "{user}"
 pid = "var/run/bizzy.pid"
 error_log = "var/log/error.log"
 log_level = "info"
-{main_extra}
+{extra}
+"#,
+        user = test_user()
+    )
+}
 
+/// A configuration with one server on `port`, and `/health`, `/status` and `/metrics`.
+pub fn basic_conf(port: u16, main_extra: &str, http_extra: &str, locations: &str) -> String {
+    format!(
+        r#"{main}
 [http]
 access_log = "var/log/access.log"
 {http_extra}
@@ -74,7 +82,7 @@ listen = ["127.0.0.1:{port}"]
 
 {locations}
 "#,
-        user = test_user()
+        main = main_section(main_extra)
     )
 }
 
@@ -446,20 +454,7 @@ pub fn write_file(path: &Path, data: &[u8]) {
 /// A whole configuration: the `[main]` of [`basic_conf`] followed by `http`, which starts with
 /// `[http]` and holds the servers (for tests that need several servers or other http keys).
 pub fn raw_conf(http: &str) -> String {
-    format!(
-        r#"
-[main]
-worker_processes = 2
-worker_shutdown_timeout = "5s"
-user = "{user}"
-pid = "var/run/bizzy.pid"
-error_log = "var/log/error.log"
-log_level = "info"
-
-{http}
-"#,
-        user = test_user()
-    )
+    format!("{}\n{http}\n", main_section(""))
 }
 
 /// Connects and writes `raw` at once.
