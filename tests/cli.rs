@@ -199,3 +199,48 @@ fn signal_reload_with_broken_configuration_sends_nothing() {
     assert_eq!(now, was, "the workers are the same");
     assert_eq!(get(s.addr(), "/health").status, 200);
 }
+
+/// `main.daemon = true`: the command returns at once, a detached master (another pid, in its
+/// own session) serves, and it stops on QUIT sent through the pid file.
+#[test]
+fn daemon_mode_detaches_and_serves() {
+    let port = free_port();
+    let s = Server::prepare(port, &basic_conf(port, "daemon = true", "", ""));
+    let out = s.run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid_file = s.path("var/run/bizzy.pid");
+    assert!(eventually(Duration::from_secs(10), || read_pid(&pid_file).is_some()));
+    let master = read_pid(&pid_file).unwrap();
+    let guard = scopeguard(master);
+    assert!(eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(s.addr()).is_ok()
+    }));
+    assert_eq!(get(s.addr(), "/health").status, 200);
+    let stat = std::fs::read_to_string(format!("/proc/{master}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    assert_eq!(
+        fields[3],
+        master.to_string(),
+        "the daemon leads its own session"
+    );
+    assert!(s.run(&["-s", "quit"]).status.success());
+    assert!(
+        eventually(Duration::from_secs(10), || !alive(master)),
+        "daemon did not stop"
+    );
+    drop(guard);
+}
+
+/// Kills a daemon this test started if the test fails before stopping it.
+struct Guard(i32);
+fn scopeguard(pid: i32) -> Guard {
+    Guard(pid)
+}
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            // SAFETY: the daemon master this test started.
+            unsafe { libc::kill(self.0, libc::SIGTERM) };
+        }
+    }
+}
