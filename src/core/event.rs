@@ -448,6 +448,14 @@ impl EventLoop {
             });
             let slot = &mut self.slots[key];
             self.timers.sync(&mut slot.deadline, key, gen);
+            // The client usually sent its first bytes with the handshake's last ACK: read now
+            // rather than after another trip through epoll (nginx does so with `deferred`).
+            let first = Ready {
+                readable: true,
+                writable: true,
+                ..Ready::default()
+            };
+            self.with_conn(token, |c, cx| c.ready(cx, first));
         }
     }
 
