@@ -1,0 +1,309 @@
+//! Queue engine benchmarks: 16-byte messages between two threads (the engine's inproc pipe,
+//! crossbeam-channel bounded 1024 and std's `sync_channel(1024)` in the same run), between two
+//! processes over the ipc transport (the bench forks its peer), and the hand-off latency of a
+//! sparse stream through the batched and the unbatched pipe.
+//!
+//! `cargo bench --bench queue` prints criterion's figures, then one `SPARSE ...` line per pipe
+//! for `scripts/bench-queue`.
+
+use std::hint::black_box;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bizzy::core::queue::{
+    Context, EndStats, IpcChannel, IpcPair, Msg, PipeOptions, Receiver, RecvError, SendError,
+    Sender,
+};
+use criterion::{Criterion, Throughput};
+
+const PAYLOAD: [u8; 16] = *b"0123456789abcdef";
+/// Messages the producer writes before one flush: what one network read typically yields.
+const BATCH: u64 = 64;
+
+/// Writes `n` messages in batches, sleeping (not spinning) while the pipe is full.
+fn produce(tx: &mut Sender<Msg>, n: u64) {
+    let mut sent = 0;
+    while sent < n {
+        tx.write_blocking(Msg::new(&PAYLOAD), None)
+            .expect("the reader outlives the producer");
+        sent += 1;
+        if sent % BATCH == 0 {
+            tx.flush();
+        }
+    }
+    tx.flush();
+}
+
+/// Takes `n` messages with the blocking receive (spin briefly, then sleep on the eventfd).
+fn consume(rx: &mut Receiver<Msg>, n: u64) {
+    for _ in 0..n {
+        let m = rx.recv().expect("the producer sends everything");
+        black_box(m.as_bytes()[0]);
+    }
+}
+
+fn bizzy_pipe(iters: u64, opts: PipeOptions) -> Duration {
+    bizzy_pipe_stats(iters, opts).0
+}
+
+/// One run, with what both ends did on their slow paths (sleeps and wakes).
+fn bizzy_pipe_stats(iters: u64, opts: PipeOptions) -> (Duration, EndStats, EndStats) {
+    let ctx = Context::new();
+    let (mut tx, mut rx) = ctx.pipe_with::<Msg>(opts).expect("eventfds are available");
+    let reader = thread::spawn(move || {
+        consume(&mut rx, iters);
+        rx.stats()
+    });
+    let start = Instant::now();
+    produce(&mut tx, iters);
+    let rx_stats = reader.join().expect("the reader does not panic");
+    (start.elapsed(), tx.stats(), rx_stats)
+}
+
+fn crossbeam(iters: u64) -> Duration {
+    let (tx, rx) = crossbeam_channel::bounded::<[u8; 16]>(1024);
+    let reader = thread::spawn(move || {
+        for _ in 0..iters {
+            black_box(rx.recv().expect("the producer sends everything")[0]);
+        }
+    });
+    let start = Instant::now();
+    for _ in 0..iters {
+        tx.send(PAYLOAD).expect("the reader is alive");
+    }
+    reader.join().expect("the reader does not panic");
+    start.elapsed()
+}
+
+fn std_mpsc(iters: u64) -> Duration {
+    let (tx, rx) = mpsc::sync_channel::<[u8; 16]>(1024);
+    let reader = thread::spawn(move || {
+        for _ in 0..iters {
+            black_box(rx.recv().expect("the producer sends everything")[0]);
+        }
+    });
+    let start = Instant::now();
+    for _ in 0..iters {
+        tx.send(PAYLOAD).expect("the reader is alive");
+    }
+    reader.join().expect("the reader does not panic");
+    start.elapsed()
+}
+
+/// The child process of the ipc bench: writes `n` messages in batches, flushing each, then
+/// leaves without running any destructor of the parent's state.
+fn ipc_child(mut ch: IpcChannel, n: u64) -> ! {
+    let mut sent = 0;
+    while sent < n {
+        match ch.write(Msg::new(&PAYLOAD)) {
+            Ok(()) => sent += 1,
+            Err(SendError::WouldBlock(_)) => {
+                ch.flush_blocking(None)
+                    .expect("the parent reads until the end");
+            }
+            Err(_) => unsafe_exit(1),
+        }
+        if sent % BATCH == 0 {
+            let _ = ch.flush();
+        }
+    }
+    let code = i32::from(ch.flush_blocking(None).is_err());
+    unsafe_exit(code)
+}
+
+fn unsafe_exit(code: i32) -> ! {
+    // SAFETY: _exit ends the forked child at once; it touches no state shared with the parent.
+    unsafe { libc::_exit(code) }
+}
+
+fn ipc(iters: u64) -> Duration {
+    let pair = IpcPair::new().expect("socketpair works");
+    // SAFETY: the child only uses its own channel end and then calls _exit; the bench is
+    // single-threaded at this point (every other bench joined its threads).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        ipc_child(pair.into_child(), iters);
+    }
+    let mut ch = pair.into_parent();
+    let start = Instant::now();
+    let mut got = 0;
+    while got < iters {
+        match ch.recv_deadline(None) {
+            Ok(m) => {
+                black_box(m.as_bytes()[0]);
+                got += 1;
+            }
+            Err(e) => panic!("ipc child stopped early: {e}"),
+        }
+    }
+    let elapsed = start.elapsed();
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(status, 0, "the ipc child reports success");
+    elapsed
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut g = c.benchmark_group("inproc");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("bizzy_pipe", |b| {
+        b.iter_custom(|n| bizzy_pipe(n, PipeOptions::default()))
+    });
+    g.bench_function("crossbeam_bounded_1024", |b| b.iter_custom(crossbeam));
+    g.bench_function("std_mpsc_sync_1024", |b| b.iter_custom(std_mpsc));
+    g.finish();
+    let mut g = c.benchmark_group("ipc");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("bizzy_ipc", |b| b.iter_custom(ipc));
+    g.finish();
+}
+
+/// Hand-off latencies (ns) of `n` messages sent one every `gap` to a reader that sleeps.
+fn sparse(opts: PipeOptions, n: usize, gap: Duration) -> Vec<u64> {
+    let ctx = Context::new();
+    let (mut tx, mut rx) = ctx.pipe_with::<Msg>(opts).expect("eventfds are available");
+    let base = Instant::now();
+    let reader = thread::spawn(move || {
+        let mut lat = Vec::with_capacity(n);
+        loop {
+            match rx.recv() {
+                Ok(m) => {
+                    let now = base.elapsed().as_nanos() as u64;
+                    let sent = u64::from_le_bytes(m.as_bytes()[..8].try_into().expect("8 bytes"));
+                    lat.push(now.saturating_sub(sent));
+                }
+                Err(RecvError::Closed) => return lat,
+                Err(e) => panic!("sparse reader: {e}"),
+            }
+        }
+    });
+    let mut next = Instant::now();
+    for _ in 0..n {
+        next += gap;
+        while Instant::now() < next {
+            thread::sleep(next.saturating_duration_since(Instant::now()).min(gap));
+        }
+        let stamp = base.elapsed().as_nanos() as u64;
+        tx.send(Msg::from_parts(&[&stamp.to_le_bytes(), &PAYLOAD[8..]]))
+            .expect("reader alive");
+    }
+    drop(tx);
+    let mut lat = reader.join().expect("the reader does not panic");
+    lat.sort_unstable();
+    lat
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn sparse_report(n: usize) {
+    let gap = Duration::from_micros(100);
+    let batched = PipeOptions::default();
+    let unbatched = PipeOptions {
+        batching: false,
+        ..PipeOptions::default()
+    };
+    // Interleaved rounds, so that the machine's noise falls on both alike.
+    let (mut b, mut u) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        b.extend(sparse(batched, n / 5, gap));
+        u.extend(sparse(unbatched, n / 5, gap));
+    }
+    b.sort_unstable();
+    u.sort_unstable();
+    for (name, lat) in [("batched", &b), ("unbatched", &u)] {
+        println!(
+            "SPARSE {name} n={} p50_us={:.1} p99_us={:.1} max_us={:.1}",
+            lat.len(),
+            percentile(lat, 0.5),
+            percentile(lat, 0.99),
+            percentile(lat, 1.0)
+        );
+    }
+}
+
+fn main() {
+    if std::env::var_os("QUEUE_PROBE").is_some() {
+        for _ in 0..5 {
+            let n = 20_000_000;
+            let (t, w, r) = bizzy_pipe_stats(n, PipeOptions::default());
+            println!(
+                "PROBE {:.1} M/s writer {w:?} reader {r:?}",
+                n as f64 / t.as_secs_f64() / 1e6
+            );
+        }
+        let ctx = Context::new();
+        let (mut tx, mut rx) = ctx.pipe_with::<Msg>(PipeOptions::default()).expect("x");
+        let start = Instant::now();
+        for _ in 0..20_000 {
+            for _ in 0..BATCH {
+                tx.write(Msg::new(&PAYLOAD)).expect("x");
+            }
+            tx.flush();
+            for _ in 0..BATCH {
+                black_box(rx.try_recv().expect("x"));
+            }
+        }
+        println!(
+            "PROBE single-thread Msg {:.1} M/s",
+            (20_000.0 * 64.0) / start.elapsed().as_secs_f64() / 1e6
+        );
+        if std::env::var_os("QUEUE_PROBE_SINGLE").is_some() {
+            return;
+        }
+        for _ in 0..3 {
+            println!(
+                "PROBE u64 {:.1} M/s",
+                probe_generic::<u64>(20_000_000, |i| i)
+            );
+            println!(
+                "PROBE [u8;16] {:.1} M/s",
+                probe_generic::<[u8; 16]>(20_000_000, |_| PAYLOAD)
+            );
+            println!(
+                "PROBE Msg {:.1} M/s",
+                probe_generic::<Msg>(20_000_000, |_| Msg::new(&PAYLOAD))
+            );
+        }
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    throughput(&mut c);
+    c.final_summary();
+    let n = std::env::var("SPARSE_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    if std::env::args().any(|a| a == "--bench") {
+        sparse_report(n);
+    }
+}
+
+fn probe_generic<T: Send + std::fmt::Debug + 'static>(n: u64, make: fn(u64) -> T) -> f64 {
+    let ctx = Context::new();
+    let (mut tx, mut rx) = ctx
+        .pipe_with::<T>(PipeOptions::default())
+        .expect("eventfds");
+    let reader = thread::spawn(move || {
+        for _ in 0..n {
+            black_box(rx.recv().expect("x"));
+        }
+    });
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < n {
+        tx.write_blocking(make(sent), None).expect("x");
+        sent += 1;
+        if sent % BATCH == 0 {
+            tx.flush();
+        }
+    }
+    tx.flush();
+    reader.join().expect("x");
+    n as f64 / start.elapsed().as_secs_f64() / 1e6
+}
