@@ -73,6 +73,14 @@ impl IpcPair {
         IpcChannel::from_fd(self.parent)
     }
 
+    /// Both ends in this process (parent's, child's): for threads, or for tests.
+    pub fn into_ends(self) -> (IpcChannel, IpcChannel) {
+        (
+            IpcChannel::from_fd(self.parent),
+            IpcChannel::from_fd(self.child),
+        )
+    }
+
     /// The child's end; closes the parent's fd in this process.
     pub fn into_child(self) -> IpcChannel {
         IpcChannel::from_fd(self.child)
