@@ -31,6 +31,9 @@ struct Ring<T> {
     /// Consumed count << 1, with the writer-asleep bit. Written by the consumer's release and by
     /// the producer's sleep.
     head: CachePadded<AtomicUsize>,
+    /// Read count, stored (not published) after every read, on the consumer's own line: only
+    /// the depth probe reads it, so a shutdown report counts exactly what is still unread.
+    taken: CachePadded<AtomicUsize>,
     slots: Box<[Cell<MaybeUninit<T>>]>,
     mask: usize,
     /// The consumer hands freed slots back at least this often while it reads a long batch.
@@ -71,6 +74,7 @@ pub fn ring<T>(capacity: usize, batching: bool) -> (Producer<T>, Consumer<T>) {
     let ring = Arc::new(Ring {
         tail: CachePadded(AtomicUsize::new(0)),
         head: CachePadded(AtomicUsize::new(0)),
+        taken: CachePadded(AtomicUsize::new(0)),
         slots,
         mask: capacity - 1,
         release_every,
@@ -220,6 +224,7 @@ impl<T> Consumer<T> {
         // release it.
         let value = slot.with_mut(|p| unsafe { (*p).assume_init_read() });
         self.head = self.head.wrapping_add(1);
+        self.ring.taken.store(self.head, Ordering::Relaxed);
         if !self.batching {
             self.tail_seen = self.head;
         }
@@ -264,9 +269,9 @@ impl<T> Consumer<T> {
     {
         let ring = Arc::clone(&self.ring);
         Box::new(move || {
+            let taken = ring.taken.load(Ordering::Acquire);
             let tail = ring.tail.load(Ordering::Acquire) >> 1;
-            let head = ring.head.load(Ordering::Acquire) >> 1;
-            tail.wrapping_sub(head)
+            tail.wrapping_sub(taken)
         })
     }
 
