@@ -21,25 +21,46 @@ const PAYLOAD: [u8; 16] = *b"0123456789abcdef";
 /// Messages the producer writes before one flush: what one network read typically yields.
 const BATCH: u64 = 64;
 
-/// Writes `n` messages in batches, sleeping (not spinning) while the pipe is full.
+/// Writes `n` messages in batches of `BATCH`, each built in place in the pipe, one flush per
+/// batch; sleeps (after a short spin) while the pipe is full.
 fn produce(tx: &mut Sender<Msg>, n: u64) {
     let mut sent = 0;
     while sent < n {
-        tx.write_blocking(Msg::new(&PAYLOAD), None)
-            .expect("the reader outlives the producer");
-        sent += 1;
-        if sent % BATCH == 0 {
-            tx.flush();
+        if !tx.has_room() {
+            tx.wait_writable(None).expect("eventfd wait");
+        }
+        match tx.write_with(|| Msg::new(&PAYLOAD)) {
+            Ok(()) => {
+                sent += 1;
+                if sent % BATCH == 0 {
+                    tx.flush();
+                }
+            }
+            Err(SendError::WouldBlock(())) => {
+                tx.wait_writable(None).expect("eventfd wait");
+            }
+            Err(e) => panic!("pipe closed during the bench: {e}"),
         }
     }
     tx.flush();
 }
 
-/// Takes `n` messages with the blocking receive (spin briefly, then sleep on the eventfd).
+/// Takes `n` messages a pre-read batch at a time, sleeping (after a short spin) when empty.
 fn consume(rx: &mut Receiver<Msg>, n: u64) {
-    for _ in 0..n {
-        let m = rx.recv().expect("the producer sends everything");
-        black_box(m.as_bytes()[0]);
+    let mut got = 0;
+    while got < n {
+        if !rx.has_pending() {
+            rx.wait_readable(None).expect("eventfd wait");
+        }
+        match rx.read_batch(1024, |m| {
+            black_box(m.as_bytes()[0]);
+        }) {
+            Ok(k) => got += k as u64,
+            Err(RecvError::WouldBlock) => {
+                rx.wait_readable(None).expect("eventfd wait");
+            }
+            Err(e) => panic!("pipe closed during the bench: {e}"),
+        }
     }
 }
 
@@ -229,25 +250,18 @@ fn sparse_report(n: usize) {
 
 fn main() {
     if std::env::var_os("QUEUE_PROBE").is_some() {
-        for _ in 0..5 {
-            let n = 20_000_000;
-            let (t, w, r) = bizzy_pipe_stats(n, PipeOptions::default());
-            println!(
-                "PROBE {:.1} M/s writer {w:?} reader {r:?}",
-                n as f64 / t.as_secs_f64() / 1e6
-            );
-        }
         let ctx = Context::new();
         let (mut tx, mut rx) = ctx.pipe_with::<Msg>(PipeOptions::default()).expect("x");
         let start = Instant::now();
         for _ in 0..20_000 {
             for _ in 0..BATCH {
-                tx.write(Msg::new(&PAYLOAD)).expect("x");
+                tx.write_with(|| Msg::new(&PAYLOAD)).expect("x");
             }
             tx.flush();
-            for _ in 0..BATCH {
-                black_box(rx.try_recv().expect("x"));
-            }
+            rx.read_batch(BATCH as usize, |m| {
+                black_box(m.as_bytes()[0]);
+            })
+            .expect("x");
         }
         println!(
             "PROBE single-thread Msg {:.1} M/s",
@@ -255,6 +269,14 @@ fn main() {
         );
         if std::env::var_os("QUEUE_PROBE_SINGLE").is_some() {
             return;
+        }
+        for _ in 0..5 {
+            let n = 20_000_000;
+            let (t, w, r) = bizzy_pipe_stats(n, PipeOptions::default());
+            println!(
+                "PROBE {:.1} M/s writer {w:?} reader {r:?}",
+                n as f64 / t.as_secs_f64() / 1e6
+            );
         }
         for _ in 0..3 {
             println!(

@@ -53,7 +53,8 @@ fn inproc_allocs() -> u64 {
         rx
     });
     for i in 0..WARM {
-        tx.write_blocking(Msg::new(&PAYLOAD), None).expect("reader alive");
+        tx.write_blocking(Msg::new(&PAYLOAD), None)
+            .expect("reader alive");
         if i % 64 == 0 {
             tx.flush();
         }
@@ -62,7 +63,8 @@ fn inproc_allocs() -> u64 {
     go_rx.recv().expect("reader warmed up");
     let before = ALLOCS.load(Ordering::SeqCst);
     for i in 0..STEADY {
-        tx.write_blocking(Msg::new(&PAYLOAD), None).expect("reader alive");
+        tx.write_blocking(Msg::new(&PAYLOAD), None)
+            .expect("reader alive");
         if i % 64 == 0 {
             tx.flush();
         }
@@ -125,5 +127,8 @@ fn the_steady_path_allocates_nothing_per_message() {
     assert_eq!(inproc, 0, "inproc pipe: no heap allocation per message");
     // The ipc output batch grows to its working size once (amortised doubling up to the
     // high-water mark); after that nothing is allocated, however many messages pass.
-    assert!(ipc < 20, "ipc channel: {ipc} allocations in {STEADY} messages");
+    assert!(
+        ipc < 20,
+        "ipc channel: {ipc} allocations in {STEADY} messages"
+    );
 }

@@ -42,8 +42,10 @@ fn commands_reach_every_child_and_replies_come_back() {
     for ch in &mut masters {
         ch.send(Msg::new(b"quit")).expect("command");
     }
-    let mut replies: Vec<Vec<u8>> =
-        masters.iter_mut().map(|ch| ch.recv_deadline(soon()).expect("reply").to_vec()).collect();
+    let mut replies: Vec<Vec<u8>> = masters
+        .iter_mut()
+        .map(|ch| ch.recv_deadline(soon()).expect("reply").to_vec())
+        .collect();
     replies.sort();
     assert_eq!(replies, vec![vec![b'q', 0], vec![b'q', 1], vec![b'q', 2]]);
     for pid in pids {
@@ -53,7 +55,10 @@ fn commands_reach_every_child_and_replies_come_back() {
         assert_eq!(status, 0);
     }
     for ch in &mut masters {
-        assert!(matches!(ch.recv_deadline(soon()), Err(RecvError::Closed)), "child gone: EOF");
+        assert!(
+            matches!(ch.recv_deadline(soon()), Err(RecvError::Closed)),
+            "child gone: EOF"
+        );
     }
 }
 
@@ -88,7 +93,8 @@ fn fd_passing_across_fork() {
     }
     let mut ch = pair.into_parent();
     ch.write(Msg::new(b"before")).expect("write");
-    ch.send_with_fds(Msg::new(b"reopen"), &[log.as_fd()]).expect("send fd");
+    ch.send_with_fds(Msg::new(b"reopen"), &[log.as_fd()])
+        .expect("send fd");
     ch.send(Msg::new(b"after")).expect("send");
     let mut status = 0;
     // SAFETY: waits for the child forked above.
@@ -103,7 +109,9 @@ fn fd_passing_across_fork() {
 #[test]
 fn frames_survive_batches_and_buffer_boundaries() {
     let (mut a, mut b) = IpcPair::new().expect("pair").into_ends();
-    let sizes: Vec<usize> = (0..3000).map(|i| (i * 7919) % 700 + usize::from(i % 500 == 0) * 200_000).collect();
+    let sizes: Vec<usize> = (0..3000)
+        .map(|i| (i * 7919) % 700 + usize::from(i % 500 == 0) * 200_000)
+        .collect();
     let writer = std::thread::spawn(move || {
         for (i, &n) in sizes.iter().enumerate() {
             let body: Vec<u8> = (0..n).map(|j| (i + j) as u8).collect();
@@ -138,7 +146,10 @@ fn frames_survive_batches_and_buffer_boundaries() {
     for (i, m) in got.iter().enumerate() {
         assert_eq!(m.id(), i as u32);
         assert_eq!(m.len(), sizes[i]);
-        assert!(m.iter().enumerate().all(|(j, &x)| x == (i + j) as u8), "frame {i} intact");
+        assert!(
+            m.iter().enumerate().all(|(j, &x)| x == (i + j) as u8),
+            "frame {i} intact"
+        );
     }
 }
 
@@ -146,14 +157,20 @@ fn frames_survive_batches_and_buffer_boundaries() {
 fn the_child_end_is_a_mio_source_and_would_block_when_empty() {
     let (mut master, mut worker) = IpcPair::new().expect("pair").into_ends();
     let mut poll = Poll::new().expect("poll");
-    poll.registry().register(&mut worker, Token(3), Interest::READABLE).expect("register");
+    poll.registry()
+        .register(&mut worker, Token(3), Interest::READABLE)
+        .expect("register");
     assert!(worker.try_recv().unwrap_err().is_would_block());
     master.send(Msg::new(b"reopen")).expect("send");
     let mut events = Events::with_capacity(2);
-    poll.poll(&mut events, Some(Duration::from_secs(5))).expect("poll");
+    poll.poll(&mut events, Some(Duration::from_secs(5)))
+        .expect("poll");
     assert_eq!(events.iter().next().map(|e| e.token()), Some(Token(3)));
     assert_eq!(&*worker.try_recv().expect("command"), b"reopen");
     assert!(worker.try_recv().unwrap_err().is_would_block());
     drop(master);
-    assert!(matches!(worker.try_recv(), Err(RecvError::Closed)), "the master is gone");
+    assert!(
+        matches!(worker.try_recv(), Err(RecvError::Closed)),
+        "the master is gone"
+    );
 }

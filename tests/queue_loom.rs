@@ -32,7 +32,13 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 /// Writes `values` in batches of `batch`, sleeping on `writer_sig` when full.
-fn produce(mut p: Producer<u32>, values: u32, batch: u32, reader_sig: &Signal, writer_sig: &Signal) {
+fn produce(
+    mut p: Producer<u32>,
+    values: u32,
+    batch: u32,
+    reader_sig: &Signal,
+    writer_sig: &Signal,
+) {
     for v in 0..values {
         let mut v = v;
         loop {
@@ -129,6 +135,10 @@ fn values_left_in_the_ring_are_dropped_once() {
         producer.join().expect("producer");
         drop(first);
         drop(c);
-        assert_eq!(Arc::strong_count(&value), 1, "every copy dropped exactly once");
+        assert_eq!(
+            Arc::strong_count(&value),
+            1,
+            "every copy dropped exactly once"
+        );
     });
 }

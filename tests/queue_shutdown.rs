@@ -8,12 +8,20 @@ use std::time::Duration;
 use bizzy::core::queue::{Context, Linger, Msg, PipeOptions, RecvError, SendError};
 
 fn ctx(hwm: usize) -> Arc<Context> {
-    Arc::new(Context::with_options(PipeOptions { hwm, batching: true }))
+    Arc::new(Context::with_options(PipeOptions {
+        hwm,
+        batching: true,
+    }))
 }
 
 /// A writer that sends until refused (returns what was accepted and the refused message) and
 /// a slow reader (returns what it got and how it ended).
-fn in_flight(ctx: &Context) -> (thread::JoinHandle<(u64, u64)>, thread::JoinHandle<(Vec<u64>, RecvError)>) {
+fn in_flight(
+    ctx: &Context,
+) -> (
+    thread::JoinHandle<(u64, u64)>,
+    thread::JoinHandle<(Vec<u64>, RecvError)>,
+) {
     let (mut tx, mut rx) = ctx.pipe::<u64>().expect("pipe");
     let writer = thread::spawn(move || {
         let mut n = 0;
@@ -53,9 +61,16 @@ fn drain_with_work_in_flight_delivers_everything_accepted_in_order() {
     assert_eq!(report.pipes, 1);
     let (accepted, refused) = writer.join().expect("writer woke up");
     let (got, end) = reader.join().expect("reader woke up");
-    assert_eq!(refused, accepted, "the refused message came back to the writer");
+    assert_eq!(
+        refused, accepted,
+        "the refused message came back to the writer"
+    );
     assert!(matches!(end, RecvError::Closed));
-    assert_eq!(got, (0..accepted).collect::<Vec<_>>(), "all accepted, in order, none twice");
+    assert_eq!(
+        got,
+        (0..accepted).collect::<Vec<_>>(),
+        "all accepted, in order, none twice"
+    );
 }
 
 #[test]
@@ -66,9 +81,19 @@ fn discard_with_work_in_flight_accounts_for_every_message() {
     let report = ctx.shutdown(Linger::Discard);
     let (accepted, _) = writer.join().expect("writer woke up");
     let (got, end) = reader.join().expect("reader woke up");
-    let RecvError::Discarded(discarded) = end else { panic!("told of the discard: {end:?}") };
-    assert_eq!(got.len() as u64 + discarded as u64, accepted, "delivered + discarded = accepted");
-    assert_eq!(got, (0..got.len() as u64).collect::<Vec<_>>(), "delivered in order");
+    let RecvError::Discarded(discarded) = end else {
+        panic!("told of the discard: {end:?}")
+    };
+    assert_eq!(
+        got.len() as u64 + discarded as u64,
+        accepted,
+        "delivered + discarded = accepted"
+    );
+    assert_eq!(
+        got,
+        (0..got.len() as u64).collect::<Vec<_>>(),
+        "delivered in order"
+    );
     assert!(report.queued >= discarded, "the report saw what was queued");
 }
 
@@ -99,8 +124,14 @@ fn no_thread_is_left_blocked() {
     let blocked_reader = thread::spawn(move || empty_rx.recv());
     thread::sleep(Duration::from_millis(50));
     ctx.shutdown(Linger::Drain);
-    assert!(matches!(blocked_writer.join().expect("writer"), Err(SendError::Closed(99))));
-    assert!(matches!(blocked_reader.join().expect("reader"), Err(RecvError::Closed)));
+    assert!(matches!(
+        blocked_writer.join().expect("writer"),
+        Err(SendError::Closed(99))
+    ));
+    assert!(matches!(
+        blocked_reader.join().expect("reader"),
+        Err(RecvError::Closed)
+    ));
 }
 
 #[test]
@@ -133,7 +164,10 @@ fn a_dropped_context_drains_and_a_writer_that_leaves_is_drained_first() {
         let ctx = Context::new();
         ctx.pipe::<u32>().expect("pipe")
     };
-    assert!(matches!(tx.send(1), Err(SendError::Closed(1))), "the context is gone");
+    assert!(
+        matches!(tx.send(1), Err(SendError::Closed(1))),
+        "the context is gone"
+    );
     assert!(matches!(rx.try_recv(), Err(RecvError::Closed)));
     let ctx = Context::new();
     let (mut tx, mut rx) = ctx.pipe::<u32>().expect("pipe");

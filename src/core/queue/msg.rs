@@ -55,9 +55,22 @@ impl Msg {
     }
 
     /// Copies `bytes` into a new message: inline when small, one shared allocation otherwise.
-    #[inline]
+    #[inline(always)]
     pub fn new(bytes: &[u8]) -> Self {
-        Self::from_parts(&[bytes])
+        if bytes.len() <= INLINE_CAPACITY {
+            let mut buf = [0u8; INLINE_CAPACITY];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            let len = bytes.len() as u8;
+            return Msg {
+                repr: Repr::Inline { id: 0, len, buf },
+            };
+        }
+        Msg {
+            repr: Repr::Shared {
+                id: 0,
+                bytes: bytes.into(),
+            },
+        }
     }
 
     /// Builds a message from consecutive pieces (a topic and a body, say) with one copy and at

@@ -41,15 +41,20 @@ const NO_MORE: u8 = WRITER_GONE | CTX_DRAIN | CTX_DISCARD;
 /// less than a sleep and a wake-up (two system calls and a context switch on each side).
 const SPIN_FOR: Duration = Duration::from_micros(20);
 
-/// Spins until `ready` holds (true) or the spin budget is spent (false).
+/// Spins, then yields, until `ready` holds (true) or the budget is spent (false). Yielding
+/// matters on a busy machine: the other end may be waiting for this very core.
 fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
+    for _ in 0..64 {
+        if ready() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
     let start = Instant::now();
     loop {
-        for _ in 0..64 {
-            if ready() {
-                return true;
-            }
-            std::hint::spin_loop();
+        std::thread::yield_now();
+        if ready() {
+            return true;
         }
         if start.elapsed() >= SPIN_FOR {
             return false;
@@ -161,7 +166,7 @@ impl<T: Send + 'static> Sender<T> {
     /// Writes a message into the pre-write region; it becomes visible at the next
     /// [`Sender::flush`]. At the high-water mark, flushes what is pending, arms the writable
     /// wake-up and hands the message back in `WouldBlock`.
-    #[inline]
+    #[inline(always)]
     pub fn write(&mut self, msg: T) -> Result<(), SendError<T>> {
         if self.shared.state.load(Ordering::Relaxed) & NO_SEND != 0 {
             return Err(SendError::Closed(msg));
@@ -176,6 +181,27 @@ impl<T: Send + 'static> Sender<T> {
         }
     }
 
+    /// Builds the message directly in the pipe (no copy of the handle) from `make`, into the
+    /// pre-write region. At the high-water mark `make` is not called: `WouldBlock(())`, with
+    /// the writable wake-up armed, and nothing was lost because nothing was built.
+    #[inline(always)]
+    pub fn write_with(&mut self, make: impl FnOnce() -> T) -> Result<(), SendError<()>> {
+        if self.shared.state.load(Ordering::Relaxed) & NO_SEND != 0 {
+            return Err(SendError::Closed(()));
+        }
+        if self.prod.push_with(make) {
+            if !self.batching {
+                self.flush();
+            }
+            return Ok(());
+        }
+        self.flush();
+        if self.prod.sleep() {
+            self.stats.sleeps += 1;
+        }
+        Err(SendError::WouldBlock(()))
+    }
+
     #[cold]
     fn full(&mut self, msg: T) -> Result<(), SendError<T>> {
         self.flush();
@@ -187,7 +213,7 @@ impl<T: Send + 'static> Sender<T> {
     }
 
     /// Publishes the pre-write region (one atomic swap) and wakes the reader if it sleeps.
-    #[inline]
+    #[inline(always)]
     pub fn flush(&mut self) {
         if self.prod.flush() {
             self.wake_reader();
@@ -206,7 +232,7 @@ impl<T: Send + 'static> Sender<T> {
     }
 
     /// Writes and flushes one message: no added latency.
-    #[inline]
+    #[inline(always)]
     pub fn send(&mut self, msg: T) -> Result<(), SendError<T>> {
         let res = self.write(msg);
         self.flush();
@@ -242,6 +268,30 @@ impl<T: Send + 'static> Sender<T> {
                 Ok(true) => {}
                 Ok(false) => return Err(SendError::WouldBlock(msg)),
                 Err(e) => return Err(SendError::Io(e, msg)),
+            }
+        }
+    }
+
+    /// Whether a write would find room now (arms nothing).
+    #[inline(always)]
+    pub fn has_room(&mut self) -> bool {
+        self.prod.has_room()
+    }
+
+    /// Waits (spinning briefly, then sleeping on the eventfd) until a write has room or the
+    /// pipe is closed, until `deadline` if any (`false` on timeout). For threads only.
+    pub fn wait_writable(&mut self, deadline: Option<Instant>) -> io::Result<bool> {
+        loop {
+            self.flush();
+            if self.shared.state.load(Ordering::Acquire) & NO_SEND != 0
+                || spin_until(|| self.prod.has_room())
+                || !self.prod.sleep()
+            {
+                return Ok(true);
+            }
+            self.stats.sleeps += 1;
+            if !self.shared.writer_sig.wait(deadline)? {
+                return Ok(false);
             }
         }
     }
@@ -300,7 +350,7 @@ pub struct Receiver<T: Send + 'static = Msg> {
 impl<T: Send + 'static> Receiver<T> {
     /// Takes the next message without blocking. `WouldBlock` also arms the wake-up: the
     /// receiver's fd becomes readable when the writer publishes more.
-    #[inline]
+    #[inline(always)]
     pub fn try_recv(&mut self) -> Result<T, RecvError> {
         if self.shared.state.load(Ordering::Relaxed) & CTX_DISCARD != 0 {
             return Err(self.discard());
@@ -314,6 +364,57 @@ impl<T: Send + 'static> Receiver<T> {
             }
             None => self.empty(),
         }
+    }
+
+    /// Takes up to `max` messages in one go, handing each to `f` in order: the pre-read batch
+    /// without a per-message return value. Returns how many; an empty pipe answers like
+    /// [`Receiver::try_recv`] (`WouldBlock` arms the wake-up).
+    #[inline]
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(T)) -> Result<usize, RecvError> {
+        if self.shared.state.load(Ordering::Relaxed) & CTX_DISCARD != 0 {
+            return Err(self.discard());
+        }
+        let mut n = 0;
+        while n < max {
+            match self.cons.pop() {
+                Some(msg) => f(msg),
+                None => break,
+            }
+            n += 1;
+        }
+        if self.cons.take_wake_writer() {
+            self.wake_writer();
+        }
+        if n > 0 || max == 0 {
+            return Ok(n);
+        }
+        self.empty().map(|msg| {
+            f(msg);
+            1
+        })
+    }
+
+    /// Like [`Receiver::recv_batch`], but hands each message to `f` by reference and drops it
+    /// where it lies: the cheapest way to consume (no move of the handle out of the pipe).
+    #[inline]
+    pub fn read_batch(&mut self, max: usize, mut f: impl FnMut(&T)) -> Result<usize, RecvError> {
+        if self.shared.state.load(Ordering::Relaxed) & CTX_DISCARD != 0 {
+            return Err(self.discard());
+        }
+        let mut n = 0;
+        while n < max && self.cons.pop_with(&mut f).is_some() {
+            n += 1;
+        }
+        if self.cons.take_wake_writer() {
+            self.wake_writer();
+        }
+        if n > 0 || max == 0 {
+            return Ok(n);
+        }
+        self.empty().map(|msg| {
+            f(&msg);
+            1
+        })
     }
 
     #[cold]
@@ -383,6 +484,36 @@ impl<T: Send + 'static> Receiver<T> {
             }
             if !self.shared.reader_sig.wait(deadline)? {
                 return Err(RecvError::Timeout);
+            }
+        }
+    }
+
+    /// Whether a message is pending now (arms nothing).
+    #[inline(always)]
+    pub fn has_pending(&mut self) -> bool {
+        self.cons.has_pending()
+    }
+
+    /// Waits (spinning briefly, then sleeping on the eventfd) until a message is pending or the
+    /// pipe is closed, until `deadline` if any (`false` on timeout). For threads only.
+    pub fn wait_readable(&mut self, deadline: Option<Instant>) -> io::Result<bool> {
+        loop {
+            if self.cons.has_pending()
+                || spin_until(|| self.cons.has_pending())
+                || self.shared.state.load(Ordering::Acquire) & NO_MORE != 0
+            {
+                return Ok(true);
+            }
+            let asleep = self.cons.sleep();
+            if self.cons.take_wake_writer() {
+                self.wake_writer();
+            }
+            if !asleep {
+                return Ok(true);
+            }
+            self.stats.sleeps += 1;
+            if !self.shared.reader_sig.wait(deadline)? {
+                return Ok(false);
             }
         }
     }

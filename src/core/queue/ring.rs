@@ -115,7 +115,7 @@ impl<T> Producer<T> {
 
     /// Writes into the pre-write region (not yet visible to the consumer); hands the value back
     /// when the ring is full.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, value: T) -> Result<(), T> {
         if self.tail.wrapping_sub(self.head_seen) > self.ring.mask {
             self.head_seen = self.ring.head.load(Ordering::Acquire) >> 1;
@@ -130,6 +130,21 @@ impl<T> Producer<T> {
         slot.with_mut(|p| unsafe { (*p).write(value) });
         self.tail = self.tail.wrapping_add(1);
         Ok(())
+    }
+
+    /// Builds the value directly in its slot (no move through the stack); false, without
+    /// calling `make`, when the ring is full.
+    #[inline(always)]
+    pub fn push_with(&mut self, make: impl FnOnce() -> T) -> bool {
+        if !self.has_room() {
+            return false;
+        }
+        let slot = &self.ring.slots[self.tail & self.ring.mask];
+        // SAFETY: as in `push`: the slot is free and only the producer touches it until the
+        // next flush publishes it.
+        slot.with_mut(|p| unsafe { (*p).write(make()) });
+        self.tail = self.tail.wrapping_add(1);
+        true
     }
 
     /// Whether a push would succeed now (reads the consumed count again if needed).
@@ -153,7 +168,7 @@ impl<T> Producer<T> {
 
     /// Publishes the pre-write region with one atomic swap. Returns true when the consumer was
     /// asleep: the caller must wake it.
-    #[inline]
+    #[inline(always)]
     pub fn flush(&mut self) -> bool {
         if self.tail == self.published {
             return false;
@@ -213,7 +228,7 @@ pub struct Consumer<T> {
 impl<T> Consumer<T> {
     /// Takes the next message: from the pre-read region with no atomic operation, or, when that
     /// is empty, after one acquire load that moves everything published into it.
-    #[inline]
+    #[inline(always)]
     pub fn pop(&mut self) -> Option<T> {
         if self.head == self.tail_seen && !self.refill() {
             return None;
@@ -234,6 +249,31 @@ impl<T> Consumer<T> {
         Some(value)
     }
 
+    /// Hands the next message to `f` by reference and drops it in its slot: no move out.
+    #[inline(always)]
+    pub fn pop_with<R>(&mut self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        if self.head == self.tail_seen && !self.refill() {
+            return None;
+        }
+        let slot = &self.ring.slots[self.head & self.ring.mask];
+        // SAFETY: as in `pop`: the slot holds a published value that only the consumer may
+        // touch until it releases the slot; it is read, then dropped exactly once here.
+        let r = slot.with_mut(|p| unsafe {
+            let r = f((*p).assume_init_ref());
+            (*p).assume_init_drop();
+            r
+        });
+        self.head = self.head.wrapping_add(1);
+        self.ring.taken.store(self.head, Ordering::Relaxed);
+        if !self.batching {
+            self.tail_seen = self.head;
+        }
+        if self.head.wrapping_sub(self.published) >= self.ring.release_every {
+            self.release();
+        }
+        Some(r)
+    }
+
     fn refill(&mut self) -> bool {
         self.release();
         self.tail_seen = self.ring.tail.load(Ordering::Acquire) >> 1;
@@ -251,7 +291,7 @@ impl<T> Consumer<T> {
     }
 
     /// True once after a release found the producer asleep: the caller must wake it.
-    #[inline]
+    #[inline(always)]
     pub fn take_wake_writer(&mut self) -> bool {
         std::mem::take(&mut self.wake_writer)
     }
