@@ -23,13 +23,13 @@ const BATCH: u64 = 64;
 
 /// Writes `n` messages in batches of `BATCH`, each built in place in the pipe, one flush per
 /// batch; sleeps (after a short spin) while the pipe is full.
-fn produce(tx: &mut Sender<Msg>, n: u64) {
+fn produce<T: Send + 'static>(tx: &mut Sender<T>, n: u64, make: impl Fn() -> T) {
     let mut sent = 0;
     while sent < n {
         if !tx.has_room() {
             tx.wait_writable(None).expect("eventfd wait");
         }
-        match tx.write_with(|| Msg::new(&PAYLOAD)) {
+        match tx.write_with(&make) {
             Ok(()) => {
                 sent += 1;
                 if sent % BATCH == 0 {
@@ -46,14 +46,14 @@ fn produce(tx: &mut Sender<Msg>, n: u64) {
 }
 
 /// Takes `n` messages a pre-read batch at a time, sleeping (after a short spin) when empty.
-fn consume(rx: &mut Receiver<Msg>, n: u64) {
+fn consume<T: Send + 'static>(rx: &mut Receiver<T>, n: u64) {
     let mut got = 0;
     while got < n {
         if !rx.has_pending() {
             rx.wait_readable(None).expect("eventfd wait");
         }
         match rx.read_batch(1024, |m| {
-            black_box(m.as_bytes()[0]);
+            black_box(m);
         }) {
             Ok(k) => got += k as u64,
             Err(RecvError::WouldBlock) => {
@@ -77,9 +77,21 @@ fn bizzy_pipe_stats(iters: u64, opts: PipeOptions) -> (Duration, EndStats, EndSt
         rx.stats()
     });
     let start = Instant::now();
-    produce(&mut tx, iters);
+    produce(&mut tx, iters, || Msg::new(&PAYLOAD));
     let rx_stats = reader.join().expect("the reader does not panic");
     (start.elapsed(), tx.stats(), rx_stats)
+}
+
+/// The same pipe carrying plain 16-byte values instead of message handles: the payload type
+/// crossbeam and mpsc carry here.
+fn bizzy_pipe_raw16(iters: u64) -> Duration {
+    let ctx = Context::new();
+    let (mut tx, mut rx) = ctx.pipe::<[u8; 16]>().expect("eventfds are available");
+    let reader = thread::spawn(move || consume(&mut rx, iters));
+    let start = Instant::now();
+    produce(&mut tx, iters, || PAYLOAD);
+    reader.join().expect("the reader does not panic");
+    start.elapsed()
 }
 
 fn crossbeam(iters: u64) -> Duration {
@@ -173,6 +185,7 @@ fn throughput(c: &mut Criterion) {
     g.bench_function("bizzy_pipe", |b| {
         b.iter_custom(|n| bizzy_pipe(n, PipeOptions::default()))
     });
+    g.bench_function("bizzy_pipe_raw16", |b| b.iter_custom(bizzy_pipe_raw16));
     g.bench_function("crossbeam_bounded_1024", |b| b.iter_custom(crossbeam));
     g.bench_function("std_mpsc_sync_1024", |b| b.iter_custom(std_mpsc));
     g.finish();
