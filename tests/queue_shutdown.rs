@@ -14,14 +14,12 @@ fn ctx(hwm: usize) -> Arc<Context> {
     }))
 }
 
+type Writer = thread::JoinHandle<(u64, u64)>;
+type Reader = thread::JoinHandle<(Vec<u64>, RecvError)>;
+
 /// A writer that sends until refused (returns what was accepted and the refused message) and
 /// a slow reader (returns what it got and how it ended).
-fn in_flight(
-    ctx: &Context,
-) -> (
-    thread::JoinHandle<(u64, u64)>,
-    thread::JoinHandle<(Vec<u64>, RecvError)>,
-) {
+fn in_flight(ctx: &Context) -> (Writer, Reader) {
     let (mut tx, mut rx) = ctx.pipe::<u64>().expect("pipe");
     let writer = thread::spawn(move || {
         let mut n = 0;
