@@ -142,3 +142,41 @@ fn values_left_in_the_ring_are_dropped_once() {
         );
     });
 }
+
+/// Multi-slot records (how messages are stored): a record is published whole or not at all,
+/// and a record that does not fit waits for the consumer to free room.
+#[test]
+fn records_are_published_whole() {
+    model(|| {
+        let (mut p, mut c) = ring::<u64>(4, true);
+        let producer = thread::spawn(move || {
+            for r in 0..3u64 {
+                let len = 2 + (r % 2) as usize;
+                while !p.push_n(len, |i| if i == 0 { len as u64 * 100 + r } else { r }) {
+                    p.flush();
+                    thread::yield_now();
+                }
+                p.flush();
+            }
+        });
+        let mut next = 0u64;
+        while next < 3 {
+            let got = c.pop_record(|rec| {
+                let head = rec.next_value();
+                let (len, r) = (head / 100, head % 100);
+                for _ in 1..len {
+                    assert_eq!(rec.next_value(), r, "a record's words belong together");
+                }
+                r
+            });
+            match got {
+                Some(r) => {
+                    assert_eq!(r, next, "records in order");
+                    next += 1;
+                }
+                None => thread::yield_now(),
+            }
+        }
+        producer.join().expect("producer");
+    });
+}

@@ -147,6 +147,98 @@ impl Msg {
     }
 }
 
+/// Record kinds in a pipe of encoded messages (see [`super::payload`]).
+const WORD_INLINE: u64 = 1;
+const WORD_SHARED: u64 = 2;
+
+impl Msg {
+    /// The number of 8-byte words this message takes in a pipe: a header, then the inline
+    /// payload, or the shared block's pointer and length.
+    #[inline(always)]
+    pub(crate) fn words(&self) -> usize {
+        match &self.repr {
+            Repr::Inline { len, .. } => 1 + usize::from(*len).div_ceil(8),
+            Repr::Shared { .. } => 3,
+        }
+    }
+
+    /// Word `i` of the encoding. Word 1 of a shared message carries the reference the message
+    /// owned: call with every `i` in `0..words()`, then `forget` the message.
+    #[inline(always)]
+    pub(crate) fn word(&self, i: usize) -> u64 {
+        match &self.repr {
+            Repr::Inline { id, len, buf } => {
+                if i == 0 {
+                    return WORD_INLINE | u64::from(*len) << 8 | u64::from(*id) << 32;
+                }
+                // Every constructor zero-fills the buffer, so a whole 8-byte chunk past `len`
+                // reads zeros; only the chunk that would cross the buffer's end is cut.
+                let from = (i - 1) * 8;
+                match buf.get(from..from + 8) {
+                    Some(chunk) => u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+                    None => {
+                        let mut chunk = [0u8; 8];
+                        chunk[..INLINE_CAPACITY - from].copy_from_slice(&buf[from..]);
+                        u64::from_le_bytes(chunk)
+                    }
+                }
+            }
+            Repr::Shared { id, bytes } => match i {
+                0 => WORD_SHARED | u64::from(*id) << 32,
+                1 => bytes.as_ptr() as u64,
+                _ => bytes.len() as u64,
+            },
+        }
+    }
+
+    /// Gives up the message's shared reference after [`Msg::word`] encoded it.
+    #[inline(always)]
+    pub(crate) fn forget_encoded(self) {
+        std::mem::forget(self);
+    }
+
+    /// Rebuilds a message from its words, `next` yielding them in order.
+    ///
+    /// # Safety
+    /// The words must be exactly those [`Msg::word`] produced for one message that was then
+    /// forgotten, each decoded once: a shared message's reference is taken over.
+    #[inline(always)]
+    pub(crate) unsafe fn from_words(mut next: impl FnMut() -> u64) -> Msg {
+        let head = next();
+        let id = (head >> 32) as u32;
+        if head & 0xff == WORD_SHARED {
+            let ptr = next() as usize as *const u8;
+            let len = next() as usize;
+            // SAFETY: ptr and len are the data pointer and length of an `Arc<[u8]>` whose
+            // reference the encoder forgot (caller's contract); `Arc::as_ptr` of a slice
+            // points at its data, which is what `from_raw` expects back.
+            let bytes = unsafe { Arc::from_raw(std::ptr::slice_from_raw_parts(ptr, len)) };
+            return Msg {
+                repr: Repr::Shared { id, bytes },
+            };
+        }
+        let len = ((head >> 8) & 0xff) as usize;
+        let mut buf = [0u8; INLINE_CAPACITY];
+        let mut at = 0;
+        while at < len {
+            let chunk = next().to_le_bytes();
+            match buf.get_mut(at..at + 8) {
+                // Bytes past `len` in the last chunk are zeros (see `word`).
+                Some(dst) => dst.copy_from_slice(&chunk),
+                None => buf[at..].copy_from_slice(&chunk[..INLINE_CAPACITY - at]),
+            }
+            at += 8;
+        }
+        Msg {
+            repr: Repr::Inline {
+                id,
+                len: len as u8,
+                buf,
+            },
+        }
+    }
+}
+
 impl Default for Msg {
     fn default() -> Self {
         Msg::empty()

@@ -21,7 +21,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use super::error::{RecvError, SendError};
-use super::ring::{ring, Consumer, Producer};
+use super::payload::Payload;
+use super::ring::{ring_with_drop, Consumer, Producer};
 use super::signal::Signaller;
 use super::Msg;
 
@@ -75,7 +76,9 @@ pub struct EndStats {
 /// How a pipe is built.
 #[derive(Debug, Clone, Copy)]
 pub struct PipeOptions {
-    /// The high-water mark in messages (rounded up to a power of two).
+    /// The high-water mark: slots for `hwm` values, rounded up to a power of two. A pipe of
+    /// [`Msg`] gets `4 × hwm` words (at least 16): room for `hwm` messages of up to 24 bytes,
+    /// fewer larger ones (see [`super::payload`]).
     pub hwm: usize,
     /// Pre-write / pre-read batching. `false` publishes and re-reads the counters per message:
     /// the unbatched baseline of the benchmarks, never faster.
@@ -125,11 +128,11 @@ impl Shared {
 }
 
 /// Creates a pipe. `dropped_unread` counts messages dropped with their receiver.
-pub(crate) fn channel<T: Send + 'static>(
+pub(crate) fn channel<T: Payload>(
     opts: PipeOptions,
     dropped_unread: Arc<AtomicUsize>,
 ) -> io::Result<(Sender<T>, Receiver<T>, Arc<Shared>)> {
-    let (prod, cons) = ring::<T>(opts.hwm, opts.batching);
+    let (prod, cons) = ring_with_drop::<T::Slot>(T::slots(opts.hwm), opts.batching, T::on_drop());
     let depth = cons.depth_probe();
     let shared = Arc::new(Shared {
         state: AtomicU8::new(0),
@@ -155,14 +158,14 @@ pub(crate) fn channel<T: Send + 'static>(
 }
 
 /// The writing end of a pipe.
-pub struct Sender<T: Send + 'static = Msg> {
-    prod: Producer<T>,
+pub struct Sender<T: Payload = Msg> {
+    prod: Producer<T::Slot>,
     shared: Arc<Shared>,
     batching: bool,
     stats: EndStats,
 }
 
-impl<T: Send + 'static> Sender<T> {
+impl<T: Payload> Sender<T> {
     /// Writes a message into the pre-write region; it becomes visible at the next
     /// [`Sender::flush`]. At the high-water mark, flushes what is pending, arms the writable
     /// wake-up and hands the message back in `WouldBlock`.
@@ -171,7 +174,7 @@ impl<T: Send + 'static> Sender<T> {
         if self.shared.state.load(Ordering::Relaxed) & NO_SEND != 0 {
             return Err(SendError::Closed(msg));
         }
-        match self.prod.push(msg) {
+        match T::push(&mut self.prod, msg) {
             Ok(()) if self.batching => Ok(()),
             Ok(()) => {
                 self.flush();
@@ -181,35 +184,41 @@ impl<T: Send + 'static> Sender<T> {
         }
     }
 
-    /// Builds the message directly in the pipe (no copy of the handle) from `make`, into the
-    /// pre-write region. At the high-water mark `make` is not called: `WouldBlock(())`, with
-    /// the writable wake-up armed, and nothing was lost because nothing was built.
+    /// Builds the message with `make` straight into the pre-write region (no move of a large
+    /// value through the stack). At the high-water mark: `WouldBlock(None)` if `make` was not
+    /// called, `WouldBlock(Some(msg))` if the built message did not fit (handed back); the
+    /// writable wake-up is armed either way.
     #[inline(always)]
-    pub fn write_with(&mut self, make: impl FnOnce() -> T) -> Result<(), SendError<()>> {
+    pub fn write_with(&mut self, make: impl FnOnce() -> T) -> Result<(), SendError<Option<T>>> {
         if self.shared.state.load(Ordering::Relaxed) & NO_SEND != 0 {
-            return Err(SendError::Closed(()));
+            return Err(SendError::Closed(None));
         }
-        if self.prod.push_with(make) {
-            if !self.batching {
-                self.flush();
+        match T::push_with(&mut self.prod, make) {
+            Ok(()) => {
+                if !self.batching {
+                    self.flush();
+                }
+                Ok(())
             }
-            return Ok(());
+            Err(built) => {
+                self.flush();
+                let need = built.as_ref().map_or(T::usual_slots(), T::slots_of);
+                if self.prod.sleep_for(need) {
+                    self.stats.sleeps += 1;
+                }
+                Err(SendError::WouldBlock(built))
+            }
         }
-        self.flush();
-        if self.prod.sleep() {
-            self.stats.sleeps += 1;
-        }
-        Err(SendError::WouldBlock(()))
     }
 
     #[cold]
     fn full(&mut self, msg: T) -> Result<(), SendError<T>> {
         self.flush();
-        if self.prod.sleep() {
+        if self.prod.sleep_for(T::slots_of(&msg)) {
             self.stats.sleeps += 1;
             return Err(SendError::WouldBlock(msg));
         }
-        self.prod.push(msg).map_err(SendError::WouldBlock)
+        T::push(&mut self.prod, msg).map_err(SendError::WouldBlock)
     }
 
     /// Publishes the pre-write region (one atomic swap) and wakes the reader if it sleeps.
@@ -251,7 +260,7 @@ impl<T: Send + 'static> Sender<T> {
             if self.shared.state.load(Ordering::Acquire) & NO_SEND != 0 {
                 return Err(SendError::Closed(msg));
             }
-            match self.prod.push(msg) {
+            match T::push(&mut self.prod, msg) {
                 Ok(()) if self.batching => return Ok(()),
                 Ok(()) => {
                     self.flush();
@@ -260,7 +269,8 @@ impl<T: Send + 'static> Sender<T> {
                 Err(back) => msg = back,
             }
             self.flush();
-            if spin_until(|| self.prod.has_room()) || !self.prod.sleep() {
+            let need = T::slots_of(&msg);
+            if spin_until(|| self.prod.has_room_for(need)) || !self.prod.sleep_for(need) {
                 continue;
             }
             self.stats.sleeps += 1;
@@ -275,7 +285,7 @@ impl<T: Send + 'static> Sender<T> {
     /// Whether a write would find room now (arms nothing).
     #[inline(always)]
     pub fn has_room(&mut self) -> bool {
-        self.prod.has_room()
+        T::has_room(&mut self.prod)
     }
 
     /// Waits (spinning briefly, then sleeping on the eventfd) until a write has room or the
@@ -284,8 +294,8 @@ impl<T: Send + 'static> Sender<T> {
         loop {
             self.flush();
             if self.shared.state.load(Ordering::Acquire) & NO_SEND != 0
-                || spin_until(|| self.prod.has_room())
-                || !self.prod.sleep()
+                || spin_until(|| T::has_room(&mut self.prod))
+                || !self.prod.sleep_for(T::usual_slots())
             {
                 return Ok(true);
             }
@@ -330,7 +340,7 @@ impl<T: Send + 'static> Sender<T> {
     }
 }
 
-impl<T: Send + 'static> Drop for Sender<T> {
+impl<T: Payload> Drop for Sender<T> {
     fn drop(&mut self) {
         self.flush();
         self.shared.mark_gone(WRITER_GONE);
@@ -339,15 +349,15 @@ impl<T: Send + 'static> Drop for Sender<T> {
 }
 
 /// The reading end of a pipe.
-pub struct Receiver<T: Send + 'static = Msg> {
-    cons: Consumer<T>,
+pub struct Receiver<T: Payload = Msg> {
+    cons: Consumer<T::Slot>,
     shared: Arc<Shared>,
     /// `Closed` or `Discarded` was reported.
     done: bool,
     stats: EndStats,
 }
 
-impl<T: Send + 'static> Receiver<T> {
+impl<T: Payload> Receiver<T> {
     /// Takes the next message without blocking. `WouldBlock` also arms the wake-up: the
     /// receiver's fd becomes readable when the writer publishes more.
     #[inline(always)]
@@ -355,7 +365,7 @@ impl<T: Send + 'static> Receiver<T> {
         if self.shared.state.load(Ordering::Relaxed) & CTX_DISCARD != 0 {
             return Err(self.discard());
         }
-        match self.cons.pop() {
+        match T::pop(&mut self.cons) {
             Some(msg) => {
                 if self.cons.take_wake_writer() {
                     self.wake_writer();
@@ -376,7 +386,7 @@ impl<T: Send + 'static> Receiver<T> {
         }
         let mut n = 0;
         while n < max {
-            match self.cons.pop() {
+            match T::pop(&mut self.cons) {
                 Some(msg) => f(msg),
                 None => break,
             }
@@ -402,7 +412,7 @@ impl<T: Send + 'static> Receiver<T> {
             return Err(self.discard());
         }
         let mut n = 0;
-        while n < max && self.cons.pop_with(&mut f).is_some() {
+        while n < max && T::pop_with(&mut self.cons, &mut f).is_some() {
             n += 1;
         }
         if self.cons.take_wake_writer() {
@@ -437,7 +447,7 @@ impl<T: Send + 'static> Receiver<T> {
             let state = self.shared.state.load(Ordering::Acquire);
             if state & NO_MORE != 0 {
                 // Whatever the writer published before it left is still delivered, in order.
-                return self.cons.pop().ok_or_else(|| self.closed());
+                return T::pop(&mut self.cons).ok_or_else(|| self.closed());
             }
             if self.cons.sleep() {
                 self.stats.sleeps += 1;
@@ -446,7 +456,7 @@ impl<T: Send + 'static> Receiver<T> {
                 }
                 return Err(RecvError::WouldBlock);
             }
-            if let Some(msg) = self.cons.pop() {
+            if let Some(msg) = T::pop(&mut self.cons) {
                 return Ok(msg);
             }
         }
@@ -463,7 +473,7 @@ impl<T: Send + 'static> Receiver<T> {
             return RecvError::Closed;
         }
         let mut n = 0;
-        while self.cons.pop().is_some() {
+        while T::pop(&mut self.cons).is_some() {
             n += 1;
         }
         self.cons.release();
@@ -529,7 +539,7 @@ impl<T: Send + 'static> Receiver<T> {
         self.shared.mark_gone(READER_GONE);
         self.shared.writer_sig.signal();
         let mut left = Vec::new();
-        while let Some(msg) = self.cons.pop() {
+        while let Some(msg) = T::pop(&mut self.cons) {
             left.push(msg);
         }
         self.done = true;
@@ -548,7 +558,7 @@ impl<T: Send + 'static> Receiver<T> {
     }
 }
 
-impl<T: Send + 'static> Drop for Receiver<T> {
+impl<T: Payload> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.shared.mark_gone(READER_GONE);
         self.shared.writer_sig.signal();
@@ -556,7 +566,7 @@ impl<T: Send + 'static> Drop for Receiver<T> {
             return;
         }
         let mut n = 0;
-        while self.cons.pop().is_some() {
+        while T::pop(&mut self.cons).is_some() {
             n += 1;
         }
         self.shared.dropped_unread.fetch_add(n, Ordering::AcqRel);
@@ -565,7 +575,7 @@ impl<T: Send + 'static> Drop for Receiver<T> {
 
 macro_rules! fd_source {
     ($ty:ident) => {
-        impl<T: Send + 'static> mio::event::Source for $ty<T> {
+        impl<T: Payload> mio::event::Source for $ty<T> {
             fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
                 SourceFd(&self.signal_fd()).register(r, t, i)
             }
