@@ -218,24 +218,27 @@ impl Msg {
             };
         }
         let len = ((head >> 8) & 0xff) as usize;
-        let mut buf = [0u8; INLINE_CAPACITY];
-        let mut at = 0;
-        while at < len {
-            let chunk = next().to_le_bytes();
-            match buf.get_mut(at..at + 8) {
-                // Bytes past `len` in the last chunk are zeros (see `word`).
-                Some(dst) => dst.copy_from_slice(&chunk),
-                None => buf[at..].copy_from_slice(&chunk[..INLINE_CAPACITY - at]),
-            }
-            at += 8;
-        }
-        Msg {
+        // Built where it is returned and filled in place: no 72-byte copy at the end.
+        let mut msg = Msg {
             repr: Repr::Inline {
                 id,
                 len: len as u8,
-                buf,
+                buf: [0; INLINE_CAPACITY],
             },
+        };
+        if let Repr::Inline { buf, .. } = &mut msg.repr {
+            let mut at = 0;
+            while at < len {
+                let chunk = next().to_le_bytes();
+                match buf.get_mut(at..at + 8) {
+                    // Bytes past `len` in the last chunk are zeros (see `word`).
+                    Some(dst) => dst.copy_from_slice(&chunk),
+                    None => buf[at..].copy_from_slice(&chunk[..INLINE_CAPACITY - at]),
+                }
+                at += 8;
+            }
         }
+        msg
     }
 }
 

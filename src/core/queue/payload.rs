@@ -171,6 +171,11 @@ impl Payload for Msg {
 
     #[inline(always)]
     fn pop_with<R>(c: &mut Consumer<u64>, f: impl FnOnce(&Msg) -> R) -> Option<R> {
-        Self::pop(c).map(|m| f(&m))
+        c.pop_record(|r| {
+            // SAFETY: as in `pop`. The message is decoded where `f` sees it and dropped there:
+            // it is never moved.
+            let msg = unsafe { Msg::from_words(|| r.next_value()) };
+            f(&msg)
+        })
     }
 }
