@@ -11,10 +11,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bizzy::core::queue::ring::{Consumer, Producer};
 use bizzy::core::queue::{
-    Context, EndStats, IpcChannel, IpcPair, Msg, Payload, PipeOptions, Receiver, RecvError,
-    SendError, Sender,
+    Context, EndStats, IpcChannel, IpcPair, Msg, PipeOptions, Receiver, RecvError, SendError,
+    Sender,
 };
 use criterion::{Criterion, Throughput};
 
@@ -22,9 +21,56 @@ const PAYLOAD: [u8; 16] = *b"0123456789abcdef";
 /// Messages the producer writes before one flush: what one network read typically yields.
 const BATCH: u64 = 64;
 
+/// Pins the calling thread to one CPU, so that the two ends of every inproc contender run on
+/// two different cores (as an event loop and its I/O thread would), whatever else the machine
+/// runs. Best effort: a machine with one CPU just keeps its default.
+fn pin(cpu: usize) {
+    let n = thread::available_parallelism().map_or(1, |n| n.get());
+    if n >= 2 {
+        set_affinity(&[cpu % n]);
+    }
+}
+
+/// Lets the calling thread run on every CPU again (the ipc bench's child inherits it).
+fn unpin() {
+    let n = thread::available_parallelism().map_or(1, |n| n.get());
+    set_affinity(&(0..n).collect::<Vec<_>>());
+}
+
+fn set_affinity(cpus: &[usize]) {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set, CPU_SET writes inside it, and
+    // sched_setaffinity(0, ...) only changes the calling thread's placement.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Runs `reader` on a thread pinned to CPU 1 and `writer` here pinned to CPU 0; returns the
+/// writer's elapsed time until the reader finished, and what the reader returned.
+fn two_cores<R: Send + 'static>(
+    reader: impl FnOnce() -> R + Send + 'static,
+    writer: impl FnOnce(),
+) -> (Duration, R) {
+    let reader = thread::spawn(move || {
+        pin(1);
+        reader()
+    });
+    pin(0);
+    let start = Instant::now();
+    writer();
+    let r = reader.join().expect("the reader does not panic");
+    let elapsed = start.elapsed();
+    unpin();
+    (elapsed, r)
+}
+
 /// Writes `n` messages in batches of `BATCH`, each built in place in the pipe, one flush per
 /// batch; sleeps (after a short spin) while the pipe is full.
-fn produce<T: Payload>(tx: &mut Sender<T>, n: u64, make: impl Fn() -> T) {
+fn produce<T: Send + 'static>(tx: &mut Sender<T>, n: u64, make: impl Fn() -> T) {
     let mut sent = 0;
     while sent < n {
         if !tx.has_room() {
@@ -37,10 +83,9 @@ fn produce<T: Payload>(tx: &mut Sender<T>, n: u64, make: impl Fn() -> T) {
                     tx.flush();
                 }
             }
-            Err(SendError::WouldBlock(None)) => {
+            Err(SendError::WouldBlock(())) => {
                 tx.wait_writable(None).expect("eventfd wait");
             }
-            Err(SendError::WouldBlock(Some(_))) => unreachable!("16-byte messages fit any room"),
             Err(e) => panic!("pipe closed during the bench: {e}"),
         }
     }
@@ -48,7 +93,7 @@ fn produce<T: Payload>(tx: &mut Sender<T>, n: u64, make: impl Fn() -> T) {
 }
 
 /// Takes `n` messages a pre-read batch at a time, sleeping (after a short spin) when empty.
-fn consume<T: Payload>(rx: &mut Receiver<T>, n: u64) {
+fn consume<T: Send + 'static>(rx: &mut Receiver<T>, n: u64) {
     let mut got = 0;
     while got < n {
         if !rx.has_pending() {
@@ -76,14 +121,14 @@ fn bizzy_pipe(iters: u64, opts: PipeOptions) -> Duration {
 fn bizzy_pipe_stats(iters: u64, opts: PipeOptions) -> (Duration, EndStats, EndStats) {
     let ctx = Context::new();
     let (mut tx, mut rx) = ctx.pipe_with::<Msg>(opts).expect("eventfds are available");
-    let reader = thread::spawn(move || {
-        consume(&mut rx, iters);
-        rx.stats()
-    });
-    let start = Instant::now();
-    produce(&mut tx, iters, || Msg::new(&PAYLOAD));
-    let rx_stats = reader.join().expect("the reader does not panic");
-    (start.elapsed(), tx.stats(), rx_stats)
+    let (elapsed, rx_stats) = two_cores(
+        move || {
+            consume(&mut rx, iters);
+            rx.stats()
+        },
+        || produce(&mut tx, iters, || Msg::new(&PAYLOAD)),
+    );
+    (elapsed, tx.stats(), rx_stats)
 }
 
 /// The same pipe carrying plain 16-byte values instead of message handles: the payload type
@@ -91,51 +136,41 @@ fn bizzy_pipe_stats(iters: u64, opts: PipeOptions) -> (Duration, EndStats, EndSt
 fn bizzy_pipe_raw16(iters: u64) -> Duration {
     let ctx = Context::new();
     let (mut tx, mut rx) = ctx.pipe::<[u8; 16]>().expect("eventfds are available");
-    let reader = thread::spawn(move || consume(&mut rx, iters));
-    let start = Instant::now();
-    produce(&mut tx, iters, || PAYLOAD);
-    reader.join().expect("the reader does not panic");
-    start.elapsed()
-}
-
-fn bizzy_pipe_whole_handle(iters: u64) -> Duration {
-    let ctx = Context::new();
-    let (mut tx, mut rx) = ctx.pipe::<Whole>().expect("eventfds are available");
-    let reader = thread::spawn(move || consume(&mut rx, iters));
-    let start = Instant::now();
-    produce(&mut tx, iters, || Whole(Msg::new(&PAYLOAD)));
-    reader.join().expect("the reader does not panic");
-    start.elapsed()
+    two_cores(
+        move || consume(&mut rx, iters),
+        || produce(&mut tx, iters, || PAYLOAD),
+    )
+    .0
 }
 
 fn crossbeam(iters: u64) -> Duration {
     let (tx, rx) = crossbeam_channel::bounded::<[u8; 16]>(1024);
-    let reader = thread::spawn(move || {
+    let reader = move || {
         for _ in 0..iters {
             black_box(rx.recv().expect("the producer sends everything")[0]);
         }
-    });
-    let start = Instant::now();
-    for _ in 0..iters {
-        tx.send(PAYLOAD).expect("the reader is alive");
-    }
-    reader.join().expect("the reader does not panic");
-    start.elapsed()
+    };
+    let writer = || {
+        for _ in 0..iters {
+            tx.send(PAYLOAD).expect("the reader is alive");
+        }
+    };
+    two_cores(reader, writer).0
 }
 
 fn std_mpsc(iters: u64) -> Duration {
     let (tx, rx) = mpsc::sync_channel::<[u8; 16]>(1024);
-    let reader = thread::spawn(move || {
+    let reader = move || {
         for _ in 0..iters {
             black_box(rx.recv().expect("the producer sends everything")[0]);
         }
-    });
-    let start = Instant::now();
-    for _ in 0..iters {
-        tx.send(PAYLOAD).expect("the reader is alive");
-    }
-    reader.join().expect("the reader does not panic");
-    start.elapsed()
+    };
+    let writer = || {
+        for _ in 0..iters {
+            tx.send(PAYLOAD).expect("the reader is alive");
+        }
+    };
+    two_cores(reader, writer).0
 }
 
 /// The child process of the ipc bench: writes `n` messages in batches, flushing each, then
@@ -198,9 +233,6 @@ fn throughput(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("bizzy_pipe", |b| {
         b.iter_custom(|n| bizzy_pipe(n, PipeOptions::default()))
-    });
-    g.bench_function("bizzy_pipe_whole_handle", |b| {
-        b.iter_custom(bizzy_pipe_whole_handle)
     });
     g.bench_function("bizzy_pipe_raw16", |b| b.iter_custom(bizzy_pipe_raw16));
     g.bench_function("crossbeam_bounded_1024", |b| b.iter_custom(crossbeam));
@@ -288,48 +320,5 @@ fn main() {
         .unwrap_or(20_000);
     if std::env::args().any(|a| a == "--bench") {
         sparse_report(n);
-    }
-}
-
-/// The message handle stored whole in one 72-byte slot: the design `Sender<Msg>` replaced
-/// with records of 8-byte words (24 bytes for a 16-byte message), kept here to show why.
-#[derive(Debug)]
-struct Whole(#[allow(dead_code, reason = "only carried: the bench measures the hand-off")] Msg);
-
-impl Payload for Whole {
-    type Slot = Whole;
-    fn slots(hwm: usize) -> usize {
-        hwm
-    }
-    fn slots_of(_: &Self) -> usize {
-        1
-    }
-    fn usual_slots() -> usize {
-        1
-    }
-    fn on_drop() -> Option<fn(&mut dyn Iterator<Item = Whole>)> {
-        None
-    }
-    fn push(p: &mut Producer<Whole>, v: Whole) -> Result<(), Whole> {
-        p.push(v)
-    }
-    fn push_with(
-        p: &mut Producer<Whole>,
-        make: impl FnOnce() -> Whole,
-    ) -> Result<(), Option<Whole>> {
-        if p.push_with(make) {
-            Ok(())
-        } else {
-            Err(None)
-        }
-    }
-    fn has_room(p: &mut Producer<Whole>) -> bool {
-        p.has_room()
-    }
-    fn pop(c: &mut Consumer<Whole>) -> Option<Whole> {
-        c.pop()
-    }
-    fn pop_with<R>(c: &mut Consumer<Whole>, f: impl FnOnce(&Whole) -> R) -> Option<R> {
-        c.pop_with(f)
     }
 }

@@ -108,10 +108,10 @@ proptest! {
 }
 
 proptest! {
-    /// Message pipes store records of 8-byte words: random payload sizes (inline and shared)
-    /// and batches come out intact, in order, and the ring never overflows.
+    /// Messages of random sizes (inline and shared) in random batches come out intact, in
+    /// order, and a full pipe hands the message back.
     #[test]
-    fn message_records_of_any_size(
+    fn messages_of_any_size(
         hwm in 4usize..64,
         sizes in prop::collection::vec(0usize..200, 1..120),
         batch in 1usize..10,

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::link::Endpoint;
-use super::payload::Payload;
 use super::pipe::{channel, PipeOptions, Receiver, Sender, Shared};
 
 /// What a shutdown does with the messages still queued.
@@ -96,12 +95,15 @@ impl Context {
     }
 
     /// A one-way pipe with the context's options.
-    pub fn pipe<T: Payload>(&self) -> io::Result<(Sender<T>, Receiver<T>)> {
+    pub fn pipe<T: Send + 'static>(&self) -> io::Result<(Sender<T>, Receiver<T>)> {
         self.pipe_with(self.opts)
     }
 
     /// A one-way pipe with its own options.
-    pub fn pipe_with<T: Payload>(&self, opts: PipeOptions) -> io::Result<(Sender<T>, Receiver<T>)> {
+    pub fn pipe_with<T: Send + 'static>(
+        &self,
+        opts: PipeOptions,
+    ) -> io::Result<(Sender<T>, Receiver<T>)> {
         if self.shut.load(Ordering::Acquire) {
             return Err(shut_down());
         }

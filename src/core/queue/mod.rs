@@ -18,9 +18,7 @@
 //!   single-consumer ring ([`ring`], ZeroMQ's ypipe on a bounded ring, checked with loom),
 //!   pre-write / pre-read batching (one atomic operation per batch), a high-water mark, and an
 //!   eventfd [`Signaller`] per end that wakes a sleeper once per batch. Both ends are
-//!   `mio::event::Source`s. A pipe carries any [`Payload`]: plain values one per slot, a
-//!   [`Msg`] as a record of 8-byte words (24 bytes for a 16-byte message, not the 72-byte
-//!   handle). Fast paths: [`Sender::write_with`] builds a message in place,
+//!   `mio::event::Source`s. Fast paths: [`Sender::write_with`] builds a message in its slot,
 //!   [`Receiver::read_batch`] consumes a whole pre-read batch by reference; threads wait with
 //!   [`Sender::wait_writable`] / [`Receiver::wait_readable`] (spin, yield, then sleep).
 //! - [`IpcChannel`] / [`IpcPair`]: the ipc transport, framed and batched, with fd passing.
@@ -87,7 +85,6 @@ pub mod error;
 pub mod ipc;
 pub mod link;
 pub mod msg;
-pub mod payload;
 pub mod pipe;
 pub mod pipeline;
 pub mod pubsub;
@@ -102,7 +99,6 @@ pub use error::{RecvError, SendError};
 pub use ipc::{IpcChannel, IpcPair};
 pub use link::{Endpoint, Link};
 pub use msg::{Msg, INLINE_CAPACITY};
-pub use payload::Payload;
 pub use pipe::{EndStats, PipeOptions, Receiver, Sender, DEFAULT_HWM};
 pub use pipeline::{Pull, Push};
 pub use pubsub::{Pub, Published, Sub};

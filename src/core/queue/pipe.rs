@@ -21,8 +21,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use super::error::{RecvError, SendError};
-use super::payload::Payload;
-use super::ring::{ring_with_drop, Consumer, Producer};
+use super::ring::{ring, Consumer, Producer};
 use super::signal::Signaller;
 use super::Msg;
 
@@ -76,9 +75,7 @@ pub struct EndStats {
 /// How a pipe is built.
 #[derive(Debug, Clone, Copy)]
 pub struct PipeOptions {
-    /// The high-water mark: slots for `hwm` values, rounded up to a power of two. A pipe of
-    /// [`Msg`] gets `4 × hwm` words (at least 16): room for `hwm` messages of up to 24 bytes,
-    /// fewer larger ones (see [`super::payload`]).
+    /// The high-water mark in messages (rounded up to a power of two).
     pub hwm: usize,
     /// Pre-write / pre-read batching. `false` publishes and re-reads the counters per message:
     /// the unbatched baseline of the benchmarks, never faster.
@@ -128,11 +125,11 @@ impl Shared {
 }
 
 /// Creates a pipe. `dropped_unread` counts messages dropped with their receiver.
-pub(crate) fn channel<T: Payload>(
+pub(crate) fn channel<T: Send + 'static>(
     opts: PipeOptions,
     dropped_unread: Arc<AtomicUsize>,
 ) -> io::Result<(Sender<T>, Receiver<T>, Arc<Shared>)> {
-    let (prod, cons) = ring_with_drop::<T::Slot>(T::slots(opts.hwm), opts.batching, T::on_drop());
+    let (prod, cons) = ring::<T>(opts.hwm, opts.batching);
     let depth = cons.depth_probe();
     let shared = Arc::new(Shared {
         state: AtomicU8::new(0),
@@ -158,14 +155,14 @@ pub(crate) fn channel<T: Payload>(
 }
 
 /// The writing end of a pipe.
-pub struct Sender<T: Payload = Msg> {
-    prod: Producer<T::Slot>,
+pub struct Sender<T: Send + 'static = Msg> {
+    prod: Producer<T>,
     shared: Arc<Shared>,
     batching: bool,
     stats: EndStats,
 }
 
-impl<T: Payload> Sender<T> {
+impl<T: Send + 'static> Sender<T> {
     /// Writes a message into the pre-write region; it becomes visible at the next
     /// [`Sender::flush`]. At the high-water mark, flushes what is pending, arms the writable
     /// wake-up and hands the message back in `WouldBlock`.
@@ -174,7 +171,7 @@ impl<T: Payload> Sender<T> {
         if self.shared.state.load(Ordering::Relaxed) & NO_SEND != 0 {
             return Err(SendError::Closed(msg));
         }
-        match T::push(&mut self.prod, msg) {
+        match self.prod.push(msg) {
             Ok(()) if self.batching => Ok(()),
             Ok(()) => {
                 self.flush();
@@ -184,41 +181,35 @@ impl<T: Payload> Sender<T> {
         }
     }
 
-    /// Builds the message with `make` straight into the pre-write region (no move of a large
-    /// value through the stack). At the high-water mark: `WouldBlock(None)` if `make` was not
-    /// called, `WouldBlock(Some(msg))` if the built message did not fit (handed back); the
-    /// writable wake-up is armed either way.
+    /// Builds the message directly in the pipe (no copy of the handle) from `make`, into the
+    /// pre-write region. At the high-water mark `make` is not called: `WouldBlock(())`, with
+    /// the writable wake-up armed, and nothing was lost because nothing was built.
     #[inline(always)]
-    pub fn write_with(&mut self, make: impl FnOnce() -> T) -> Result<(), SendError<Option<T>>> {
+    pub fn write_with(&mut self, make: impl FnOnce() -> T) -> Result<(), SendError<()>> {
         if self.shared.state.load(Ordering::Relaxed) & NO_SEND != 0 {
-            return Err(SendError::Closed(None));
+            return Err(SendError::Closed(()));
         }
-        match T::push_with(&mut self.prod, make) {
-            Ok(()) => {
-                if !self.batching {
-                    self.flush();
-                }
-                Ok(())
-            }
-            Err(built) => {
+        if self.prod.push_with(make) {
+            if !self.batching {
                 self.flush();
-                let need = built.as_ref().map_or(T::usual_slots(), T::slots_of);
-                if self.prod.sleep_for(need) {
-                    self.stats.sleeps += 1;
-                }
-                Err(SendError::WouldBlock(built))
             }
+            return Ok(());
         }
+        self.flush();
+        if self.prod.sleep() {
+            self.stats.sleeps += 1;
+        }
+        Err(SendError::WouldBlock(()))
     }
 
     #[cold]
     fn full(&mut self, msg: T) -> Result<(), SendError<T>> {
         self.flush();
-        if self.prod.sleep_for(T::slots_of(&msg)) {
+        if self.prod.sleep() {
             self.stats.sleeps += 1;
             return Err(SendError::WouldBlock(msg));
         }
-        T::push(&mut self.prod, msg).map_err(SendError::WouldBlock)
+        self.prod.push(msg).map_err(SendError::WouldBlock)
     }
 
     /// Publishes the pre-write region (one atomic swap) and wakes the reader if it sleeps.
@@ -260,7 +251,7 @@ impl<T: Payload> Sender<T> {
             if self.shared.state.load(Ordering::Acquire) & NO_SEND != 0 {
                 return Err(SendError::Closed(msg));
             }
-            match T::push(&mut self.prod, msg) {
+            match self.prod.push(msg) {
                 Ok(()) if self.batching => return Ok(()),
                 Ok(()) => {
                     self.flush();
@@ -269,8 +260,7 @@ impl<T: Payload> Sender<T> {
                 Err(back) => msg = back,
             }
             self.flush();
-            let need = T::slots_of(&msg);
-            if spin_until(|| self.prod.has_room_for(need)) || !self.prod.sleep_for(need) {
+            if spin_until(|| self.prod.has_room()) || !self.prod.sleep() {
                 continue;
             }
             self.stats.sleeps += 1;
@@ -285,7 +275,7 @@ impl<T: Payload> Sender<T> {
     /// Whether a write would find room now (arms nothing).
     #[inline(always)]
     pub fn has_room(&mut self) -> bool {
-        T::has_room(&mut self.prod)
+        self.prod.has_room()
     }
 
     /// Waits (spinning briefly, then sleeping on the eventfd) until a write has room or the
@@ -294,8 +284,8 @@ impl<T: Payload> Sender<T> {
         loop {
             self.flush();
             if self.shared.state.load(Ordering::Acquire) & NO_SEND != 0
-                || spin_until(|| T::has_room(&mut self.prod))
-                || !self.prod.sleep_for(T::usual_slots())
+                || spin_until(|| self.prod.has_room())
+                || !self.prod.sleep()
             {
                 return Ok(true);
             }
@@ -340,7 +330,7 @@ impl<T: Payload> Sender<T> {
     }
 }
 
-impl<T: Payload> Drop for Sender<T> {
+impl<T: Send + 'static> Drop for Sender<T> {
     fn drop(&mut self) {
         self.flush();
         self.shared.mark_gone(WRITER_GONE);
@@ -349,15 +339,15 @@ impl<T: Payload> Drop for Sender<T> {
 }
 
 /// The reading end of a pipe.
-pub struct Receiver<T: Payload = Msg> {
-    cons: Consumer<T::Slot>,
+pub struct Receiver<T: Send + 'static = Msg> {
+    cons: Consumer<T>,
     shared: Arc<Shared>,
     /// `Closed` or `Discarded` was reported.
     done: bool,
     stats: EndStats,
 }
 
-impl<T: Payload> Receiver<T> {
+impl<T: Send + 'static> Receiver<T> {
     /// Takes the next message without blocking. `WouldBlock` also arms the wake-up: the
     /// receiver's fd becomes readable when the writer publishes more.
     #[inline(always)]
@@ -365,7 +355,7 @@ impl<T: Payload> Receiver<T> {
         if self.shared.state.load(Ordering::Relaxed) & CTX_DISCARD != 0 {
             return Err(self.discard());
         }
-        match T::pop(&mut self.cons) {
+        match self.cons.pop() {
             Some(msg) => {
                 if self.cons.take_wake_writer() {
                     self.wake_writer();
@@ -386,7 +376,7 @@ impl<T: Payload> Receiver<T> {
         }
         let mut n = 0;
         while n < max {
-            match T::pop(&mut self.cons) {
+            match self.cons.pop() {
                 Some(msg) => f(msg),
                 None => break,
             }
@@ -412,7 +402,7 @@ impl<T: Payload> Receiver<T> {
             return Err(self.discard());
         }
         let mut n = 0;
-        while n < max && T::pop_with(&mut self.cons, &mut f).is_some() {
+        while n < max && self.cons.pop_with(&mut f).is_some() {
             n += 1;
         }
         if self.cons.take_wake_writer() {
@@ -447,7 +437,7 @@ impl<T: Payload> Receiver<T> {
             let state = self.shared.state.load(Ordering::Acquire);
             if state & NO_MORE != 0 {
                 // Whatever the writer published before it left is still delivered, in order.
-                return T::pop(&mut self.cons).ok_or_else(|| self.closed());
+                return self.cons.pop().ok_or_else(|| self.closed());
             }
             if self.cons.sleep() {
                 self.stats.sleeps += 1;
@@ -456,7 +446,7 @@ impl<T: Payload> Receiver<T> {
                 }
                 return Err(RecvError::WouldBlock);
             }
-            if let Some(msg) = T::pop(&mut self.cons) {
+            if let Some(msg) = self.cons.pop() {
                 return Ok(msg);
             }
         }
@@ -473,7 +463,7 @@ impl<T: Payload> Receiver<T> {
             return RecvError::Closed;
         }
         let mut n = 0;
-        while T::pop(&mut self.cons).is_some() {
+        while self.cons.pop().is_some() {
             n += 1;
         }
         self.cons.release();
@@ -539,7 +529,7 @@ impl<T: Payload> Receiver<T> {
         self.shared.mark_gone(READER_GONE);
         self.shared.writer_sig.signal();
         let mut left = Vec::new();
-        while let Some(msg) = T::pop(&mut self.cons) {
+        while let Some(msg) = self.cons.pop() {
             left.push(msg);
         }
         self.done = true;
@@ -558,7 +548,7 @@ impl<T: Payload> Receiver<T> {
     }
 }
 
-impl<T: Payload> Drop for Receiver<T> {
+impl<T: Send + 'static> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.shared.mark_gone(READER_GONE);
         self.shared.writer_sig.signal();
@@ -566,7 +556,7 @@ impl<T: Payload> Drop for Receiver<T> {
             return;
         }
         let mut n = 0;
-        while T::pop(&mut self.cons).is_some() {
+        while self.cons.pop().is_some() {
             n += 1;
         }
         self.shared.dropped_unread.fetch_add(n, Ordering::AcqRel);
@@ -575,7 +565,7 @@ impl<T: Payload> Drop for Receiver<T> {
 
 macro_rules! fd_source {
     ($ty:ident) => {
-        impl<T: Payload> mio::event::Source for $ty<T> {
+        impl<T: Send + 'static> mio::event::Source for $ty<T> {
             fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
                 SourceFd(&self.signal_fd()).register(r, t, i)
             }

@@ -31,48 +31,13 @@ struct Ring<T> {
     /// Consumed count << 1, with the writer-asleep bit. Written by the consumer's release and by
     /// the producer's sleep.
     head: CachePadded<AtomicUsize>,
-    /// Records (messages) read, stored (not published) after every read, on the consumer's
-    /// own line: only the depth probe reads it, so a shutdown report counts exactly what is
-    /// still unread.
+    /// Read count, stored (not published) after every read, on the consumer's own line: only
+    /// the depth probe reads it, so a shutdown report counts exactly what is still unread.
     taken: CachePadded<AtomicUsize>,
-    /// Records (messages) published, stored at every flush, on the producer's own line.
-    flushed: CachePadded<AtomicUsize>,
     slots: Box<[Cell<MaybeUninit<T>>]>,
     mask: usize,
     /// The consumer hands freed slots back at least this often while it reads a long batch.
     release_every: usize,
-    /// Drops the values left in the ring when they are parts of records (a pipe of encoded
-    /// messages), instead of one by one.
-    on_drop: Option<fn(&mut dyn Iterator<Item = T>)>,
-}
-
-/// Moves the unread values out of a ring being dropped, in order; drops what the hook leaves.
-struct Leftovers<'a, T> {
-    ring: &'a Ring<T>,
-    at: usize,
-    tail: usize,
-}
-
-impl<T> Iterator for Leftovers<'_, T> {
-    type Item = T;
-    fn next(&mut self) -> Option<T> {
-        if self.at == self.tail {
-            return None;
-        }
-        let slot = &self.ring.slots[self.at & self.ring.mask];
-        self.at = self.at.wrapping_add(1);
-        // SAFETY: the ring is being dropped (no other reference) and [head, tail) holds the
-        // values written and never read; each is read out exactly once.
-        Some(slot.with_mut(|p| unsafe { (*p).assume_init_read() }))
-    }
-}
-
-impl<T> Drop for Leftovers<'_, T> {
-    fn drop(&mut self) {
-        for value in self.by_ref() {
-            drop(value);
-        }
-    }
 }
 
 // SAFETY: a slot is accessed by one side at a time: the producer writes slots in
@@ -86,14 +51,13 @@ impl<T> Drop for Ring<T> {
     fn drop(&mut self) {
         let head = load_mut(&mut self.head) >> 1;
         let tail = load_mut(&mut self.tail) >> 1;
-        let on_drop = self.on_drop;
-        let mut left = Leftovers {
-            ring: self,
-            at: head,
-            tail,
-        };
-        if let Some(hook) = on_drop {
-            hook(&mut left);
+        let mut at = head;
+        while at != tail {
+            let slot = &self.slots[at & self.mask];
+            // SAFETY: both sides are gone (this is the last reference) and each published, so
+            // exactly the slots in [head, tail) hold values that were written and never read.
+            slot.with_mut(|p| unsafe { (*p).assume_init_drop() });
+            at = at.wrapping_add(1);
         }
     }
 }
@@ -102,15 +66,6 @@ impl<T> Drop for Ring<T> {
 /// `batching: false` makes the consumer publish and re-read the counters for every message,
 /// the unbatched baseline of the benchmarks.
 pub fn ring<T>(capacity: usize, batching: bool) -> (Producer<T>, Consumer<T>) {
-    ring_with_drop(capacity, batching, None)
-}
-
-/// [`ring`], with a hook that receives the values still unread when the ring goes away.
-pub fn ring_with_drop<T>(
-    capacity: usize,
-    batching: bool,
-    on_drop: Option<fn(&mut dyn Iterator<Item = T>)>,
-) -> (Producer<T>, Consumer<T>) {
     let capacity = capacity.max(2).next_power_of_two();
     let slots = (0..capacity)
         .map(|_| Cell::new(MaybeUninit::uninit()))
@@ -120,25 +75,21 @@ pub fn ring_with_drop<T>(
         tail: CachePadded(AtomicUsize::new(0)),
         head: CachePadded(AtomicUsize::new(0)),
         taken: CachePadded(AtomicUsize::new(0)),
-        flushed: CachePadded(AtomicUsize::new(0)),
         slots,
         mask: capacity - 1,
         release_every,
-        on_drop,
     });
     let producer = Producer {
         ring: Arc::clone(&ring),
         tail: 0,
         head_seen: 0,
         published: 0,
-        records: 0,
     };
     let consumer = Consumer {
         ring,
         head: 0,
         tail_seen: 0,
         published: 0,
-        records: 0,
         batching,
         wake_writer: false,
     };
@@ -154,8 +105,6 @@ pub struct Producer<T> {
     head_seen: usize,
     /// Published count.
     published: usize,
-    /// Records written (a record is one value, or one encoded message).
-    records: usize,
 }
 
 impl<T> Producer<T> {
@@ -180,7 +129,6 @@ impl<T> Producer<T> {
         // until `flush` publishes it.
         slot.with_mut(|p| unsafe { (*p).write(value) });
         self.tail = self.tail.wrapping_add(1);
-        self.records = self.records.wrapping_add(1);
         Ok(())
     }
 
@@ -196,40 +144,7 @@ impl<T> Producer<T> {
         // next flush publishes it.
         slot.with_mut(|p| unsafe { (*p).write(make()) });
         self.tail = self.tail.wrapping_add(1);
-        self.records = self.records.wrapping_add(1);
         true
-    }
-
-    /// Writes a record of `n` consecutive values (`value(i)` for i in 0..n), all or nothing;
-    /// false when the ring lacks room for all of them.
-    #[inline(always)]
-    pub fn push_n(&mut self, n: usize, mut value: impl FnMut(usize) -> T) -> bool {
-        debug_assert!(n > 0 && n <= self.capacity(), "a record fits the ring");
-        if self.tail.wrapping_add(n).wrapping_sub(self.head_seen) > self.ring.mask + 1 {
-            self.head_seen = self.ring.head.load(Ordering::Acquire) >> 1;
-            if self.tail.wrapping_add(n).wrapping_sub(self.head_seen) > self.ring.mask + 1 {
-                return false;
-            }
-        }
-        for i in 0..n {
-            let slot = &self.ring.slots[self.tail.wrapping_add(i) & self.ring.mask];
-            let v = value(i);
-            // SAFETY: as in `push`: the n slots after tail are free (checked above) and only
-            // the producer touches them until the next flush publishes them.
-            slot.with_mut(|p| unsafe { (*p).write(v) });
-        }
-        self.tail = self.tail.wrapping_add(n);
-        self.records = self.records.wrapping_add(1);
-        true
-    }
-
-    /// Whether `n` more values would fit now (reads the consumed count again if needed).
-    #[inline]
-    pub fn has_room_for(&mut self, n: usize) -> bool {
-        self.tail.wrapping_add(n).wrapping_sub(self.head_seen) <= self.ring.mask + 1 || {
-            self.head_seen = self.ring.head.load(Ordering::Acquire) >> 1;
-            self.tail.wrapping_add(n).wrapping_sub(self.head_seen) <= self.ring.mask + 1
-        }
     }
 
     /// Whether a push would succeed now (reads the consumed count again if needed).
@@ -258,7 +173,6 @@ impl<T> Producer<T> {
         if self.tail == self.published {
             return false;
         }
-        self.ring.flushed.store(self.records, Ordering::Relaxed);
         let prev = self.ring.tail.swap(self.tail << 1, Ordering::AcqRel);
         self.published = self.tail;
         prev & ASLEEP != 0
@@ -268,17 +182,11 @@ impl<T> Producer<T> {
     /// true when asleep (the consumer's next release will ask for a wake), false when there is
     /// room now.
     pub fn sleep(&mut self) -> bool {
-        self.sleep_for(1)
-    }
-
-    /// [`Producer::sleep`] for a record of `need` values.
-    pub fn sleep_for(&mut self, need: usize) -> bool {
-        let cap = self.ring.mask + 1;
         let seen = self.ring.head.load(Ordering::Acquire);
         if seen & ASLEEP != 0 {
             return true;
         }
-        if self.tail.wrapping_add(need).wrapping_sub(seen >> 1) <= cap {
+        if self.tail.wrapping_sub(seen >> 1) <= self.ring.mask {
             self.head_seen = seen >> 1;
             return false;
         }
@@ -312,8 +220,6 @@ pub struct Consumer<T> {
     tail_seen: usize,
     /// Released count.
     published: usize,
-    /// Records read.
-    records: usize,
     batching: bool,
     /// A release found the producer asleep: the caller must wake it.
     wake_writer: bool,
@@ -333,8 +239,7 @@ impl<T> Consumer<T> {
         // release it.
         let value = slot.with_mut(|p| unsafe { (*p).assume_init_read() });
         self.head = self.head.wrapping_add(1);
-        self.records = self.records.wrapping_add(1);
-        self.ring.taken.store(self.records, Ordering::Relaxed);
+        self.ring.taken.store(self.head, Ordering::Relaxed);
         if !self.batching {
             self.tail_seen = self.head;
         }
@@ -359,33 +264,7 @@ impl<T> Consumer<T> {
             r
         });
         self.head = self.head.wrapping_add(1);
-        self.records = self.records.wrapping_add(1);
-        self.ring.taken.store(self.records, Ordering::Relaxed);
-        if !self.batching {
-            self.tail_seen = self.head;
-        }
-        if self.head.wrapping_sub(self.published) >= self.ring.release_every {
-            self.release();
-        }
-        Some(r)
-    }
-
-    /// Reads one record: `f` gets a reader that moves out the record's values in order (the
-    /// producer wrote whole records before publishing, so a record is never half there).
-    #[inline(always)]
-    pub fn pop_record<R>(&mut self, f: impl FnOnce(&mut RecordReader<'_, T>) -> R) -> Option<R> {
-        if self.head == self.tail_seen && !self.refill() {
-            return None;
-        }
-        let mut reader = RecordReader {
-            ring: &self.ring,
-            at: self.head,
-            end: self.tail_seen,
-        };
-        let r = f(&mut reader);
-        self.head = reader.at;
-        self.records = self.records.wrapping_add(1);
-        self.ring.taken.store(self.records, Ordering::Relaxed);
+        self.ring.taken.store(self.head, Ordering::Relaxed);
         if !self.batching {
             self.tail_seen = self.head;
         }
@@ -431,7 +310,8 @@ impl<T> Consumer<T> {
         let ring = Arc::clone(&self.ring);
         Box::new(move || {
             let taken = ring.taken.load(Ordering::Acquire);
-            ring.flushed.load(Ordering::Acquire).wrapping_sub(taken)
+            let tail = ring.tail.load(Ordering::Acquire) >> 1;
+            tail.wrapping_sub(taken)
         })
     }
 
@@ -465,26 +345,6 @@ impl<T> Consumer<T> {
                 false
             }
         }
-    }
-}
-
-/// Moves a record's values out of the pre-read region, in order.
-pub struct RecordReader<'a, T> {
-    ring: &'a Ring<T>,
-    at: usize,
-    end: usize,
-}
-
-impl<T> RecordReader<'_, T> {
-    /// The record's next value.
-    #[inline(always)]
-    pub fn next_value(&mut self) -> T {
-        assert!(self.at != self.end, "a record was published whole");
-        let slot = &self.ring.slots[self.at & self.ring.mask];
-        self.at = self.at.wrapping_add(1);
-        // SAFETY: at < end = a published count we acquired, so the slot holds a value the
-        // producer wrote and released; it is moved out once and the head then passes it.
-        slot.with_mut(|p| unsafe { (*p).assume_init_read() })
     }
 }
 
