@@ -1,14 +1,12 @@
-//! The master's command channel to each child (nginx's channel): a socket pair made before the
-//! fork. The master writes commands; the child's event loop reads them. Each command is one
-//! datagram, so it arrives whole, and it may carry descriptors (reopened log files).
+//! The master's command channel to each child (nginx's channel), carried by the queue engine's
+//! ipc transport: a socket pair made before the fork, framed messages, and descriptors passed
+//! with `SCM_RIGHTS` (reopened log files go to workers that may no longer open them). The master
+//! writes commands; the child's event loop reads them.
 
-use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
-};
+use crate::core::queue::{IpcChannel, IpcPair, Msg, RecvError, SendError};
 
 /// What the master tells a child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,60 +28,72 @@ impl Command {
         }
     }
 
-    fn from_byte(b: u8) -> Option<Command> {
+    fn from_bytes(b: &[u8]) -> Option<Command> {
         match b {
-            b'q' => Some(Command::Quit),
-            b't' => Some(Command::Terminate),
-            b'r' => Some(Command::Reopen),
+            b"q" => Some(Command::Quit),
+            b"t" => Some(Command::Terminate),
+            b"r" => Some(Command::Reopen),
             _ => None,
         }
     }
 }
 
-/// Both ends, before the fork.
-pub fn pair() -> io::Result<(Sender, Receiver)> {
-    let (a, b) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-    )?;
-    Ok((Sender { fd: a }, Receiver { fd: b }))
+/// Both ends, made before the fork; each process keeps one.
+pub struct Pair(IpcPair);
+
+/// Makes a channel for a child about to be forked.
+pub fn pair() -> io::Result<Pair> {
+    Ok(Pair(IpcPair::new()?))
 }
 
-/// The master's end.
-#[derive(Debug)]
-pub struct Sender {
-    fd: OwnedFd,
-}
+impl Pair {
+    /// The master's end (closes the child's in the master).
+    pub fn parent(self) -> Sender {
+        Sender(self.0.into_parent())
+    }
 
-impl Sender {
-    /// Sends a command with descriptors; a full or closed channel is reported, never waited on.
-    pub fn send(&self, cmd: Command, fds: &[RawFd]) -> io::Result<()> {
-        let byte = [cmd.byte()];
-        let iov = [IoSlice::new(&byte)];
-        let cmsg = [ControlMessage::ScmRights(fds)];
-        let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &cmsg };
-        sendmsg::<()>(
-            self.fd.as_raw_fd(),
-            &iov,
-            cmsgs,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )?;
-        Ok(())
+    /// The child's end (closes the master's in the child).
+    pub fn child(self) -> Receiver {
+        Receiver(self.0.into_child())
     }
 }
 
-/// A child's end: non-blocking, to be watched by its event loop.
-#[derive(Debug)]
-pub struct Receiver {
-    fd: OwnedFd,
+/// The master's end.
+pub struct Sender(IpcChannel);
+
+impl Sender {
+    /// Sends a command with descriptors; a full or closed channel is reported, never waited on.
+    pub fn send(&mut self, cmd: Command, fds: &[RawFd]) -> io::Result<()> {
+        // SAFETY: the caller's descriptors stay open for the duration of this call.
+        let fds: Vec<BorrowedFd<'_>> = fds
+            .iter()
+            .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
+            .collect();
+        let msg = Msg::new(&[cmd.byte()]);
+        let res = if fds.is_empty() {
+            self.0.send(msg)
+        } else {
+            self.0.send_with_fds(msg, &fds)
+        };
+        res.map_err(|e| match e {
+            SendError::Io(e, _) => e,
+            other => io::Error::new(io::ErrorKind::WouldBlock, format!("{other:?}")),
+        })
+    }
+
+    /// In a newly forked child: closes this end, inherited from the master, without sending
+    /// what the master had buffered.
+    pub fn close_inherited(self) {
+        self.0.close_inherited();
+    }
 }
+
+/// A child's end: non-blocking, watched by its event loop.
+pub struct Receiver(IpcChannel);
 
 impl AsRawFd for Receiver {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.0.as_raw_fd()
     }
 }
 
@@ -98,39 +108,19 @@ pub enum Received {
 }
 
 impl Receiver {
-    pub fn recv(&self) -> io::Result<Received> {
-        let mut byte = [0u8; 1];
-        let mut iov = [IoSliceMut::new(&mut byte)];
-        let mut space = nix::cmsg_space!([RawFd; 16]);
-        let msg = match recvmsg::<()>(
-            self.fd.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(m) => m,
-            Err(nix::errno::Errno::EAGAIN) => return Ok(Received::Empty),
-            Err(e) => return Err(e.into()),
-        };
-        if msg.bytes == 0 {
-            return Ok(Received::Closed);
-        }
-        let mut fds = Vec::new();
-        for c in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(raw) = c {
-                // SAFETY: descriptors received with SCM_RIGHTS are new and owned by us.
-                fds.extend(
-                    raw.into_iter()
-                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                );
-            }
-        }
-        match Command::from_byte(byte[0]) {
-            Some(cmd) => Ok(Received::Command(cmd, fds)),
-            None => Err(io::Error::other(format!(
-                "unknown channel command {:#x}",
-                byte[0]
-            ))),
+    pub fn recv(&mut self) -> io::Result<Received> {
+        match self.0.try_recv_with_fds() {
+            Ok((msg, fds)) => match Command::from_bytes(msg.as_bytes()) {
+                Some(cmd) => Ok(Received::Command(cmd, fds)),
+                None => Err(io::Error::other(format!(
+                    "unknown channel command {:?}",
+                    msg.as_bytes()
+                ))),
+            },
+            Err(RecvError::WouldBlock) => Ok(Received::Empty),
+            Err(RecvError::Closed | RecvError::Discarded(_)) => Ok(Received::Closed),
+            Err(RecvError::Io(e)) => Err(e),
+            Err(RecvError::Timeout) => Ok(Received::Empty),
         }
     }
 }
@@ -142,7 +132,8 @@ mod tests {
 
     #[test]
     fn command_with_descriptor_arrives() {
-        let (tx, rx) = pair().unwrap();
+        let (parent, child) = IpcPair::new().unwrap().into_ends();
+        let (mut tx, mut rx) = (Sender(parent), Receiver(child));
         assert!(matches!(rx.recv().unwrap(), Received::Empty));
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(b"hello").unwrap();
@@ -158,9 +149,14 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         tx.send(Command::Quit, &[]).unwrap();
+        tx.send(Command::Terminate, &[]).unwrap();
         assert!(matches!(
             rx.recv().unwrap(),
             Received::Command(Command::Quit, _)
+        ));
+        assert!(matches!(
+            rx.recv().unwrap(),
+            Received::Command(Command::Terminate, _)
         ));
         drop(tx);
         assert!(matches!(rx.recv().unwrap(), Received::Closed));

@@ -197,7 +197,7 @@ impl Master<'_> {
 
     fn spawn_worker(&mut self) {
         let slot = self.free_slot();
-        let (tx, rx) = match channel::pair() {
+        let pair = match channel::pair() {
             Ok(p) => p,
             Err(e) => return log!(Crit, "socketpair() failed while spawning a worker ({e})"),
         };
@@ -205,11 +205,10 @@ impl Master<'_> {
         match unsafe { fork() } {
             Err(e) => log!(Crit, "fork() failed while spawning a worker ({e})"),
             Ok(ForkResult::Child) => {
-                drop(tx);
                 for c in self.children.drain(..) {
-                    drop(c.tx);
+                    c.tx.close_inherited();
                 }
-                worker::run(&self.cycle, slot, rx)
+                worker::run(&self.cycle, slot, pair.child())
             }
             Ok(ForkResult::Parent { child }) => {
                 log!(Notice, "start worker process {child}");
@@ -217,7 +216,7 @@ impl Master<'_> {
                     pid: child,
                     slot,
                     generation: self.generation,
-                    tx,
+                    tx: pair.parent(),
                     exiting: false,
                     started: Instant::now(),
                 });
