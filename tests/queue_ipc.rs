@@ -174,3 +174,47 @@ fn the_child_end_is_a_mio_source_and_would_block_when_empty() {
         "the master is gone"
     );
 }
+
+/// Forks a child that answers one command on its end of `pair` (`die`: it exits without
+/// answering), and returns its pid with the parent's end.
+fn spawn_child(pair: IpcPair, die: bool) -> (libc::pid_t, IpcChannel) {
+    // SAFETY: the child uses only its own channel end and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut ch = pair.into_child();
+        let code = match ch.recv_deadline(soon()) {
+            Ok(_) if die => 9,
+            Ok(cmd) => {
+                ch.send(cmd).expect("echo");
+                i32::from(ch.flush_blocking(soon()).is_err())
+            }
+            Err(_) => 1,
+        };
+        // SAFETY: leaves the child at once.
+        unsafe { libc::_exit(code) };
+    }
+    (pid, pair.into_parent())
+}
+
+#[test]
+fn a_dead_child_is_seen_and_replaced_with_a_fresh_pair() {
+    let (pid, mut ch) = spawn_child(IpcPair::new().expect("pair"), true);
+    ch.send(Msg::new(b"reopen")).expect("command");
+    assert!(
+        matches!(ch.recv_deadline(soon()), Err(RecvError::Closed)),
+        "EOF: the child died"
+    );
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(libc::WEXITSTATUS(status), 9);
+    drop(ch);
+    let (pid, mut ch) = spawn_child(IpcPair::new().expect("fresh pair"), false);
+    ch.send(Msg::new(b"reopen"))
+        .expect("command to the replacement");
+    assert_eq!(&*ch.recv_deadline(soon()).expect("echo"), b"reopen");
+    // SAFETY: waits for the replacement forked above.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(status, 0);
+}

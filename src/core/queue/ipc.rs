@@ -21,7 +21,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    recvmsg, sendmsg, setsockopt, socketpair, sockopt, AddressFamily, ControlMessage,
+    recvmsg, send, sendmsg, setsockopt, socketpair, sockopt, AddressFamily, ControlMessage,
     ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 
@@ -184,7 +184,9 @@ impl IpcChannel {
     /// `WouldBlock` error means the rest waits for the socket to turn writable.
     pub fn flush(&mut self) -> io::Result<()> {
         while self.out_sent < self.out.len() {
-            match nix::unistd::write(&self.fd, &self.out[self.out_sent..]) {
+            // MSG_NOSIGNAL: a peer that died is an EPIPE error here, never a SIGPIPE.
+            let pending = &self.out[self.out_sent..];
+            match send(self.fd.as_raw_fd(), pending, MsgFlags::MSG_NOSIGNAL) {
                 Ok(n) => self.out_sent += n,
                 Err(nix::Error::EINTR) => continue,
                 Err(e) => {
@@ -233,7 +235,13 @@ impl IpcChannel {
         let cmsgs = [ControlMessage::ScmRights(&raw)];
         let iov = [IoSlice::new(&self.out)];
         let sent = loop {
-            match sendmsg::<UnixAddr>(self.fd.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None) {
+            match sendmsg::<UnixAddr>(
+                self.fd.as_raw_fd(),
+                &iov,
+                &cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
                 Err(nix::Error::EINTR) => continue,
                 other => break other,
             }
