@@ -1,3 +1,4 @@
-//! MQTT 3.1.1 server.
+//! MQTT 3.1.1 server: the codec, sessions, routing and who may do what.
 
 pub mod auth;
+pub mod router;

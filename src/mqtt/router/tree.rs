@@ -1,0 +1,444 @@
+//! The subscription tree: a trie of topic-filter levels whose nodes hold the clients subscribed to
+//! the filter ending there.
+//!
+//! Nodes live in one arena (`Vec<Node>`, `u32` ids, a free list) so that a node costs a few
+//! dozen bytes; a node with many literal children switches from a small vector to a hash map.
+//! `+` and `#` children have their own slots, so routing a topic visits at most the literal, `+`
+//! and `#` branches at each level. Empty nodes are pruned as soon as they empty. A per-client
+//! index of filter texts makes [`SubscriptionTree::remove_client`] cost the client's own
+//! subscriptions, not the tree.
+//!
+//! Walks use explicit stacks, never recursion, so a topic or filter with thousands of levels
+//! cannot exhaust the worker's stack.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use super::{ClientKey, QoS};
+
+type NodeId = u32;
+
+/// No such child.
+const NONE: NodeId = NodeId::MAX;
+/// The root has no level of its own; its children are a filter's first level.
+const ROOT: NodeId = 0;
+/// Above this many literal children a node uses a hash map.
+const FEW_MAX: usize = 16;
+/// At or below this many a hash map goes back to a vector (hysteresis against flapping).
+const FEW_BACK: usize = 8;
+
+/// Literal children of a node, keyed by level text.
+enum Children {
+    Few(Vec<(Box<str>, NodeId)>),
+    #[allow(
+        clippy::box_collection,
+        reason = "boxed, a rare wide node keeps every node's `Children` at the size of a `Vec`"
+    )]
+    Many(Box<HashMap<Box<str>, NodeId>>),
+}
+
+impl Children {
+    fn get(&self, level: &str) -> Option<NodeId> {
+        match self {
+            Children::Few(v) => v.iter().find(|(l, _)| **l == *level).map(|&(_, id)| id),
+            Children::Many(m) => m.get(level).copied(),
+        }
+    }
+
+    fn insert(&mut self, level: &str, id: NodeId) {
+        match self {
+            Children::Few(v) if v.len() < FEW_MAX => v.push((level.into(), id)),
+            Children::Few(v) => {
+                let mut m: HashMap<Box<str>, NodeId> = v.drain(..).collect();
+                m.insert(level.into(), id);
+                *self = Children::Many(Box::new(m));
+            }
+            Children::Many(m) => {
+                m.insert(level.into(), id);
+            }
+        }
+    }
+
+    fn remove(&mut self, level: &str) {
+        match self {
+            Children::Few(v) => {
+                if let Some(i) = v.iter().position(|(l, _)| **l == *level) {
+                    v.swap_remove(i);
+                }
+            }
+            Children::Many(m) => {
+                m.remove(level);
+                if m.len() <= FEW_BACK {
+                    let few: Vec<_> = m.drain().collect();
+                    *self = Children::Few(few);
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Children::Few(v) => v.is_empty(),
+            Children::Many(m) => m.is_empty(),
+        }
+    }
+
+    fn for_each<'a>(&'a self, mut f: impl FnMut(&'a str, NodeId)) {
+        match self {
+            Children::Few(v) => v.iter().for_each(|(l, id)| f(l, *id)),
+            Children::Many(m) => m.iter().for_each(|(l, id)| f(l, *id)),
+        }
+    }
+}
+
+/// One subscription at a node: subscribers are kept sorted by client for binary search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sub {
+    client: ClientKey,
+    qos: QoS,
+}
+
+struct Node {
+    children: Children,
+    subs: Vec<Sub>,
+    plus: NodeId,
+    hash: NodeId,
+}
+
+impl Node {
+    fn new() -> Node {
+        Node {
+            children: Children::Few(Vec::new()),
+            subs: Vec::new(),
+            plus: NONE,
+            hash: NONE,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.subs.is_empty() && self.plus == NONE && self.hash == NONE && self.children.is_empty()
+    }
+}
+
+/// What [`SubscriptionTree::subscribe`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subscribed {
+    /// The filter had no subscriber before: forward the subscription upstream.
+    FirstForFilter,
+    /// A new subscription on a filter others already use.
+    Added,
+    /// The client already had this exact filter; its QoS was replaced ([MQTT-3.8.4-3]).
+    Replaced,
+}
+
+/// What [`SubscriptionTree::unsubscribe`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// The client had no subscription with this exact filter ([MQTT-3.10.4-4]).
+    NotSubscribed,
+    /// Removed; the filter still has other subscribers.
+    Removed,
+    /// Removed, and it was the filter's last subscriber: forward the unsubscription upstream.
+    LastForFilter,
+}
+
+/// Topic filters to subscribers, for one worker. See the module header.
+pub struct SubscriptionTree {
+    nodes: Vec<Node>,
+    free: Vec<NodeId>,
+    clients: HashMap<ClientKey, Vec<Box<str>>>,
+    subscriptions: usize,
+    filters: usize,
+    /// The routing walk's stack, kept between calls so that routing does not allocate.
+    scratch: Cell<Vec<(NodeId, usize)>>,
+}
+
+impl Default for SubscriptionTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SubscriptionTree {
+    /// An empty tree (one root node).
+    pub fn new() -> Self {
+        SubscriptionTree {
+            nodes: vec![Node::new()],
+            free: Vec::new(),
+            clients: HashMap::new(),
+            subscriptions: 0,
+            filters: 0,
+            scratch: Cell::new(Vec::new()),
+        }
+    }
+
+    /// Subscribes `client` to `filter` at `qos`, or replaces the QoS of its existing subscription
+    /// with the identical filter ([MQTT-3.8.4-3]).
+    pub fn subscribe(&mut self, client: ClientKey, filter: &str, qos: QoS) -> Subscribed {
+        let leaf = self.make_path(filter);
+        let subs = &mut self.nodes[leaf as usize].subs;
+        let first = subs.is_empty();
+        match subs.binary_search_by_key(&client, |s| s.client) {
+            Ok(i) => {
+                subs[i].qos = qos;
+                return Subscribed::Replaced;
+            }
+            Err(i) => {
+                if first {
+                    subs.reserve_exact(1);
+                }
+                subs.insert(i, Sub { client, qos });
+            }
+        }
+        self.subscriptions += 1;
+        let list = self.clients.entry(client).or_default();
+        if list.is_empty() {
+            list.reserve_exact(1);
+        }
+        list.push(filter.into());
+        if first {
+            self.filters += 1;
+            Subscribed::FirstForFilter
+        } else {
+            Subscribed::Added
+        }
+    }
+
+    /// Removes `client`'s subscription to exactly `filter`, compared byte for byte
+    /// ([MQTT-3.10.4-4]).
+    pub fn unsubscribe(&mut self, client: ClientKey, filter: &str) -> Unsubscribed {
+        let Some(list) = self.clients.get_mut(&client) else {
+            return Unsubscribed::NotSubscribed;
+        };
+        let Some(pos) = list.iter().position(|f| **f == *filter) else {
+            return Unsubscribed::NotSubscribed;
+        };
+        list.swap_remove(pos);
+        if list.is_empty() {
+            self.clients.remove(&client);
+        }
+        if self.detach(client, filter) {
+            Unsubscribed::LastForFilter
+        } else {
+            Unsubscribed::Removed
+        }
+    }
+
+    /// Removes every subscription of `client` (its session ended). Returns the filters that lost
+    /// their last subscriber, to forward upstream; empty (and unallocated) in the common case.
+    pub fn remove_client(&mut self, client: ClientKey) -> Vec<Box<str>> {
+        let mut unused = Vec::new();
+        for filter in self.clients.remove(&client).unwrap_or_default() {
+            if self.detach(client, &filter) {
+                unused.push(filter);
+            }
+        }
+        unused
+    }
+
+    /// Fills `out` (cleared first) with each client whose subscriptions match `topic`, once, at
+    /// the maximum QoS of its matching subscriptions ([MQTT-3.3.5-1]). Order is unspecified.
+    pub fn route(&self, topic: &str, out: &mut Vec<(ClientKey, QoS)>) {
+        out.clear();
+        let mut stack = self.scratch.take();
+        stack.clear();
+        stack.push((ROOT, 0));
+        let dollar = topic.starts_with('$');
+        let mut sources = 0u32;
+        while let Some((id, pos)) = stack.pop() {
+            let node = &self.nodes[id as usize];
+            // [MQTT-4.7.2-1]: no wildcard at the first level matches a `$` topic.
+            let wildcards = pos != 0 || !dollar;
+            if wildcards && node.hash != NONE {
+                sources += self.emit(node.hash, out);
+            }
+            let Some(rest) = topic.get(pos..) else {
+                sources += self.emit(id, out);
+                continue;
+            };
+            let (level, next) = match rest.find('/') {
+                Some(i) => (&rest[..i], pos + i + 1),
+                None => (rest, topic.len() + 1),
+            };
+            if let Some(child) = node.children.get(level) {
+                stack.push((child, next));
+            }
+            if wildcards && node.plus != NONE {
+                stack.push((node.plus, next));
+            }
+        }
+        self.scratch.set(stack);
+        if sources > 1 {
+            dedup_max_qos(out);
+        }
+    }
+
+    /// Calls `f` with every filter that has at least one subscriber: the set this worker needs
+    /// its siblings to forward (for a sibling that starts after the subscriptions were made).
+    pub fn for_each_filter(&self, mut f: impl FnMut(&str)) {
+        let mut text = String::new();
+        // (node, its level, length of the parent's text, whether it is a first level)
+        let mut stack: Vec<(NodeId, &str, usize, bool)> = Vec::new();
+        self.push_children(ROOT, 0, true, &mut stack);
+        while let Some((id, level, parent_len, top)) = stack.pop() {
+            text.truncate(parent_len);
+            if !top {
+                text.push('/');
+            }
+            text.push_str(level);
+            if !self.nodes[id as usize].subs.is_empty() {
+                f(&text);
+            }
+            self.push_children(id, text.len(), false, &mut stack);
+        }
+    }
+
+    /// Subscriptions (client, filter) held.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions
+    }
+
+    /// Distinct filters with at least one subscriber.
+    pub fn filter_count(&self) -> usize {
+        self.filters
+    }
+
+    /// Clients with at least one subscription.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Live nodes, the root included: 1 for an empty tree.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len() - self.free.len()
+    }
+
+    fn push_children<'a>(
+        &'a self,
+        id: NodeId,
+        len: usize,
+        top: bool,
+        stack: &mut Vec<(NodeId, &'a str, usize, bool)>,
+    ) {
+        let node = &self.nodes[id as usize];
+        node.children
+            .for_each(|level, child| stack.push((child, level, len, top)));
+        if node.plus != NONE {
+            stack.push((node.plus, "+", len, top));
+        }
+        if node.hash != NONE {
+            stack.push((node.hash, "#", len, top));
+        }
+    }
+
+    /// Appends the subscribers of node `id`; 1 if there were any, for the dedup decision.
+    fn emit(&self, id: NodeId, out: &mut Vec<(ClientKey, QoS)>) -> u32 {
+        let subs = &self.nodes[id as usize].subs;
+        out.extend(subs.iter().map(|s| (s.client, s.qos)));
+        u32::from(!subs.is_empty())
+    }
+
+    /// The node for `filter`, created level by level as needed.
+    fn make_path(&mut self, filter: &str) -> NodeId {
+        let mut cur = ROOT;
+        for level in filter.split('/') {
+            cur = match self.child(cur, level) {
+                Some(id) => id,
+                None => {
+                    let id = self.alloc();
+                    self.link(cur, level, id);
+                    id
+                }
+            };
+        }
+        cur
+    }
+
+    fn child(&self, parent: NodeId, level: &str) -> Option<NodeId> {
+        let node = &self.nodes[parent as usize];
+        let id = match level {
+            "+" => node.plus,
+            "#" => node.hash,
+            _ => return node.children.get(level),
+        };
+        (id != NONE).then_some(id)
+    }
+
+    fn link(&mut self, parent: NodeId, level: &str, id: NodeId) {
+        let node = &mut self.nodes[parent as usize];
+        match level {
+            "+" => node.plus = id,
+            "#" => node.hash = id,
+            _ => node.children.insert(level, id),
+        }
+    }
+
+    fn unlink(&mut self, parent: NodeId, level: &str) {
+        let node = &mut self.nodes[parent as usize];
+        match level {
+            "+" => node.plus = NONE,
+            "#" => node.hash = NONE,
+            _ => node.children.remove(level),
+        }
+    }
+
+    fn alloc(&mut self) -> NodeId {
+        if let Some(id) = self.free.pop() {
+            self.nodes[id as usize] = Node::new();
+            return id;
+        }
+        let id = NodeId::try_from(self.nodes.len()).expect("fewer than 2^32 - 1 tree nodes");
+        self.nodes.push(Node::new());
+        id
+    }
+
+    /// Removes `client` from the node of `filter` and prunes the nodes left empty. True if the
+    /// filter lost its last subscriber.
+    fn detach(&mut self, client: ClientKey, filter: &str) -> bool {
+        let mut path = vec![ROOT];
+        for level in filter.split('/') {
+            match self.child(path[path.len() - 1], level) {
+                Some(id) => path.push(id),
+                None => return false,
+            }
+        }
+        let leaf = path[path.len() - 1] as usize;
+        let subs = &mut self.nodes[leaf].subs;
+        let Ok(i) = subs.binary_search_by_key(&client, |s| s.client) else {
+            return false;
+        };
+        subs.remove(i);
+        self.subscriptions -= 1;
+        if !subs.is_empty() {
+            return false;
+        }
+        subs.shrink_to_fit();
+        self.filters -= 1;
+        self.prune(&path, filter);
+        true
+    }
+
+    /// Frees the empty nodes at the end of `path` (the nodes of `filter`'s levels, after the
+    /// root), deepest first.
+    fn prune(&mut self, path: &[NodeId], filter: &str) {
+        let levels: Vec<&str> = filter.split('/').collect();
+        for depth in (1..path.len()).rev() {
+            let id = path[depth];
+            if !self.nodes[id as usize].is_empty() {
+                break;
+            }
+            self.unlink(path[depth - 1], levels[depth - 1]);
+            self.nodes[id as usize] = Node::new();
+            self.free.push(id);
+        }
+    }
+}
+
+/// Keeps one entry per client, the one with the highest QoS.
+fn dedup_max_qos(out: &mut Vec<(ClientKey, QoS)>) {
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    out.dedup_by_key(|e| e.0);
+}
+
+#[cfg(test)]
+mod tests;
