@@ -1,1 +1,3 @@
 //! MQTT 3.1.1 server.
+
+pub mod codec;
