@@ -37,6 +37,9 @@ pub use unsubscribe::Unsubscribe;
 /// Largest remaining length four bytes can carry (2.2.3): 256 MiB - 1.
 pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
 
+/// Most the decoder reserves ahead for a packet whose body has not arrived yet.
+const RESERVE_CAP: usize = 64 * 1024;
+
 /// Quality of service of a message or subscription (4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum QoS {
@@ -181,7 +184,8 @@ impl Decode for Decoder {
             });
         }
         if buf.len() < size {
-            buf.reserve(size - buf.len());
+            // Capped: five bytes from a client must not make the server allocate megabytes.
+            buf.reserve((size - buf.len()).min(RESERVE_CAP));
             return Ok(None);
         }
         buf.advance(head.len);

@@ -60,6 +60,17 @@ fn max_packet_size_checked_from_the_fixed_header() {
 }
 
 #[test]
+fn announced_size_does_not_reserve_the_whole_body() {
+    let mut dec = Decoder {
+        max_packet_size: 1 << 24,
+    };
+    // A PUBLISH announcing 16 MiB - 5 bytes, of which only the header has arrived.
+    let mut buf = BytesMut::from(&[0x30, 0xfb, 0xff, 0xff, 0x07][..]);
+    assert_eq!(dec.decode(&mut buf), Ok(None));
+    assert!(buf.capacity() <= 128 * 1024, "reserved {}", buf.capacity());
+}
+
+#[test]
 fn consumes_exactly_one_packet() {
     let mut buf = BytesMut::from(&b"\xc0\x00\x40\x02\x00\x01\xe0"[..]);
     let mut dec = Decoder {
