@@ -218,3 +218,33 @@ fn user_name_utf8_mqtt_3_1_3_11() {
         Err(CodecError::Utf8 { .. })
     ));
 }
+
+#[test]
+fn will_flag_needs_will_topic_and_message_mqtt_3_1_2_9() {
+    assert!(matches!(
+        decode_one(&connect_bytes(0x06, b"\x00\x01c")),
+        Err(CodecError::Truncated {
+            field: "will topic"
+        })
+    ));
+    assert!(matches!(
+        decode_one(&connect_bytes(0x06, b"\x00\x01c\x00\x01t")),
+        Err(CodecError::Truncated {
+            field: "will message"
+        })
+    ));
+}
+
+#[test]
+fn cut_short_variable_header() {
+    for len in 0..10u8 {
+        let mut bytes = connect_bytes(0x02, b"\x00\x01c");
+        bytes.truncate(2 + usize::from(len));
+        bytes[1] = len;
+        let err = decode_one(&bytes).expect_err("too short");
+        assert!(
+            matches!(err, CodecError::Truncated { .. } | CodecError::ProtocolName),
+            "{len}: {err:?}"
+        );
+    }
+}

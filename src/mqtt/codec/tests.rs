@@ -285,3 +285,9 @@ proptest! {
         fuzz_decode(&wire);
     }
 }
+
+#[test]
+fn non_minimal_remaining_length_decodes_2_2_3() {
+    // 3.1.1 has no minimal-encoding rule (MQTT 5 added [MQTT-1.5.5-1]): PUBACK with a 2-byte length.
+    assert_eq!(decode_one(b"\x40\x82\x00\x00\x05"), Ok(Packet::Puback(5)));
+}
