@@ -25,17 +25,9 @@ pub use tree::{Subscribed, SubscriptionTree, Unsubscribed};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientKey(pub u32);
 
-/// Quality of service of a subscription or a message; ordered so that the maximum over
-/// overlapping subscriptions is `max` ([MQTT-3.3.5-1]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum QoS {
-    /// QoS 0.
-    AtMostOnce = 0,
-    /// QoS 1.
-    AtLeastOnce = 1,
-    /// QoS 2.
-    ExactlyOnce = 2,
-}
+/// Quality of service, the codec's: ordered, so the maximum over overlapping subscriptions is
+/// `max` ([MQTT-3.3.5-1]).
+pub use crate::mqtt::codec::QoS;
 
 /// Whether the topic name `topic` matches the topic filter `filter` (section 4.7).
 ///
