@@ -80,16 +80,8 @@ impl Zone {
     /// The caller guarantees `T`'s layout is what every process using this zone expects, that an
     /// all-zero `T` is valid, and that `T` only allows shared access through interior mutability.
     pub unsafe fn as_ref<T>(&self) -> &T {
-        assert!(std::mem::size_of::<T>() <= self.inner.len, "zone too small");
-        assert!(
-            self.inner
-                .ptr
-                .as_ptr()
-                .align_offset(std::mem::align_of::<T>())
-                == 0
-        );
-        // SAFETY: size and alignment checked above; validity is the caller's promise.
-        unsafe { &*self.inner.ptr.as_ptr().cast::<T>() }
+        // SAFETY: the caller's promise, passed on.
+        unsafe { &self.as_slice::<T>(1)[0] }
     }
 
     /// The zone seen as a slice of `n` values of `T`, under the same rules as [`Zone::as_ref`].

@@ -191,6 +191,14 @@ mod tests {
         )
     }
 
+    fn cx(posted: &Posted) -> Cx<'_> {
+        Cx {
+            now_ms: 0,
+            token: mio::Token(1),
+            posted,
+        }
+    }
+
     /// Waits on its first call, then passes; counts its calls.
     struct WaitOnce(Phase, Cell<u32>);
     impl PhaseHandler for WaitOnce {
@@ -224,11 +232,7 @@ mod tests {
         let before = Rc::new(WaitOnce(Phase::Rewrite, Cell::new(1)));
         let engine = Engine::new(vec![waits.clone(), before.clone()], Vec::new());
         let posted = Posted::new();
-        let mut cx = Cx {
-            now_ms: 0,
-            token: mio::Token(1),
-            posted: &posted,
-        };
+        let mut cx = cx(&posted);
         let mut req = request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
         let found = Cell::new(0);
         let find = |_: &mut Request| found.set(found.get() + 1);
@@ -260,11 +264,7 @@ mod tests {
             Vec::new(),
         );
         let posted = Posted::new();
-        let mut cx = Cx {
-            now_ms: 0,
-            token: mio::Token(1),
-            posted: &posted,
-        };
+        let mut cx = cx(&posted);
         let mut req = request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
         let r = engine.run(&mut req, &mut cx, None, &|_| {}).unwrap();
         assert!(matches!(r, Ran::Done(_)));
