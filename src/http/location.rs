@@ -128,9 +128,12 @@ impl Servers {
         let Some(cands) = self.addrs.iter().find(|a| a.addr == listen) else {
             return 0;
         };
+        if let [only] = cands.servers[..] {
+            return only;
+        }
         let host = host
             .and_then(|h| std::str::from_utf8(h).ok())
-            .map(|h| strip_port(h).to_ascii_lowercase());
+            .map(strip_port);
         host.and_then(|h| self.named(cands, h.trim_end_matches('.')))
             .or_else(|| self.catch_all(cands))
             .unwrap_or(cands.servers[0])
@@ -169,24 +172,26 @@ fn strip_port(host: &str) -> &str {
 }
 
 /// How well a server name matches: (rank, length); exact ranks highest.
+/// Names are stored in lower case; the host is compared without case and without allocating.
 fn name_score(name: &str, host: &str) -> Option<(u8, usize)> {
-    if name == host {
-        return Some((3, name.len()));
+    let (n, h) = (name.as_bytes(), host.as_bytes());
+    if n.eq_ignore_ascii_case(h) {
+        return Some((3, n.len()));
     }
-    if let Some(suffix) = name.strip_prefix("*.") {
-        if host.len() > suffix.len() + 1
-            && host.ends_with(suffix)
-            && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+    if let Some(suffix) = n.strip_prefix(b"*.") {
+        if h.len() > suffix.len() + 1
+            && h[h.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            && h[h.len() - suffix.len() - 1] == b'.'
         {
-            return Some((2, name.len()));
+            return Some((2, n.len()));
         }
     }
-    if let Some(prefix) = name.strip_suffix(".*") {
-        if host.len() > prefix.len() + 1
-            && host.starts_with(prefix)
-            && host.as_bytes()[prefix.len()] == b'.'
+    if let Some(prefix) = n.strip_suffix(b".*") {
+        if h.len() > prefix.len() + 1
+            && h[..prefix.len()].eq_ignore_ascii_case(prefix)
+            && h[prefix.len()] == b'.'
         {
-            return Some((1, name.len()));
+            return Some((1, n.len()));
         }
     }
     None
@@ -198,6 +203,11 @@ mod tests {
 
     #[test]
     fn host_names_rank_like_nginx() {
+        assert_eq!(name_score("example.com", "Example.COM"), Some((3, 11)));
+        assert_eq!(
+            name_score("*.example.com", "WWW.Example.com"),
+            Some((2, 13))
+        );
         assert_eq!(name_score("example.com", "example.com"), Some((3, 11)));
         assert_eq!(
             name_score("*.example.com", "www.example.com"),
