@@ -368,3 +368,37 @@ fn refused_requests_reach_the_access_log() {
         "{lines:?}"
     );
 }
+
+/// A specific address and the wildcard of the same port: one socket (the wildcard) is bound, as
+/// nginx does, and a connection to the specific address still reaches the server configured for
+/// it (found with getsockname).
+#[test]
+fn a_specific_address_beside_the_wildcard_reaches_its_own_server() {
+    let port = free_port();
+    let conf = raw_conf(&format!(
+        r#"
+[http]
+access_log = "off"
+
+[[http.server]]
+listen = ["0.0.0.0:{port}"]
+  [[http.server.location]]
+  exact = "/"
+  return = {{ status = 200, body = "wildcard\n" }}
+
+[[http.server]]
+listen = ["127.0.0.2:{port}"]
+  [[http.server.location]]
+  exact = "/"
+  return = {{ status = 200, body = "specific\n" }}
+"#
+    ));
+    let s = Server::start(port, &conf);
+    assert_eq!(
+        get(s.addr(), "/").text(),
+        "wildcard\n",
+        "127.0.0.1 is served by the wildcard"
+    );
+    let specific = std::net::SocketAddr::from(([127, 0, 0, 2], port));
+    assert_eq!(get(specific, "/").text(), "specific\n");
+}

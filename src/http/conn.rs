@@ -134,6 +134,7 @@ impl HttpConn {
         cx: &mut Cx<'_>,
     ) -> HttpConn {
         cx.set_timeout(w.http.conf.http.client_header_timeout.0);
+        let listen = w.http.servers.address(listen, || stream.local_addr().ok());
         let mut c = HttpConn {
             stream,
             w,

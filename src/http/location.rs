@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use regex::Regex;
 
-use crate::core::config::{LocationConf, LocationMatch, ServerConf};
+use crate::core::config::{covers, LocationConf, LocationMatch, ServerConf};
 use crate::http::phase::ContentHandler;
 
 pub struct Location {
@@ -121,6 +121,23 @@ impl Servers {
             }
         }
         Servers { servers, addrs }
+    }
+
+    /// The configured address a connection accepted on `listen` belongs to: `listen` itself,
+    /// or, when `listen` is a wildcard that stands in for specific addresses of its port, the
+    /// connection's own local address if a server listens there (`local` is only called then).
+    pub fn address(
+        &self,
+        listen: SocketAddr,
+        local: impl FnOnce() -> Option<SocketAddr>,
+    ) -> SocketAddr {
+        if !self.addrs.iter().any(|a| covers(listen, a.addr)) {
+            return listen;
+        }
+        match local() {
+            Some(l) if self.addrs.iter().any(|a| a.addr == l) => l,
+            _ => listen,
+        }
     }
 
     /// The server for a connection to `listen` with this Host value (port stripped here).

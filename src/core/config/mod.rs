@@ -180,8 +180,9 @@ impl Conf {
         }
     }
 
-    /// Every distinct listening address of the HTTP servers (in order of appearance) and then of
-    /// MQTT, with its kind and backlog.
+    /// Every socket to bind: the distinct listening addresses of the HTTP servers (in order of
+    /// appearance) and then of MQTT, with kind and backlog; a specific address is folded into
+    /// a wildcard of the same port and family.
     pub fn listeners(&self) -> Vec<ListenSpec> {
         let mut out: Vec<ListenSpec> = Vec::new();
         let http = self.http.server.iter().flat_map(|s| {
@@ -203,6 +204,19 @@ impl Conf {
                 });
             }
         }
+        // A specific address on a port that also has the wildcard address is served by the
+        // wildcard socket (Linux refuses to listen on both), as nginx does; the HTTP layer finds
+        // the address a connection came to with getsockname.
+        let all = out.clone();
+        out.retain(|l| !all.iter().any(|w| covers(w.addr, l.addr)));
         out
     }
+}
+
+/// Whether `wild` is the wildcard address of `addr`'s port and family (and not `addr` itself).
+pub fn covers(wild: std::net::SocketAddr, addr: std::net::SocketAddr) -> bool {
+    wild.ip().is_unspecified()
+        && !addr.ip().is_unspecified()
+        && wild.port() == addr.port()
+        && wild.is_ipv4() == addr.is_ipv4()
 }
