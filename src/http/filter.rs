@@ -313,7 +313,7 @@ impl Filter for Gzip {
             h.etag = Some(if e.starts_with("W/") {
                 e
             } else {
-                format!("W/{e}")
+                format!("W/{}", &*e).into()
             });
         }
         h.content_length = None;

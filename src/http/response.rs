@@ -8,6 +8,44 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+/// A header value that is static, shared by every answer of a cycle (`Rc<str>`, no allocation
+/// per answer), or made for one answer.
+#[derive(Debug, Clone)]
+pub enum Text {
+    Static(&'static str),
+    Shared(Rc<str>),
+    Owned(String),
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Static(s) => s,
+            Text::Shared(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(s: &'static str) -> Text {
+        Text::Static(s)
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text::Owned(s)
+    }
+}
+
+impl From<Rc<str>> for Text {
+    fn from(s: Rc<str>) -> Text {
+        Text::Shared(s)
+    }
+}
+
 /// A header field of a response. Names are written as given.
 pub type Field = (Cow<'static, str>, Cow<'static, str>);
 
@@ -44,11 +82,11 @@ impl Body {
 #[derive(Debug, Clone, Default)]
 pub struct Response {
     pub status: u16,
-    pub content_type: Option<Cow<'static, str>>,
+    pub content_type: Option<Text>,
     /// Set by the content handler for a whole body; a filter that changes the body's length
     /// (gzip) clears it, and then the chunked filter frames the body.
     pub content_length: Option<u64>,
-    pub etag: Option<String>,
+    pub etag: Option<Text>,
     pub last_modified: Option<SystemTime>,
     pub headers: Vec<Field>,
     pub body: Body,
@@ -65,11 +103,7 @@ impl Response {
     }
 
     /// A response with an in-memory body of a type.
-    pub fn with_body(
-        status: u16,
-        content_type: impl Into<Cow<'static, str>>,
-        body: Bytes,
-    ) -> Response {
+    pub fn with_body(status: u16, content_type: impl Into<Text>, body: Bytes) -> Response {
         Response {
             status,
             content_type: Some(content_type.into()),

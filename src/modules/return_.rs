@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::core::config::LocationConf;
 use crate::http::phase::{ContentHandler, Cx};
+use crate::http::response::Text;
 use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::{Flow, HttpError, Request, Response};
 
@@ -16,9 +17,9 @@ pub struct ReturnModule;
 struct Return {
     status: u16,
     body: Bytes,
-    content_type: String,
+    content_type: Rc<str>,
     location: Option<String>,
-    etag: Option<String>,
+    etag: Option<Rc<str>>,
 }
 
 impl Module for ReturnModule {
@@ -32,11 +33,12 @@ impl Module for ReturnModule {
             Box::new(|l: &LocationConf| {
                 let r = l.return_.as_ref().ok_or("no return block")?;
                 let body = Bytes::from(r.body.clone().into_bytes());
-                let etag = (r.status == 200).then(|| format!("\"{:016x}\"", fnv1a(&body)));
+                let etag =
+                    (r.status == 200).then(|| Rc::from(format!("\"{:016x}\"", fnv1a(&body))));
                 Ok(Rc::new(Return {
                     status: r.status,
                     body,
-                    content_type: r.content_type.clone(),
+                    content_type: Rc::from(r.content_type.as_str()),
                     location: r.location.clone(),
                     etag,
                 }) as Rc<dyn ContentHandler>)
@@ -49,7 +51,7 @@ impl Module for ReturnModule {
 impl ContentHandler for Return {
     fn handle(&self, _req: &mut Request, _cx: &mut Cx<'_>) -> Result<Flow, HttpError> {
         let mut r = Response::with_body(self.status, self.content_type.clone(), self.body.clone());
-        r.etag = self.etag.clone();
+        r.etag = self.etag.clone().map(Text::from);
         if let Some(loc) = &self.location {
             r.header("Location", loc.clone());
         }

@@ -30,8 +30,8 @@ struct Static {
     root: PathBuf,
     index: Vec<String>,
     expires: Option<Duration>,
-    types: Rc<HashMap<String, String>>,
-    default_type: String,
+    types: Rc<HashMap<String, Rc<str>>>,
+    default_type: Rc<str>,
 }
 
 impl Module for StaticModule {
@@ -40,15 +40,15 @@ impl Module for StaticModule {
     }
 
     fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
-        let mut types: HashMap<String, String> = MIME
+        let mut types: HashMap<String, Rc<str>> = MIME
             .iter()
-            .map(|(e, t)| (e.to_string(), t.to_string()))
+            .map(|(e, t)| (e.to_string(), Rc::from(*t)))
             .collect();
         for (e, t) in &reg.conf.http.types {
-            types.insert(e.to_ascii_lowercase(), t.clone());
+            types.insert(e.to_ascii_lowercase(), Rc::from(t.as_str()));
         }
         let types = Rc::new(types);
-        let default_type = reg.conf.http.default_type.clone();
+        let default_type: Rc<str> = Rc::from(reg.conf.http.default_type.as_str());
         reg.content(
             ContentKey::Handler(HandlerKind::Static),
             Box::new(move |l: &LocationConf| {
@@ -148,7 +148,7 @@ impl Static {
         r.body = body;
         r.content_type = Some(self.mime(path).into());
         r.last_modified = Some(UNIX_EPOCH + Duration::from_secs(m.mtime().max(0) as u64));
-        r.etag = Some(format!("\"{:x}-{:x}\"", m.mtime(), len));
+        r.etag = Some(format!("\"{:x}-{:x}\"", m.mtime(), len).into());
         r.header("Accept-Ranges", "bytes");
         if let Some(e) = self.expires {
             r.header("Cache-Control", format!("max-age={}", e.as_secs()));
@@ -156,7 +156,7 @@ impl Static {
         r
     }
 
-    fn mime(&self, path: &Path) -> String {
+    fn mime(&self, path: &Path) -> Rc<str> {
         path.extension()
             .and_then(|e| e.to_str())
             .and_then(|e| self.types.get(&e.to_ascii_lowercase()))
