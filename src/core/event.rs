@@ -446,10 +446,10 @@ impl EventLoop {
                 gen,
                 deadline,
             });
-            let slot = &mut self.slots[key];
-            self.timers.sync(&mut slot.deadline, key, gen);
             // The client usually sent its first bytes with the handshake's last ACK: read now
             // rather than after another trip through epoll (nginx does so with `deferred`).
+            // The deadline is armed after this first turn, so a connection that is answered
+            // and closed at once leaves no entry in the timer heap.
             let first = Ready {
                 readable: true,
                 writable: true,
