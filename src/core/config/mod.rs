@@ -89,14 +89,16 @@ impl Document {
         self.check_shared_addresses()
     }
 
-    /// An address is HTTP or MQTT, not both.
+    /// An address is HTTP or MQTT, not both; nor may one be the wildcard of the other's port
+    /// (they would share one socket, see [`Conf::listeners`]).
     fn check_shared_addresses(&self) -> Result<(), Invalid> {
         for (j, addr) in self.mqtt.listen.iter().enumerate() {
+            let clash = |a: &SocketAddr| a == addr || covers(*a, *addr) || covers(*addr, *a);
             let http = self
                 .http
                 .server
                 .iter()
-                .position(|s| s.listen.contains(addr));
+                .position(|s| s.listen.iter().any(clash));
             if let Some(i) = http {
                 let msg = format!("{addr} is already an HTTP address (http.server[{i}])");
                 return fail(&KeyPath::root("mqtt").key("listen").index(j), msg);

@@ -558,6 +558,12 @@ fn servers_together_errors() {
         e,
         "conf/x.toml:4: mqtt.listen[1]: 0.0.0.0:8080 is already an HTTP address (http.server[0])"
     );
+    let text = "[[http.server]]\nlisten = [\"127.0.0.1:8080\"]\n[mqtt]\nlisten = [\"*:8080\"]\n";
+    assert_eq!(
+        err(text),
+        "conf/x.toml:4: mqtt.listen[0]: 0.0.0.0:8080 is already an HTTP address (http.server[0])",
+        "a wildcard and a specific address of one port share a socket"
+    );
 }
 
 #[test]
