@@ -24,21 +24,29 @@ pub struct Row {
     pub active: AtomicU64,
 }
 
-/// The zone layout.
-#[repr(C)]
-pub struct Table {
-    pub rows: [Row; MAX_SLOTS],
+/// Size of a zone of one `R` per worker slot.
+pub const fn table_size<R>() -> usize {
+    std::mem::size_of::<R>() * MAX_SLOTS
+}
+
+/// A zone seen as one `R` per worker slot.
+///
+/// # Safety
+/// The zone was made with [`table_size::<R>()`](table_size) bytes, and `R` is made of atomics
+/// (valid when zero, shared through interior mutability only).
+pub unsafe fn rows<R>(z: &Zone) -> &[R] {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { z.as_slice::<R>(MAX_SLOTS) }
 }
 
 /// Size of the zone to ask for.
 pub const fn zone_size() -> usize {
-    std::mem::size_of::<Table>()
+    table_size::<Row>()
 }
 
-fn table(z: &Zone) -> &Table {
-    // SAFETY: the zone was made with `zone_size()` bytes for this layout, all atomics, valid
-    // when zero.
-    unsafe { z.as_ref::<Table>() }
+fn table(z: &Zone) -> &[Row] {
+    // SAFETY: the zone is made with `zone_size()` bytes; Row is made of atomics.
+    unsafe { rows::<Row>(z) }
 }
 
 /// Adds one to a counter only this process writes: a plain load and store, no locked operation.
@@ -76,7 +84,7 @@ impl ConnStats {
 
     #[inline]
     fn row(&self) -> &Row {
-        &table(&self.zone).rows[self.slot]
+        &table(&self.zone)[self.slot]
     }
 
     #[inline]
@@ -107,7 +115,7 @@ pub struct Totals {
 
 pub fn totals(zone: &Zone) -> Totals {
     let mut t = Totals::default();
-    for r in &table(zone).rows {
+    for r in table(zone) {
         t.accepted += r.accepted.load(Ordering::Relaxed);
         t.handled += r.handled.load(Ordering::Relaxed);
         t.active += r.active.load(Ordering::Relaxed);
@@ -118,7 +126,6 @@ pub fn totals(zone: &Zone) -> Totals {
 /// Per-worker rows that have ever been used: `(slot, pid, accepted, active)`.
 pub fn per_worker(zone: &Zone) -> Vec<(usize, u64, u64, u64)> {
     table(zone)
-        .rows
         .iter()
         .enumerate()
         .filter(|(_, r)| r.pid.load(Ordering::Relaxed) != 0)
@@ -135,6 +142,6 @@ pub fn per_worker(zone: &Zone) -> Vec<(usize, u64, u64, u64)> {
 
 /// The master resets a dead worker's gauges (it could not).
 pub fn reap(zone: &Zone, slot: usize) {
-    let r = &table(zone).rows[slot];
+    let r = &table(zone)[slot];
     r.active.store(0, Ordering::Relaxed);
 }

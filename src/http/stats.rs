@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::core::shm::Zone;
-use crate::core::stats::{bump, drop_one, MAX_SLOTS};
+use crate::core::stats::{self, bump, drop_one};
 
 pub const ZONE: &str = "http.stats";
 
@@ -21,18 +21,13 @@ pub struct Row {
     pub by_status: [AtomicU64; CODES],
 }
 
-#[repr(C)]
-pub struct Table {
-    pub rows: [Row; MAX_SLOTS],
-}
-
 pub const fn zone_size() -> usize {
-    std::mem::size_of::<Table>()
+    stats::table_size::<Row>()
 }
 
-fn table(z: &Zone) -> &Table {
-    // SAFETY: the zone is made with `zone_size()` bytes for this layout of atomics.
-    unsafe { z.as_ref::<Table>() }
+fn table(z: &Zone) -> &[Row] {
+    // SAFETY: the zone is made with `zone_size()` bytes; Row is made of atomics.
+    unsafe { stats::rows::<Row>(z) }
 }
 
 /// What a connection is doing, for the stub_status gauges.
@@ -63,7 +58,7 @@ impl Stats {
 
     #[inline]
     fn row(&self) -> &Row {
-        &table(&self.zone).rows[self.slot]
+        &table(&self.zone)[self.slot]
     }
 
     fn gauge(&self, s: State) -> Option<&AtomicU64> {
@@ -114,7 +109,7 @@ pub struct Totals {
 pub fn totals(zone: &Zone) -> Totals {
     let mut t = Totals::default();
     let mut codes = [0u64; CODES];
-    for r in &table(zone).rows {
+    for r in table(zone) {
         t.requests += r.requests.load(Ordering::Relaxed);
         t.reading += r.reading.load(Ordering::Relaxed);
         t.writing += r.writing.load(Ordering::Relaxed);
@@ -135,7 +130,7 @@ pub fn totals(zone: &Zone) -> Totals {
 
 /// The master resets a dead worker's gauges.
 pub fn reap(zone: &Zone, slot: usize) {
-    let r = &table(zone).rows[slot];
+    let r = &table(zone)[slot];
     for g in [&r.reading, &r.writing, &r.waiting] {
         g.store(0, Ordering::Relaxed);
     }
