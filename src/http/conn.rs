@@ -472,19 +472,7 @@ impl HttpConn {
         let keep_alive = req.keep_alive && !resp.close;
         req.keep_alive = keep_alive;
         let before = self.out.bytes;
-        let mut head = Vec::with_capacity(256);
-        w.date.with(|date| {
-            let hc = HeadCtx {
-                server: &http.server_header,
-                date,
-                keep_alive,
-                http11: req.http11(),
-                chunked: st.chunked,
-            };
-            response::write_head(&resp, &hc, &mut head);
-        });
-        self.out.push_bytes(Bytes::from(head));
-        let head_bytes = (self.out.bytes - before) as u64;
+        let head_bytes = self.queue_head(&resp, keep_alive, req.http11(), st.chunked);
         if req.method() != Method::Head && resp.has_body_status() {
             self.queue_body(&req, resp.body, &mut st);
         }
@@ -507,6 +495,33 @@ impl HttpConn {
             // closes after one answer never needs the extra syscall (nginx's tcp_nodelay).
             self.nodelay = self.stream.set_nodelay(true).is_ok();
         }
+    }
+
+    /// Writes the response head straight into the output tail (no buffer of its own); returns
+    /// its length.
+    fn queue_head(
+        &mut self,
+        resp: &Response,
+        keep_alive: bool,
+        http11: bool,
+        chunked: bool,
+    ) -> u64 {
+        let w = &self.w;
+        let tail = &mut self.out.tail;
+        let start = tail.len();
+        w.date.with(|date| {
+            let hc = HeadCtx {
+                server: &w.http.server_header,
+                date,
+                keep_alive,
+                http11,
+                chunked,
+            };
+            response::write_head(resp, &hc, tail);
+        });
+        let n = tail.len() - start;
+        self.out.bytes += n;
+        n as u64
     }
 
     fn queue_body(&mut self, req: &Request, body: Body, st: &mut FilterState) {
@@ -535,21 +550,8 @@ impl HttpConn {
         self.pending = None;
         let resp = error_response(&e);
         let status = resp.status;
-        let mut head = Vec::with_capacity(256);
-        let http = &self.w.http;
-        self.w.date.with(|date| {
-            let hc = HeadCtx {
-                server: &http.server_header,
-                date,
-                keep_alive: false,
-                http11: true,
-                chunked: false,
-            };
-            response::write_head(&resp, &hc, &mut head);
-        });
         let before = self.out.bytes;
-        let head_len = head.len() as u64;
-        self.out.push_bytes(Bytes::from(head));
+        let head_len = self.queue_head(&resp, false, true, false);
         if let Body::Bytes(b) = resp.body {
             self.out.push_bytes(b);
         }
