@@ -238,6 +238,13 @@ impl<T> Consumer<T> {
         // the slot, and which we acquired; the producer will not reuse the slot until we
         // release it.
         let value = slot.with_mut(|p| unsafe { (*p).assume_init_read() });
+        self.consumed();
+        Some(value)
+    }
+
+    /// Steps past the slot just read; hands freed slots back every `release_every` reads.
+    #[inline(always)]
+    fn consumed(&mut self) {
         self.head = self.head.wrapping_add(1);
         self.ring.taken.store(self.head, Ordering::Relaxed);
         if !self.batching {
@@ -246,7 +253,6 @@ impl<T> Consumer<T> {
         if self.head.wrapping_sub(self.published) >= self.ring.release_every {
             self.release();
         }
-        Some(value)
     }
 
     /// Hands the next message to `f` by reference and drops it in its slot: no move out.
@@ -263,14 +269,7 @@ impl<T> Consumer<T> {
             (*p).assume_init_drop();
             r
         });
-        self.head = self.head.wrapping_add(1);
-        self.ring.taken.store(self.head, Ordering::Relaxed);
-        if !self.batching {
-            self.tail_seen = self.head;
-        }
-        if self.head.wrapping_sub(self.published) >= self.ring.release_every {
-            self.release();
-        }
+        self.consumed();
         Some(r)
     }
 
