@@ -173,7 +173,7 @@ fn tcp_sockets() -> Vec<TcpSocket> {
         .collect()
 }
 
-/// Whether process `pid` holds a descriptor for one of the sockets `inodes`; how many.
+/// How many of the sockets `inodes` process `pid` holds a descriptor for.
 fn sockets_held(pid: i32, inodes: &[u64]) -> usize {
     let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return 0;
