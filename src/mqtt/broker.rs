@@ -147,6 +147,11 @@ impl Broker {
         b
     }
 
+    #[cfg(test)]
+    pub fn stats_zone(&self) -> crate::core::shm::Zone {
+        self.stats.zone()
+    }
+
     pub fn posted(&self) -> &Posted {
         &self.posted
     }
@@ -846,3 +851,7 @@ fn push_length(out: &mut Vec<u8>, mut n: usize) {
         out.push(d | 0x80);
     }
 }
+
+#[cfg(test)]
+#[path = "broker_tests.rs"]
+mod tests;

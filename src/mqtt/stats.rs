@@ -70,6 +70,11 @@ impl Stats {
         s
     }
 
+    #[cfg(test)]
+    pub fn zone(&self) -> Zone {
+        self.zone.clone()
+    }
+
     #[inline]
     fn row(&self) -> &Row {
         &table(&self.zone)[self.slot]
