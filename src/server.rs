@@ -42,6 +42,13 @@ impl App for Bizzy {
         self.modules.iter().flat_map(|m| m.files(conf)).collect()
     }
 
+    fn check(&self, conf: &Conf) -> Result<(), String> {
+        if conf.mqtt.listen.is_empty() {
+            return Ok(());
+        }
+        MqttPrepared::build(conf).map(drop)
+    }
+
     fn reaped(&self, zones: &Zones, slot: usize) {
         if let Some(z) = zones.get(hstats::ZONE) {
             hstats::reap(z, slot);

@@ -30,6 +30,11 @@ pub trait App {
         zones: &Zones,
         files: &[(PathBuf, std::fs::File)],
     ) -> Result<Box<dyn Prepared>, String>;
+    /// Checks what the configuration names besides itself (password and ACL files), for `-t`
+    /// and `-s` before anything is started or signalled.
+    fn check(&self, _conf: &Conf) -> Result<(), String> {
+        Ok(())
+    }
     /// A worker in `slot` died: reset the gauges it could not reset itself.
     fn reaped(&self, _zones: &Zones, _slot: usize) {}
 }
