@@ -105,8 +105,7 @@ fn mqtt_3_1_2_3_a_reserved_connect_flag_closes_the_connection() {
     assert!(c.closed_within(WAIT));
 }
 
-/// Each new connection takes the id over from the previous one, so over the rounds both the
-/// same-worker and the cross-worker cases come up.
+/// Each new connection takes the id over from the previous one, eight times.
 #[test]
 fn mqtt_3_1_4_2_a_new_connection_with_the_same_id_ends_the_old_one() {
     let b = Broker::anonymous();

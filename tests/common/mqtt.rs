@@ -93,14 +93,25 @@ impl Broker {
             .sum()
     }
 
-    /// The pid of the worker that holds the server side of `c`'s connection.
+    /// The pid of the worker that holds the server side of `c`'s connection. A connection can
+    /// move to another worker after its CONNECT; while two workers hold it, this waits (up to a
+    /// second) for one to let go.
     pub fn worker_of(&self, c: &Client) -> Option<i32> {
         let client_port = c.stream.local_addr().ok()?.port();
         let inode = server_socket_inode(self.port, client_port)?;
-        self.server
-            .workers()
-            .into_iter()
-            .find(|pid| sockets_held(*pid, &[inode]) > 0)
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let holders: Vec<i32> = self
+                .server
+                .workers()
+                .into_iter()
+                .filter(|pid| sockets_held(*pid, &[inode]) > 0)
+                .collect();
+            if holders.len() == 1 || Instant::now() >= deadline {
+                return holders.first().copied();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Each worker's pid and how many established MQTT connections it holds.
