@@ -572,6 +572,11 @@ impl Broker {
         for (filter, qos) in granted {
             found.clear();
             self.retained.matching(&filter, &mut found);
+            if self.auth.screens_delivery() {
+                let s = &self.sessions[sid];
+                let (id, user) = (&s.client_id, s.username.as_deref());
+                found.retain(|m| self.auth.allows(id, user, Op::Receive, &m.topic));
+            }
             for m in &found {
                 let msg = Message {
                     topic: Arc::clone(&m.topic),
@@ -667,6 +672,14 @@ impl Broker {
     fn route(&mut self, msg: &Message, now_ms: u64) {
         let mut routes = std::mem::take(&mut self.routes);
         self.tree.route(&msg.topic, &mut routes);
+        if self.auth.screens_delivery() {
+            let (auth, sessions) = (&self.auth, &self.sessions);
+            routes.retain(|(ClientKey(sid), _)| {
+                sessions.get(*sid as usize).is_some_and(|s| {
+                    auth.allows(&s.client_id, s.username.as_deref(), Op::Receive, &msg.topic)
+                })
+            });
+        }
         for &(ClientKey(sid), granted) in &routes {
             // [MQTT-3.3.5-1]: at the lower of the message's and the subscription's QoS, with
             // RETAIN cleared on live delivery ([MQTT-3.3.1-9]).
