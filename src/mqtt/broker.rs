@@ -468,9 +468,11 @@ impl Broker {
                 self.auth
                     .allows(&s.client_id, s.username.as_deref(), Op::Publish, &p.topic);
             if allowed {
+                // The payload is copied out of the connection's read buffer: a message kept
+                // (queued, in flight, retained) must not pin a whole buffer.
                 let msg = Message {
                     topic: p.topic.into(),
-                    payload: p.payload,
+                    payload: bytes::Bytes::copy_from_slice(&p.payload),
                     qos,
                     retain: p.retain,
                 };
