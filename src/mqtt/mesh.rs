@@ -92,7 +92,7 @@ impl Mesh {
         self.links.get_mut(key)
     }
 
-    fn add(&mut self, slot: usize, generation: u64) -> usize {
+    pub(crate) fn add(&mut self, slot: usize, generation: u64) -> usize {
         self.links.insert(Link {
             slot,
             generation,
