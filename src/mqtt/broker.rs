@@ -89,6 +89,14 @@ pub enum Close {
 /// whatever order the changes arrive.
 pub type Stamp = (u64, u16);
 
+/// A SUBACK waiting for the siblings to have its filters.
+struct Suback {
+    session: SessionRef,
+    pkid: u16,
+    codes: Vec<u8>,
+    granted: Vec<(String, QoS)>,
+}
+
 pub struct Broker {
     pub limits: Limits,
     auth: Rc<dyn Authority>,
@@ -106,6 +114,8 @@ pub struct Broker {
     next_epoch: u64,
     next_ticket: u64,
     tickets: HashMap<u64, SessionRef>,
+    /// SUBACKs waiting for siblings, by barrier: the links yet to answer.
+    barriers: HashMap<u64, (Vec<usize>, Suback)>,
     anonymous: u64,
     slot: usize,
     /// The broker's own cell, for connections it makes (sockets handed over by siblings).
@@ -139,6 +149,7 @@ impl Broker {
             next_epoch: 1,
             next_ticket: 1,
             tickets: HashMap::new(),
+            barriers: HashMap::new(),
             anonymous: 0,
             slot,
             me: Weak::new(),
@@ -182,12 +193,16 @@ impl Broker {
         }
     }
 
-    /// Sibling `key` is gone: nothing moves to it any more.
-    pub fn left(&mut self, key: usize) {
+    /// Sibling `key` is gone: nothing moves to it any more, no SUBACK waits for it.
+    pub fn left(&mut self, key: usize, now_ms: u64) {
         for (_, s) in self.sessions.iter_mut() {
             if s.move_to == Some(key) {
                 s.move_to = None;
             }
+        }
+        let seqs: Vec<u64> = self.barriers.keys().copied().collect();
+        for seq in seqs {
+            self.barrier_passed(seq, key, now_ms);
         }
     }
 
@@ -438,7 +453,7 @@ impl Broker {
             Packet::Pubcomp(id) => {
                 self.acknowledged(r.sid, id, QoS::ExactlyOnce, Flight::Released, now_ms)
             }
-            Packet::Subscribe(s) => self.on_subscribe(r.sid, s, now_ms),
+            Packet::Subscribe(s) => self.on_subscribe(r, s, now_ms),
             Packet::Unsubscribe(u) => self.on_unsubscribe(r.sid, u),
             Packet::Pingreq => self.sessions[r.sid].out.extend_from_slice(&[0xd0, 0]),
             Packet::Disconnect => {
@@ -468,9 +483,11 @@ impl Broker {
                 self.auth
                     .allows(&s.client_id, s.username.as_deref(), Op::Publish, &p.topic);
             if allowed {
+                // The payload is copied out of the connection's read buffer: a message kept
+                // (queued, in flight, retained) must not pin a whole buffer.
                 let msg = Message {
                     topic: p.topic.into(),
-                    payload: p.payload,
+                    payload: bytes::Bytes::copy_from_slice(&p.payload),
                     qos,
                     retain: p.retain,
                 };
@@ -542,9 +559,11 @@ impl Broker {
         }
     }
 
-    fn on_subscribe(&mut self, sid: usize, sub: Subscribe, now_ms: u64) {
+    fn on_subscribe(&mut self, r: SessionRef, sub: Subscribe, now_ms: u64) {
+        let sid = r.sid;
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut granted = Vec::with_capacity(sub.filters.len());
+        let mut forwarded = false;
         for (filter, qos) in sub.filters {
             let s = &self.sessions[sid];
             if !self
@@ -555,23 +574,63 @@ impl Broker {
                 codes.push(0x80);
                 continue;
             }
-            self.subscribe_one(sid, &filter, qos);
+            forwarded |= self.subscribe_one(sid, &filter, qos);
             codes.push(qos as u8);
             granted.push((filter, qos));
         }
+        let done = Suback {
+            session: r,
+            pkid: sub.pkid,
+            codes,
+            granted,
+        };
+        // A filter new to this worker was forwarded to the siblings: the SUBACK waits until
+        // each has it, so that whatever any client publishes after the SUBACK reaches this one.
+        if forwarded {
+            if let Some((seq, waiting)) = self.mesh.barrier() {
+                self.barriers.insert(seq, (waiting, done));
+                return;
+            }
+        }
+        self.finish_subscribe(done, now_ms);
+    }
+
+    /// Sibling `key` has every filter forwarded before barrier `seq`.
+    pub fn barrier_passed(&mut self, seq: u64, key: usize, now_ms: u64) {
+        let Some((waiting, _)) = self.barriers.get_mut(&seq) else {
+            return;
+        };
+        waiting.retain(|&k| k != key);
+        if waiting.is_empty() {
+            if let Some((_, done)) = self.barriers.remove(&seq) {
+                self.finish_subscribe(done, now_ms);
+            }
+        }
+    }
+
+    fn finish_subscribe(&mut self, done: Suback, now_ms: u64) {
+        let Some(s) = self.session_mut(done.session) else {
+            return;
+        };
+        let sid = done.session.sid;
         // [MQTT-3.8.4-1], [MQTT-3.8.4-4], [MQTT-3.8.4-5]: one SUBACK, a code per filter in order.
-        let s = &mut self.sessions[sid];
-        let id = sub.pkid.to_be_bytes();
+        let id = done.pkid.to_be_bytes();
         s.out.push(0x90);
-        push_length(&mut s.out, 2 + codes.len());
+        push_length(&mut s.out, 2 + done.codes.len());
         s.out.extend_from_slice(&id);
-        s.out.extend_from_slice(&codes);
+        s.out.extend_from_slice(&done.codes);
+        self.wake(sid);
         // [MQTT-3.3.1-6], [MQTT-3.8.4-3]: the retained messages matching each filter, with
         // RETAIN set, after the SUBACK.
         let mut found: Vec<Retained> = Vec::new();
-        for (filter, qos) in granted {
+        for (filter, qos) in done.granted {
             found.clear();
             self.retained.matching(&filter, &mut found);
+            if self.auth.screens_delivery() {
+                let s = &self.sessions[sid];
+                let (id, user) = (&s.client_id, s.username.as_deref());
+                found.retain(|m| self.auth.allows(id, user, Op::Receive, &m.topic));
+            }
             for m in &found {
                 let msg = Message {
                     topic: Arc::clone(&m.topic),
@@ -584,8 +643,11 @@ impl Broker {
         }
     }
 
-    fn subscribe_one(&mut self, sid: usize, filter: &str, qos: QoS) {
-        if self.tree.subscribe(ClientKey(sid as u32), filter, qos) == Subscribed::FirstForFilter {
+    /// Subscribes session `sid`; true if the filter is new here and was forwarded.
+    fn subscribe_one(&mut self, sid: usize, filter: &str, qos: QoS) -> bool {
+        let first =
+            self.tree.subscribe(ClientKey(sid as u32), filter, qos) == Subscribed::FirstForFilter;
+        if first {
             self.mesh.subscribe(filter);
         }
         let subs = &mut self.sessions[sid].subs;
@@ -593,6 +655,7 @@ impl Broker {
             Some(e) => e.1 = qos,
             None => subs.push((filter.into(), qos)),
         }
+        first
     }
 
     fn on_unsubscribe(&mut self, sid: usize, u: Unsubscribe) {
@@ -667,6 +730,14 @@ impl Broker {
     fn route(&mut self, msg: &Message, now_ms: u64) {
         let mut routes = std::mem::take(&mut self.routes);
         self.tree.route(&msg.topic, &mut routes);
+        if self.auth.screens_delivery() {
+            let (auth, sessions) = (&self.auth, &self.sessions);
+            routes.retain(|(ClientKey(sid), _)| {
+                sessions.get(*sid as usize).is_some_and(|s| {
+                    auth.allows(&s.client_id, s.username.as_deref(), Op::Receive, &msg.topic)
+                })
+            });
+        }
         for &(ClientKey(sid), granted) in &routes {
             // [MQTT-3.3.5-1]: at the lower of the message's and the subscription's QoS, with
             // RETAIN cleared on live delivery ([MQTT-3.3.1-9]).

@@ -445,3 +445,38 @@ fn second_connect_is_a_violation_mqtt_3_1_0_2() {
         Err(Close::Violation(_))
     ));
 }
+
+#[test]
+fn suback_waits_for_the_siblings_to_have_the_filter() {
+    let b = broker();
+    let key = b.borrow_mut().mesh.add(1, 0);
+    let s = online(&b, "s", true, 1);
+    b.borrow_mut()
+        .packet(s, subscribe(&[("a/b", QoS::AtLeastOnce)], 5), 0)
+        .unwrap();
+    assert_eq!(out(&b, s), vec![], "no SUBACK before the sibling answered");
+    let frames: Vec<Vec<u8>> = b
+        .borrow()
+        .mesh
+        .link(key)
+        .unwrap()
+        .out
+        .iter()
+        .map(|f| f.msg.as_bytes().to_vec())
+        .collect();
+    assert_eq!(frames[0], b"Sa/b", "the filter first");
+    assert_eq!(frames[1][0], b'B', "then the barrier");
+    let seq = u64::from_le_bytes(frames[1][1..9].try_into().unwrap());
+    b.borrow_mut().barrier_passed(seq, key, 0);
+    let got = out(&b, s);
+    assert!(
+        matches!(&got[..], [Packet::Suback(a)] if a.pkid == 5),
+        "{got:?}"
+    );
+    // A filter the worker already has needs no barrier.
+    let t = online(&b, "t", true, 2);
+    b.borrow_mut()
+        .packet(t, subscribe(&[("a/b", QoS::AtMostOnce)], 6), 0)
+        .unwrap();
+    assert_eq!(out(&b, t).len(), 1);
+}

@@ -402,6 +402,10 @@ impl Conn for MqttConn {
             if self.process(cx) == Next::Close {
                 return Next::Close;
             }
+            if self.buf.is_empty() && self.buf.capacity() > 0 {
+                // An idle connection holds no read buffer (thousands of sensors mostly wait).
+                self.buf = BytesMut::new();
+            }
         }
         if let Err(e) = self.flush(cx.now_ms()) {
             log!(Info, "mqtt client {}: write failed ({e})", self.peer);

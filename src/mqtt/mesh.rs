@@ -64,6 +64,7 @@ pub struct Mesh {
     peer_tree: SubscriptionTree,
     routes: Vec<(ClientKey, QoS)>,
     posted: Posted,
+    barrier_seq: u64,
 }
 
 impl Mesh {
@@ -75,6 +76,7 @@ impl Mesh {
             peer_tree: SubscriptionTree::new(),
             routes: Vec::new(),
             posted,
+            barrier_seq: 0,
         }
     }
 
@@ -90,7 +92,7 @@ impl Mesh {
         self.links.get_mut(key)
     }
 
-    fn add(&mut self, slot: usize, generation: u64) -> usize {
+    pub(crate) fn add(&mut self, slot: usize, generation: u64) -> usize {
         self.links.insert(Link {
             slot,
             generation,
@@ -185,6 +187,21 @@ impl Mesh {
     /// A filter no client of this worker uses any more.
     pub fn unsubscribe(&mut self, filter: &str) {
         self.broadcast(&Msg::from_parts(&[b"U", filter.as_bytes()]));
+    }
+
+    /// Asks every sibling to answer once it has applied what was sent to it before: returns
+    /// the barrier's number and the links to wait for, or `None` without siblings.
+    pub fn barrier(&mut self) -> Option<(u64, Vec<usize>)> {
+        if self.links.is_empty() {
+            return None;
+        }
+        self.barrier_seq += 1;
+        let seq = self.barrier_seq;
+        let keys: Vec<usize> = self.links.iter().map(|(k, _)| k).collect();
+        for &k in &keys {
+            self.push(k, Msg::from_parts(&[b"B", &seq.to_le_bytes()]));
+        }
+        Some((seq, keys))
     }
 
     /// A retained message (or removal) published here, for every sibling's replica.
@@ -290,6 +307,14 @@ fn apply(
             let msg = parse_message(body)?;
             broker.publish_from_peer(&msg, now_ms);
         }
+        b'B' => {
+            let seq = body.get(..8)?;
+            broker.mesh.push(key, Msg::from_parts(&[b"A", seq]));
+        }
+        b'A' => {
+            let seq = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
+            broker.barrier_passed(seq, key, now_ms);
+        }
         b'R' => {
             let lamport = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
             let slot = u16::from_le_bytes(body.get(8..10)?.try_into().ok()?);
@@ -355,13 +380,13 @@ pub fn adopt(
 }
 
 impl PeerConn {
-    fn gone(&mut self, why: &str) -> Next {
+    fn gone(&mut self, why: &str, now_ms: u64) -> Next {
         let mut b = self.broker.borrow_mut();
         if let Some(l) = b.mesh.link(self.key) {
             log!(Info, "link to worker slot {} closed ({why})", l.slot);
         }
         b.mesh.remove(self.key);
-        b.left(self.key);
+        b.left(self.key, now_ms);
         Next::Close
     }
 }
@@ -375,12 +400,14 @@ impl Conn for PeerConn {
                     let mut b = self.broker.borrow_mut();
                     if apply(&mut b, self.key, msg.as_bytes(), fds, now).is_none() {
                         drop(b);
-                        return self.gone("a frame that does not parse");
+                        return self.gone("a frame that does not parse", now);
                     }
                 }
                 Err(RecvError::WouldBlock) => break,
-                Err(RecvError::Closed | RecvError::Discarded(_)) => return self.gone("closed"),
-                Err(e) => return self.gone(&e.to_string()),
+                Err(RecvError::Closed | RecvError::Discarded(_)) => {
+                    return self.gone("closed", now)
+                }
+                Err(e) => return self.gone(&e.to_string(), now),
             }
         }
         let mut b = self.broker.borrow_mut();
@@ -404,7 +431,7 @@ impl Conn for PeerConn {
                 }
                 Err(e) => {
                     drop(b);
-                    return self.gone(&format!("{e:?}"));
+                    return self.gone(&format!("{e:?}"), now);
                 }
             }
         }
@@ -419,7 +446,7 @@ impl Conn for PeerConn {
             }
             Err(e) => {
                 drop(b);
-                self.gone(&e.to_string())
+                self.gone(&e.to_string(), now)
             }
         }
     }
