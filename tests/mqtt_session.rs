@@ -679,6 +679,36 @@ fn max_inflight_holds_qos_1_deliveries_until_they_are_acknowledged() {
     );
 }
 
+/// Issue 4, point 5: a client that leaves its QoS 1 messages unacknowledged for
+/// `stall_timeout` is disconnected (its will published: the client failed), and the others go on.
+#[test]
+fn a_client_that_leaves_qos_1_unacknowledged_is_disconnected_after_stall_timeout() {
+    let b = Broker::start("allow_anonymous = true\nstall_timeout = \"1s\"");
+    let mut watcher = client(b.addr(), "stall-watcher");
+    watcher.subscribe(&[("will/stalled", 0)]);
+    let (mut stalled, _) = connect(
+        b.addr(),
+        &Connect::new("stalled").will("will/stalled", b"gone", 0, false),
+    );
+    stalled.subscribe(&[("st/t", 1)]);
+    let mut publisher = client(b.addr(), "stall-pub");
+    await_route(&mut publisher, &mut stalled, "st/t");
+    publisher.publish("st/t", b"never acknowledged", 1, false);
+    assert!(stalled.recv_publish(WAIT).is_some());
+    let started = Instant::now();
+    assert!(
+        stalled.closed_within(Duration::from_secs(5)),
+        "closed for not acknowledging"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "not before the timeout"
+    );
+    let will = watcher.recv_publish(WAIT).expect("the will");
+    assert_eq!(will.payload, b"gone");
+    assert!(publisher.ping(), "the publisher is untouched");
+}
+
 /// A publisher's PUBACK does not wait for delivery on the subscriber's worker, so the test waits
 /// for the drops to be counted before the subscriber returns: a message still on its way would
 /// otherwise find the client online and be sent at once.
