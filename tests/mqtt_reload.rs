@@ -260,3 +260,86 @@ fn quit_closes_mqtt_connections() {
     c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     assert_eq!(c.read(&mut b).unwrap_or(0), 0, "closed");
 }
+
+/// Point 7 and DESIGN.md section 2 ("nothing accepted is lost"): a QoS 1 stream keeps flowing
+/// through three reloads: the publisher's and the subscriber's connections both move, and every
+/// acknowledged message arrives. (While a subscriber's session moves, a message may come twice
+/// or overtake the one before it: see docs/architecture.md, "One broker across workers".)
+#[test]
+fn a_qos1_stream_loses_nothing_across_reloads() {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+    let (http, mqtt) = (free_port(), free_port());
+    let s = Server::start(http, &conf(http, mqtt));
+    let addr: SocketAddr = format!("127.0.0.1:{mqtt}").parse().unwrap();
+    let (mut sub, _) = open(addr, "stream-sub", false, false);
+    subscribe(&mut sub, "stream/t", 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU32::new(0));
+    let publisher = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let (mut p, _) = open(addr, "stream-pub", false, false);
+            let mut n: u32 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = (n % 65535 + 1) as u16;
+                p.write_all(&publish_packet("stream/t", &n.to_be_bytes(), 1, id))
+                    .unwrap();
+                assert_eq!(read_packet(&mut p), (0x40, id.to_be_bytes().to_vec()));
+                n += 1;
+                sent.store(n, Ordering::Relaxed);
+            }
+        })
+    };
+    let subscriber = {
+        let (done, sent) = (done.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let mut missing: BTreeSet<u32> = BTreeSet::new();
+            let mut next = 0u32;
+            while !(done.load(Ordering::Relaxed)
+                && next >= sent.load(Ordering::Relaxed)
+                && missing.is_empty())
+            {
+                let (_, payload) = expect_publish(&mut sub);
+                let n = u32::from_be_bytes(payload[..4].try_into().unwrap());
+                if n == u32::MAX {
+                    continue;
+                }
+                if n >= next {
+                    missing.extend(next..n);
+                    next = n + 1;
+                } else {
+                    missing.remove(&n);
+                }
+            }
+            next
+        })
+    };
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        reload(&s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    publisher.join().unwrap();
+    done.store(true, Ordering::Relaxed);
+    // Wakes the subscriber if it is waiting for more after the last message.
+    publish_once(addr, "stream-end", "stream/t", &u32::MAX.to_be_bytes());
+    let received = match subscriber.join() {
+        Ok(n) => n,
+        Err(_) => panic!(
+            "the subscriber failed\n{}",
+            get(s.addr(), "/metrics")
+                .text()
+                .lines()
+                .filter(|l| l.starts_with("bizzy_mqtt"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    };
+    let sent = sent.load(Ordering::Relaxed);
+    assert_eq!(received, sent, "every acknowledged message arrived");
+    assert!(sent > 100, "the stream ran: {sent} messages");
+}

@@ -132,7 +132,7 @@ pub trait Service {
         Some(peer)
     }
     /// The worker began a graceful stop (after every connection's `drain`).
-    fn drain(&mut self) {}
+    fn drain(&mut self, _now_ms: u64) {}
     /// Work is left that must finish before the worker exits (output to a sibling).
     fn busy(&self) -> bool {
         false
@@ -598,8 +598,9 @@ impl EventLoop {
         for token in tokens {
             self.with_conn(token, |c, cx| c.drain(cx));
         }
+        let now = self.clock.now_ms();
         for s in &mut self.services {
-            s.drain();
+            s.drain(now);
         }
     }
 

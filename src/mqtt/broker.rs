@@ -19,6 +19,7 @@ use mio::Token;
 use slab::Slab;
 
 use crate::core::event::Posted;
+use crate::log;
 use crate::mqtt::auth::{Authority, Op, Refusal};
 use crate::mqtt::codec::{ConnackCode, Connect, Packet, Publish, QoS, Subscribe, Unsubscribe};
 use crate::mqtt::ingest::{Ack, Ingest, Origin};
@@ -89,6 +90,25 @@ pub enum Close {
 /// whatever order the changes arrive.
 pub type Stamp = (u64, u16);
 
+/// Longest a stopping worker waits for the newer workers to be linked before it moves its
+/// clients anyway.
+pub const MESH_WAIT_MS: u64 = 1000;
+
+/// What waits for the siblings to have this worker's latest filters.
+enum Waiter {
+    Suback(Suback),
+    /// A session moved here: then the stub on sibling `link` can go.
+    Moved {
+        link: usize,
+        id: Arc<str>,
+    },
+    /// A stub here whose session's new worker is routed to everywhere.
+    Unstub {
+        sid: usize,
+        id: Arc<str>,
+    },
+}
+
 /// A SUBACK waiting for the siblings to have its filters.
 struct Suback {
     session: SessionRef,
@@ -114,8 +134,12 @@ pub struct Broker {
     next_epoch: u64,
     next_ticket: u64,
     tickets: HashMap<u64, SessionRef>,
-    /// SUBACKs waiting for siblings, by barrier: the links yet to answer.
-    barriers: HashMap<u64, (Vec<usize>, Suback)>,
+    /// What waits for siblings, by barrier: the links yet to answer.
+    barriers: HashMap<u64, (Vec<usize>, Waiter)>,
+    /// Stubs of sessions moved to a sibling, by client id.
+    moved: HashMap<Arc<str>, usize>,
+    /// The worker is stopping and its sessions wait for the newer workers to be linked.
+    drain_since: Option<u64>,
     anonymous: u64,
     slot: usize,
     /// The broker's own cell, for connections it makes (sockets handed over by siblings).
@@ -150,6 +174,8 @@ impl Broker {
             next_ticket: 1,
             tickets: HashMap::new(),
             barriers: HashMap::new(),
+            moved: HashMap::new(),
+            drain_since: None,
             anonymous: 0,
             slot,
             me: Weak::new(),
@@ -185,7 +211,7 @@ impl Broker {
         let owned: Vec<usize> = self
             .sessions
             .iter()
-            .filter(|(_, s)| self.mesh.owner(&s.client_id) == Some(key))
+            .filter(|(_, s)| s.moved_to.is_none() && self.mesh.owner(&s.client_id) == Some(key))
             .map(|(sid, _)| sid)
             .collect();
         for sid in owned {
@@ -204,20 +230,61 @@ impl Broker {
         for seq in seqs {
             self.barrier_passed(seq, key, now_ms);
         }
+        let stubs: Vec<(Arc<str>, usize)> = self
+            .moved
+            .iter()
+            .filter(|(_, &sid)| {
+                self.sessions
+                    .get(sid)
+                    .is_some_and(|s| s.moved_to == Some(key))
+            })
+            .map(|(id, &sid)| (Arc::clone(id), sid))
+            .collect();
+        for (id, sid) in stubs {
+            self.moved.remove(&id);
+            self.drop_stub(sid);
+        }
     }
 
-    /// The worker is stopping: persistent sessions of absent clients go to their successors
-    /// (live ones go through their connections' `drain`).
-    pub fn drain(&mut self) {
+    /// The worker is stopping. With newer workers to take its clients, every session moves to
+    /// its owner among them (live ones with their connections), once the newer workers are
+    /// linked to one another: until then one of them could not yet route to another, and a
+    /// message for a moved client could fall between them. Without newer workers (the server is
+    /// stopping) the connections end themselves.
+    pub fn drain(&mut self, now_ms: u64) {
+        if self.mesh.newest() > self.mesh.generation {
+            self.drain_since = Some(now_ms);
+            self.tick(now_ms);
+        }
+    }
+
+    /// Called every loop turn: moves the sessions of a stopping worker once the newer workers
+    /// are linked (or after [`MESH_WAIT_MS`], linked or not).
+    pub fn tick(&mut self, now_ms: u64) {
+        let Some(since) = self.drain_since else {
+            return;
+        };
+        if !self.mesh.complete() && now_ms < since + MESH_WAIT_MS {
+            return;
+        }
+        if !self.mesh.complete() {
+            log!(Warn, "moving clients before the new workers are all linked");
+        }
+        self.drain_since = None;
         let moves: Vec<(usize, usize)> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.conn.is_none())
+            .filter(|(_, s)| s.moved_to.is_none())
             .filter_map(|(sid, s)| Some((sid, self.mesh.successor(&s.client_id)?)))
             .collect();
         for (sid, key) in moves {
             self.send_away(sid, key);
         }
+    }
+
+    /// Whether sessions still wait to move.
+    pub fn moving_out(&self) -> bool {
+        self.drain_since.is_some()
     }
 
     fn send_away(&mut self, sid: usize, key: usize) {
@@ -232,7 +299,7 @@ impl Broker {
             sid,
             epoch: s.epoch,
         };
-        if let Some(s) = self.export(r) {
+        if let Some(s) = self.export(r, key) {
             self.mesh
                 .push_frame(key, crate::mqtt::handoff::offline_frame(&s));
         }
@@ -588,7 +655,7 @@ impl Broker {
         // each has it, so that whatever any client publishes after the SUBACK reaches this one.
         if forwarded {
             if let Some((seq, waiting)) = self.mesh.barrier() {
-                self.barriers.insert(seq, (waiting, done));
+                self.barriers.insert(seq, (waiting, Waiter::Suback(done)));
                 return;
             }
         }
@@ -602,8 +669,11 @@ impl Broker {
         };
         waiting.retain(|&k| k != key);
         if waiting.is_empty() {
-            if let Some((_, done)) = self.barriers.remove(&seq) {
-                self.finish_subscribe(done, now_ms);
+            match self.barriers.remove(&seq) {
+                Some((_, Waiter::Suback(done))) => self.finish_subscribe(done, now_ms),
+                Some((_, Waiter::Moved { link, id })) => self.mesh.push(link, moved_frame(&id)),
+                Some((_, Waiter::Unstub { sid, id })) => self.unstub(sid, &id),
+                None => {}
             }
         }
     }
@@ -752,7 +822,12 @@ impl Broker {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
-        let online = s.conn.is_some();
+        if let Some(link) = s.moved_to {
+            let frame = crate::mqtt::mesh::directed_frame(&s.client_id, msg, qos, retain);
+            self.mesh.push(link, frame);
+            return;
+        }
+        let online = s.conn.is_some() || s.arriving;
         if qos == QoS::AtMostOnce {
             // QoS 0 is not kept for offline clients (mosquitto's default too), and is dropped,
             // counted, for a client that does not read.
@@ -826,57 +901,152 @@ impl Broker {
 
     /// Takes a session out of this worker, to move it to a sibling (with its connection, if
     /// `token` still serves it). Its subscriptions leave the tree; nothing is published.
-    pub fn export(&mut self, r: SessionRef) -> Option<Session> {
+    pub fn export(&mut self, r: SessionRef, to: usize) -> Option<Session> {
         self.session(r)?;
-        let mut s = self.sessions.remove(r.sid);
+        // A stub stays in the session's place, with its subscriptions, and sends on what they
+        // route to the sibling, until the sibling says every worker routes to it directly:
+        // nothing published meanwhile anywhere falls between the two.
+        let mut stub = Session::new(Arc::clone(&self.sessions[r.sid].client_id), true);
+        stub.epoch = self.next_epoch;
+        self.next_epoch += 1;
+        stub.moved_to = Some(to);
+        let mut s = std::mem::replace(&mut self.sessions[r.sid], stub);
         self.by_id.remove(&s.client_id);
-        for f in self.tree.remove_client(ClientKey(r.sid as u32)) {
-            self.mesh.unsubscribe(&f);
-        }
+        self.moved.insert(Arc::clone(&s.client_id), r.sid);
         self.tickets.retain(|_, t| t.sid != r.sid);
         if s.conn.take().is_some() {
             self.stats.connected(false);
         }
         self.stats.handed_over();
-        self.stats.sessions(self.sessions.len());
         Some(s)
+    }
+
+    /// The sibling that took client `id` is routed to by every worker. The stub goes once every
+    /// sibling has answered a barrier from here: what a sibling forwarded here before it
+    /// learnt the new route is then in, and sent on.
+    pub fn moved_done(&mut self, id: &str, from: usize) {
+        let Some(&sid) = self.moved.get(id) else {
+            return;
+        };
+        if self
+            .sessions
+            .get(sid)
+            .is_none_or(|s| s.moved_to != Some(from))
+        {
+            return;
+        }
+        let id = Arc::clone(&self.sessions[sid].client_id);
+        match self.mesh.barrier() {
+            Some((seq, waiting)) => {
+                self.barriers
+                    .insert(seq, (waiting, Waiter::Unstub { sid, id }));
+            }
+            None => self.unstub(sid, &id),
+        }
+    }
+
+    fn unstub(&mut self, sid: usize, id: &str) {
+        if self.moved.get(id) == Some(&sid) {
+            self.moved.remove(id);
+            self.drop_stub(sid);
+        }
+    }
+
+    fn drop_stub(&mut self, sid: usize) {
+        self.sessions.remove(sid);
+        for f in self.tree.remove_client(ClientKey(sid as u32)) {
+            self.mesh.unsubscribe(&f);
+        }
+        self.stats.sessions(self.sessions.len());
+    }
+
+    /// Stubs wait for their siblings' word: a stopping worker stays until they are gone.
+    pub fn forwarding(&self) -> bool {
+        !self.moved.is_empty() || self.drain_since.is_some()
+    }
+
+    /// A message a stub sent on: delivered to the session it stood for.
+    pub fn deliver_moved(&mut self, id: &str, msg: &Message, qos: QoS, retain: bool, now_ms: u64) {
+        if let Some(&sid) = self.by_id.get(id) {
+            self.deliver(sid, msg, qos, retain, now_ms);
+        }
     }
 
     /// Takes in a session a sibling moved here. With `token` it is live on that connection,
     /// which goes on where the other worker left off; a session of the same client already
     /// here is replaced (the newer connection wins, as a takeover would decide).
-    pub fn import(&mut self, mut s: Session, token: Option<Token>, now_ms: u64) -> SessionRef {
+    pub fn import(&mut self, mut s: Session, live: bool, from: usize) -> SessionRef {
+        // A live session's connection joins this worker's loop a moment later ([`attach`]);
+        // until then what is routed to it waits in its output as if it were connected.
+        s.conn = None;
+        s.arriving = live;
+        s.woken = false;
+        s.move_to = None;
+        s.moved_to = None;
+        flush_held(&mut s);
         if let Some(&old) = self.by_id.get(&s.client_id) {
-            let o = &mut self.sessions[old];
-            if let Some(t) = o.conn.take() {
+            // A session of the same client here is older than one that moved with its
+            // connection; a moved offline session is older than a connected one here.
+            if !live && (self.sessions[old].conn.is_some() || self.sessions[old].arriving) {
+                let id = Arc::clone(&s.client_id);
+                self.mesh.push(from, moved_frame(&id));
+                return SessionRef {
+                    sid: old,
+                    epoch: self.sessions[old].epoch,
+                };
+            }
+            if let Some(t) = self.sessions[old].conn.take() {
                 self.stats.connected(false);
-                if token.is_none() {
-                    // The client is connected here already: the moved state is older.
-                    o.conn = Some(t);
-                    self.stats.connected(true);
-                    let r = SessionRef {
-                        sid: old,
-                        epoch: o.epoch,
-                    };
-                    return r;
-                }
                 self.posted.post(t);
             }
             self.discard(old);
         }
-        s.conn = token;
-        s.woken = false;
-        s.move_to = None;
-        flush_held(&mut s);
         let sid = self.insert(s);
-        if token.is_some() {
-            self.stats.connected(true);
-        }
-        self.pump(sid, now_ms);
-        SessionRef {
+        let r = SessionRef {
             sid,
             epoch: self.sessions[sid].epoch,
+        };
+        // Once every sibling has the session's filters from here, the stub on `from` can go.
+        let id = Arc::clone(&self.sessions[sid].client_id);
+        match self.mesh.barrier() {
+            Some((seq, waiting)) => {
+                self.barriers
+                    .insert(seq, (waiting, Waiter::Moved { link: from, id }));
+            }
+            None => self.mesh.push(from, moved_frame(&id)),
         }
+        r
+    }
+
+    /// The connection of a session that arrived live was lost on the way: the session stays
+    /// as after any lost connection (a clean one ends; no will, the client did nothing wrong).
+    pub fn arrival_failed(&mut self, r: SessionRef) {
+        let Some(s) = self.session_mut(r) else {
+            return;
+        };
+        s.arriving = false;
+        s.out = Vec::new();
+        s.will = None;
+        if s.clean {
+            self.discard(r.sid);
+        }
+    }
+
+    /// The connection of a session that arrived live is in the loop now, under `token`.
+    /// False if the session is gone meanwhile (taken over by a newer connection).
+    pub fn attach(&mut self, r: SessionRef, token: Token, now_ms: u64) -> bool {
+        let Some(s) = self.session_mut(r) else {
+            return false;
+        };
+        if !s.arriving {
+            return false;
+        }
+        s.arriving = false;
+        s.conn = Some(token);
+        self.stats.connected(true);
+        self.pump(r.sid, now_ms);
+        self.wake(r.sid);
+        true
     }
 
     /// Sessions without a connection (persistent ones whose client is away), for moving.
@@ -890,6 +1060,11 @@ impl Broker {
             })
             .collect()
     }
+}
+
+/// `M` + client id: the session moved here is routed to by every worker.
+fn moved_frame(id: &str) -> crate::core::queue::Msg {
+    crate::core::queue::Msg::from_parts(&[b"M", id.as_bytes()])
 }
 
 /// Sends the held acknowledgements at the head of the queue that are durable.

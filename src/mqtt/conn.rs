@@ -83,6 +83,13 @@ impl MqttConn {
         self
     }
 
+    /// A connection a stopping sibling passed on before CONNECT: served wherever its client
+    /// belongs, like one accepted here.
+    pub fn with_read(mut self, read: &[u8]) -> MqttConn {
+        self.buf.extend_from_slice(read);
+        self
+    }
+
     /// A live connection a sibling moved here with its session.
     pub fn live(mut self, session: SessionRef, keep_alive: u16, read: &[u8]) -> MqttConn {
         self.buf.extend_from_slice(read);
@@ -267,6 +274,18 @@ impl MqttConn {
         Next::Close
     }
 
+    /// Passes a socket that has not sent its CONNECT yet to sibling `link`, which applies the
+    /// owner map itself.
+    fn hand_raw(&mut self, cx: &mut Cx<'_>, link: usize) -> Next {
+        let read = self.buf.to_vec();
+        let Some(fd) = self.detach(cx) else {
+            return Next::Close;
+        };
+        let frame = handoff::raw_frame(&read, fd);
+        self.broker.borrow_mut().mesh.push_frame(link, frame);
+        Next::Close
+    }
+
     /// Takes the socket out of this worker's poll, and a descriptor of it to send.
     fn detach(&mut self, cx: &mut Cx<'_>) -> Option<OwnedFd> {
         if let Err(e) = cx.registry().deregister(&mut self.stream) {
@@ -294,7 +313,7 @@ impl MqttConn {
             return self.end(cx, false);
         };
         let mut b = self.broker.borrow_mut();
-        let Some(s) = b.export(session) else {
+        let Some(s) = b.export(session, link) else {
             return Next::Close;
         };
         let keep_alive = (idle_ms / 1500) as u16;
@@ -459,20 +478,23 @@ impl Conn for MqttConn {
     }
 
     fn drain(&mut self, cx: &mut Cx<'_>) -> Next {
+        let successors = {
+            let b = self.broker.borrow();
+            b.mesh.newest() > b.mesh.generation
+        };
         match self.state {
-            State::Live { session, .. } => {
-                let successor = {
-                    let b = self.broker.borrow();
-                    b.session(session)
-                        .and_then(|s| b.mesh.successor(&s.client_id))
-                };
-                match successor {
-                    Some(link) => self.move_live(cx, link),
-                    None => {
-                        // No newer worker to take the client: the server is stopping. The
-                        // session ends with the server, which is not the client's failure.
-                        self.end(cx, false)
-                    }
+            // The broker moves the session, and wakes this connection to go with it.
+            State::Live { .. } if successors => Next::Keep,
+            // No newer worker to take the client: the server is stopping. The session ends
+            // with the server, which is not the client's failure: no will.
+            State::Live { .. } => self.end(cx, false),
+            // Not yet a client: a newer worker takes the socket and what was read, and hands
+            // it on to the owner once the CONNECT names the client.
+            State::Connect { .. } if successors => {
+                let link = self.broker.borrow().mesh.owner("");
+                match link {
+                    Some(link) => self.hand_raw(cx, link),
+                    None => Next::Close,
                 }
             }
             _ => Next::Close,

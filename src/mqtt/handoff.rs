@@ -38,6 +38,14 @@ pub fn connect_frame(read: &[u8], fd: OwnedFd) -> Frame {
     }
 }
 
+/// `c` read bytes: a connection from a stopping worker that has not sent its CONNECT yet.
+pub fn raw_frame(read: &[u8], fd: OwnedFd) -> Frame {
+    Frame {
+        msg: Msg::from_parts(&[b"c", read]),
+        fd: Some(fd),
+    }
+}
+
 pub fn live_frame(s: &Session, keep_alive: u16, read: &[u8], fd: OwnedFd) -> Frame {
     let mut w = Writer(vec![b'H']);
     w.u16(keep_alive);
@@ -92,7 +100,7 @@ fn read_session(r: &mut Reader<'_>, now_ms: u64) -> Option<Session> {
 /// Acts on a handoff frame from sibling `key`; `None` if it does not parse.
 pub fn apply(
     broker: &mut Broker,
-    _key: usize,
+    key: usize,
     kind: u8,
     body: &[u8],
     fds: Vec<OwnedFd>,
@@ -102,7 +110,12 @@ pub fn apply(
         b'C' => {
             let fd = fds.into_iter().next()?;
             let read = body.to_vec();
-            adopt(broker, fd, move |c| Some(c.handed(&read)));
+            adopt(broker, fd, move |c| Some(c?.handed(&read)));
+        }
+        b'c' => {
+            let fd = fds.into_iter().next()?;
+            let read = body.to_vec();
+            adopt(broker, fd, move |c| Some(c?.conn.with_read(&read)));
         }
         b'H' => {
             let fd = fds.into_iter().next()?;
@@ -110,17 +123,25 @@ pub fn apply(
             let keep_alive = r.u16().ok()?;
             let read = r.bytes().ok()?.to_vec();
             let s = read_session(&mut r, now_ms)?;
+            // The session is taken in now, so that the frames behind this one (messages its
+            // old worker sends on) find it; its connection follows when the loop adopts it.
+            let r = broker.import(s, true, key);
             let me = broker.me.clone();
             adopt(broker, fd, move |c| {
                 let b = me.upgrade()?;
-                let token = c.token;
-                let r = b.borrow_mut().import(s, Some(token), now_ms);
+                let Some(c) = c else {
+                    b.borrow_mut().arrival_failed(r);
+                    return None;
+                };
+                if !b.borrow_mut().attach(r, c.token, now_ms) {
+                    return None;
+                }
                 Some(c.conn.live(r, keep_alive, &read))
             });
         }
         b'O' => {
             let s = read_session(&mut Reader(body), now_ms)?;
-            broker.import(s, None, now_ms);
+            broker.import(s, false, key);
         }
         _ => return None,
     }
@@ -139,8 +160,13 @@ impl Adopted {
     }
 }
 
-/// Puts a socket passed by a sibling into this worker's loop as a client connection.
-fn adopt(broker: &Broker, fd: OwnedFd, finish: impl FnOnce(Adopted) -> Option<MqttConn> + 'static) {
+/// Puts a socket passed by a sibling into this worker's loop as a client connection;
+/// `finish` gets `None` if the socket cannot join it (the client is gone).
+fn adopt(
+    broker: &Broker,
+    fd: OwnedFd,
+    finish: impl FnOnce(Option<Adopted>) -> Option<MqttConn> + 'static,
+) {
     let me = broker.me.clone();
     let max_packet_size = broker.limits.max_packet_size;
     broker.posted().adopt(
@@ -151,7 +177,7 @@ fn adopt(broker: &Broker, fd: OwnedFd, finish: impl FnOnce(Adopted) -> Option<Mq
                 Ok(p) => p,
                 Err(e) => {
                     log!(Info, "a handed-over mqtt connection is gone ({e})");
-                    return None;
+                    return finish(None).map(|c| Box::new(c) as Box<dyn Conn>);
                 }
             };
             if let Err(e) = cx.registry().register(
@@ -160,13 +186,13 @@ fn adopt(broker: &Broker, fd: OwnedFd, finish: impl FnOnce(Adopted) -> Option<Mq
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 log!(Error, "epoll_ctl(ADD) for {peer} failed ({e})");
-                return None;
+                return finish(None).map(|c| Box::new(c) as Box<dyn Conn>);
             }
             let conn = MqttConn::new(b, stream, peer, max_packet_size, cx.now_ms());
-            let c = finish(Adopted {
+            let c = finish(Some(Adopted {
                 conn,
                 token: cx.token(),
-            })?;
+            }))?;
             Some(Box::new(c) as Box<dyn Conn>)
         }),
         true,

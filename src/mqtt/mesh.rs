@@ -65,6 +65,8 @@ pub struct Mesh {
     routes: Vec<(ClientKey, QoS)>,
     posted: Posted,
     barrier_seq: u64,
+    /// What each sibling said it is linked to (worker slots).
+    peer_links: std::collections::HashMap<usize, Vec<u16>>,
 }
 
 impl Mesh {
@@ -77,6 +79,7 @@ impl Mesh {
             routes: Vec::new(),
             posted,
             barrier_seq: 0,
+            peer_links: std::collections::HashMap::new(),
         }
     }
 
@@ -106,6 +109,35 @@ impl Mesh {
     fn remove(&mut self, key: usize) {
         self.peer_tree.remove_client(ClientKey(key as u32));
         self.links.try_remove(key);
+        self.peer_links.remove(&key);
+        self.announce();
+    }
+
+    /// Tells every sibling which workers this one is linked to (`L` + slots).
+    fn announce(&mut self) {
+        let mut frame = vec![b'L'];
+        for (_, l) in &self.links {
+            frame.extend_from_slice(&(l.slot as u16).to_le_bytes());
+        }
+        self.broadcast(&Msg::new(&frame));
+    }
+
+    /// Whether the newest workers are all linked to one another, as far as they said.
+    pub fn complete(&self) -> bool {
+        let newest = self.newest();
+        let members: Vec<(usize, u16)> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.generation == newest)
+            .map(|(k, l)| (k, l.slot as u16))
+            .collect();
+        members.iter().all(|(k, me)| {
+            let theirs = self.peer_links.get(k);
+            members
+                .iter()
+                .filter(|(_, s)| s != me)
+                .all(|(_, s)| theirs.is_some_and(|t| t.contains(s)))
+        })
     }
 
     /// Queues a frame for sibling `key` and wakes its link.
@@ -251,6 +283,22 @@ fn publish_frame(msg: &Message) -> Msg {
     Msg::from_parts(&[b"P", &flags, &len, msg.topic.as_bytes(), &msg.payload])
 }
 
+/// `D` + client id + a message: for a session that moved to the receiving worker.
+pub fn directed_frame(id: &str, msg: &Message, qos: QoS, retain: bool) -> Msg {
+    let flags = [qos as u8 | u8::from(retain) << 2];
+    let idlen = (id.len() as u16).to_le_bytes();
+    let len = (msg.topic.len() as u16).to_le_bytes();
+    Msg::from_parts(&[
+        b"D",
+        &idlen,
+        id.as_bytes(),
+        &flags,
+        &len,
+        msg.topic.as_bytes(),
+        &msg.payload,
+    ])
+}
+
 fn retained_frame(msg: &Message, stamp: Stamp) -> Msg {
     let flags = [msg.qos as u8 | 4];
     let len = (msg.topic.len() as u16).to_le_bytes();
@@ -306,6 +354,24 @@ fn apply(
         b'P' => {
             let msg = parse_message(body)?;
             broker.publish_from_peer(&msg, now_ms);
+        }
+        b'L' => {
+            let slots = body
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            broker.mesh.peer_links.insert(key, slots);
+            broker.tick(now_ms);
+        }
+        b'D' => {
+            let n = u16::from_le_bytes(body.get(..2)?.try_into().ok()?) as usize;
+            let id = std::str::from_utf8(body.get(2..2 + n)?).ok()?;
+            let msg = parse_message(body.get(2 + n..)?)?;
+            broker.deliver_moved(id, &msg, msg.qos, msg.retain, now_ms);
+        }
+        b'M' => {
+            let id = std::str::from_utf8(body).ok()?;
+            broker.moved_done(id, key);
         }
         b'B' => {
             let seq = body.get(..8)?;
@@ -366,6 +432,7 @@ pub fn adopt(
                 for f in frames {
                     b.mesh.push(key, f);
                 }
+                b.mesh.announce();
                 b.joined(key, cx.now_ms());
                 key
             };

@@ -174,11 +174,16 @@ impl Service for MqttService {
         None
     }
 
-    fn drain(&mut self) {
-        self.broker.borrow_mut().drain();
+    fn drain(&mut self, now_ms: u64) {
+        self.broker.borrow_mut().drain(now_ms);
+    }
+
+    fn idle(&mut self, now_ms: u64) {
+        self.broker.borrow_mut().tick(now_ms);
     }
 
     fn busy(&self) -> bool {
-        self.broker.borrow().mesh.busy()
+        let b = self.broker.borrow();
+        b.mesh.busy() || b.forwarding()
     }
 }

@@ -83,6 +83,10 @@ pub struct Session {
     pub epoch: u64,
     /// The sibling this session is to move to (with its connection, which is woken to do it).
     pub move_to: Option<usize>,
+    /// A stub: the session moved to this sibling, and what it is routed is sent on there.
+    pub moved_to: Option<usize>,
+    /// Moved here live: its connection is about to join the loop.
+    pub arriving: bool,
 }
 
 impl Session {
@@ -103,6 +107,8 @@ impl Session {
             woken: false,
             epoch: 0,
             move_to: None,
+            moved_to: None,
+            arriving: false,
         }
     }
 
