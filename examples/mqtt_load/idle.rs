@@ -21,6 +21,7 @@ fn command_topic(id: usize) -> String {
 pub async fn idle(opts: Arc<Opts>, cpu_before: f64) -> u64 {
     let errors = Arc::new(Errors::default());
     let mut outcome = Outcome::new("idle", opts.conns);
+    let cpu = opts.server.read();
     let start = now_ns();
     let mut members = connect_all(
         &opts.plan("idle", Some(command_topic), 1, 64),
@@ -33,6 +34,7 @@ pub async fn idle(opts: Arc<Opts>, cpu_before: f64) -> u64 {
     for m in &members {
         outcome.lat.record(m.began_ns, m.suback_ns);
     }
+    outcome.server_cpu_s = opts.server.since(cpu);
     outcome.msgs = members.len() as u64;
     outcome.elapsed_ns = suback;
     let failed = errors.count();

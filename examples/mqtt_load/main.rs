@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet::Plan;
+use stats::ServerCpu;
 
 const USAGE: &str = "\
 usage: mqtt_load SCENARIO [options]
@@ -54,6 +55,8 @@ options:
   --hold S        idle: longest hold in seconds (60; at most 600)
   --threads T     tokio worker threads; 1 runs everything on the main thread (1)
   --client C      raw or rumqttc (raw); rumqttc only for qos1
+  --server-pids P comma-separated broker process ids: report their CPU seconds over the
+                  measured interval (server_cpu_s=)
 ";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -85,6 +88,7 @@ pub struct Opts {
     pub hold: Duration,
     /// Prefix of every client id, unique per generator process.
     pub tag: String,
+    pub server: ServerCpu,
     scenario: Scenario,
     threads: usize,
     client: Client,
@@ -153,6 +157,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         lanes: 64,
         hold: Duration::from_secs(60),
         tag: format!("mqtt-load-{}", std::process::id()),
+        server: ServerCpu::new(Vec::new()),
         scenario,
         threads: 1,
         client: Client::Raw,
@@ -172,6 +177,13 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--lanes" => o.lanes = number(flag, v, 1, 100_000)?,
             "--hold" => o.hold = seconds(flag, v)?,
             "--threads" => o.threads = number(flag, v, 1, 64)?,
+            "--server-pids" => {
+                let pids = v.split(',').map(|p| number(flag, p, 1, u32::MAX));
+                o.server = ServerCpu::new(pids.collect::<Result<_, _>>()?);
+                if o.server.read().is_none() {
+                    return Err(format!("--server-pids: cannot read /proc/PID/stat of {v}"));
+                }
+            }
             "--client" => {
                 o.client = match v.as_str() {
                     "raw" => Client::Raw,

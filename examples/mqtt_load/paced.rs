@@ -68,6 +68,7 @@ pub async fn paced(opts: Arc<Opts>) -> Outcome {
             (rx, unique, dups, r.err())
         }
     });
+    let cpu = opts.server.read();
     let start = now_ns();
     let mut conn = publ.conn;
     let sent = match pace(&mut conn, opts.qos, opts.rate, total).await {
@@ -78,7 +79,9 @@ pub async fn paced(opts: Arc<Opts>) -> Outcome {
         }
     };
     expected.store(sent, Ordering::Release);
-    if let Ok((rx, unique, dups, err)) = subscriber.await {
+    let received = subscriber.await;
+    outcome.server_cpu_s = opts.server.since(cpu);
+    if let Ok((rx, unique, dups, err)) = received {
         if let Some(e) = err {
             errors.report("subscriber", &e);
         }

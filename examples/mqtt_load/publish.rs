@@ -170,12 +170,18 @@ async fn qos0(
 }
 
 /// Connects `opts.conns` publishers and runs them for `opts.duration` from one start time.
-async fn run_publishers(opts: &Opts, qos: u8, errors: &Arc<Errors>) -> (u64, Vec<Tally>) {
+/// Returns the start time, the broker's CPU time then, and what each publisher achieved.
+async fn run_publishers(
+    opts: &Opts,
+    qos: u8,
+    errors: &Arc<Errors>,
+) -> (u64, Option<f64>, Vec<Tally>) {
     let members = connect_all(&opts.plan("pub", None, 0, 4096), opts.conns, errors).await;
     let window = match qos {
         0 => qos0_chunk(opts.conns) as usize,
         _ => opts.inflight.unwrap_or(10),
     };
+    let cpu = opts.server.read();
     let start = now_ns();
     let deadline = start + opts.duration.as_nanos() as u64;
     let mut handles = Vec::with_capacity(members.len());
@@ -195,7 +201,7 @@ async fn run_publishers(opts: &Opts, qos: u8, errors: &Arc<Errors>) -> (u64, Vec
             Err(e) => eprintln!("mqtt_load: publisher task {id} failed: {e}"),
         }
     }
-    (start, tallies)
+    (start, cpu, tallies)
 }
 
 fn sum(outcome: &mut Outcome, start: u64, tallies: Vec<Tally>) -> u64 {
@@ -212,7 +218,8 @@ fn sum(outcome: &mut Outcome, start: u64, tallies: Vec<Tally>) -> u64 {
 pub async fn publish(opts: Arc<Opts>, qos: u8) -> Outcome {
     let errors = Arc::new(Errors::default());
     let mut outcome = Outcome::new(if qos == 0 { "qos0" } else { "qos1" }, opts.conns);
-    let (start, tallies) = run_publishers(&opts, qos, &errors).await;
+    let (start, cpu, tallies) = run_publishers(&opts, qos, &errors).await;
+    outcome.server_cpu_s = opts.server.since(cpu);
     outcome.elapsed_ns = sum(&mut outcome, start, tallies);
     if qos == 0 {
         let drain = outcome
@@ -285,7 +292,7 @@ pub async fn fanout(opts: Arc<Opts>) -> Outcome {
             (rx, r.err())
         }
     });
-    let (start, tallies) = run_publishers(&opts, opts.qos, &errors).await;
+    let (start, cpu, tallies) = run_publishers(&opts, opts.qos, &errors).await;
     let sent: u64 = tallies.iter().map(|t| t.msgs).sum();
     expected.store(sent, Ordering::Release);
     match subscriber.await {
@@ -300,6 +307,7 @@ pub async fn fanout(opts: Arc<Opts>) -> Outcome {
         }
         Err(e) => eprintln!("mqtt_load: subscriber task failed: {e}"),
     }
+    outcome.server_cpu_s = opts.server.since(cpu);
     outcome.extra.push(("sent", sent.to_string()));
     outcome
         .extra

@@ -60,6 +60,7 @@ pub async fn push(opts: Arc<Opts>) -> Outcome {
         }));
     }
     let window = opts.inflight.unwrap_or(ids.len()).clamp(1, 65535);
+    let cpu = opts.server.read();
     let deadline = now_ns() + opts.duration.as_nanos() as u64;
     let mut all_ms = Vec::new();
     let mut expected = 0u64;
@@ -86,6 +87,7 @@ pub async fn push(opts: Arc<Opts>) -> Outcome {
         }
         tokio::time::sleep(ROUND_GAP).await;
     }
+    outcome.server_cpu_s = opts.server.since(cpu);
     shared.stop.store(true, Ordering::Release);
     let mut foreign = 0;
     for h in handles {

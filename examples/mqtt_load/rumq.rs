@@ -107,6 +107,7 @@ pub async fn qos1(opts: Arc<Opts>) -> Outcome {
         }
     }
     let mut failed = opts.conns - conns.len();
+    let cpu = opts.server.read();
     let start = now_ns();
     let deadline = start + opts.duration.as_nanos() as u64;
     let handles: Vec<_> = conns
@@ -131,6 +132,7 @@ pub async fn qos1(opts: Arc<Opts>) -> Outcome {
             }
         }
     }
+    outcome.server_cpu_s = opts.server.since(cpu);
     outcome.elapsed_ns = last - start;
     outcome.errors = failed as u64;
     outcome.extra.push(("inflight", window.to_string()));

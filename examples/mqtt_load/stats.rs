@@ -82,6 +82,43 @@ pub fn self_cpu_s() -> f64 {
     secs(ru.ru_utime) + secs(ru.ru_stime)
 }
 
+/// The broker's processes, whose CPU time a run reports, so that messages per server
+/// CPU-second cover exactly the measured interval (not the connection set-up).
+pub struct ServerCpu {
+    pids: Vec<u32>,
+}
+
+impl ServerCpu {
+    pub fn new(pids: Vec<u32>) -> ServerCpu {
+        ServerCpu { pids }
+    }
+
+    /// utime + stime of all the processes in seconds; `None` without processes, or when one
+    /// cannot be read (it ended: the figure would be wrong).
+    pub fn read(&self) -> Option<f64> {
+        if self.pids.is_empty() {
+            return None;
+        }
+        // SAFETY: sysconf only reads its argument and has no other effect.
+        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let mut ticks = 0u64;
+        for pid in &self.pids {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The fields after the command name, which may hold spaces: state is the first,
+            // utime the 12th, stime the 13th.
+            let (_, rest) = stat.rsplit_once(") ")?;
+            let mut f = rest.split(' ').skip(11);
+            ticks += f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?;
+        }
+        (tick > 0).then(|| ticks as f64 / tick as f64)
+    }
+
+    /// CPU seconds since `before` (a `read`).
+    pub fn since(&self, before: Option<f64>) -> Option<f64> {
+        Some(self.read()? - before?)
+    }
+}
+
 /// One scenario's figures, printed as `RESULT key=value ...`.
 pub struct Outcome {
     pub scenario: &'static str,
@@ -90,6 +127,8 @@ pub struct Outcome {
     pub elapsed_ns: u64,
     pub lat: Latencies,
     pub errors: u64,
+    /// The broker's CPU seconds over the measured interval, with `--server-pids`.
+    pub server_cpu_s: Option<f64>,
     /// Scenario-specific fields, printed after the common ones.
     pub extra: Vec<(&'static str, String)>,
 }
@@ -103,6 +142,7 @@ impl Outcome {
             elapsed_ns: 0,
             lat: Latencies::default(),
             errors: 0,
+            server_cpu_s: None,
             extra: Vec::new(),
         }
     }
@@ -126,6 +166,9 @@ impl Outcome {
         );
         for (k, v) in &self.extra {
             let _ = write!(line, " {k}={v}");
+        }
+        if let Some(cpu) = self.server_cpu_s {
+            let _ = write!(line, " server_cpu_s={cpu:.2}");
         }
         let _ = write!(
             line,
