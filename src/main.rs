@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bizzy::core::config::Conf;
-use bizzy::core::process::{master, title};
+use bizzy::core::process::{master, title, App};
 use bizzy::server::Bizzy;
 
 const USAGE: &str = "\
@@ -86,7 +86,11 @@ fn main() -> ExitCode {
         &prefix,
         opts.conf.as_deref().unwrap_or(Path::new("conf/bizzy.toml")),
     );
-    let conf = match Conf::load(&file, &prefix) {
+    let app = Bizzy::default();
+    let conf = match Conf::load(&file, &prefix)
+        .map_err(|e| e.to_string())
+        .and_then(|c| app.check(&c).map(|()| c))
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("bizzy: [emerg] {e}");
@@ -128,7 +132,7 @@ fn main() -> ExitCode {
         args,
     };
     title::init();
-    match master::run(&Bizzy::default(), start, conf) {
+    match master::run(&app, start, conf) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bizzy: [emerg] {e}");

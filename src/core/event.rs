@@ -34,11 +34,26 @@ pub struct Ready {
     pub woken: bool,
 }
 
+/// Makes a connection the loop did not accept (a socket passed by a sibling worker, a link to
+/// one): called with the new slot's token in `cx`, it registers its source under that token.
+pub type Adopt = Box<dyn FnOnce(&mut Cx<'_>) -> Option<Box<dyn Conn>>>;
+
 /// Wake-ups posted for connections by code that is not driven by their socket (an answer from
-/// the worker's I/O thread, a timer of a module): the loop calls `ready` with `woken` set.
-#[derive(Debug, Clone, Default)]
+/// the worker's I/O thread, a message from a sibling worker): the loop calls `ready` with
+/// `woken` set. Also carries connections to adopt into the loop.
+#[derive(Clone, Default)]
 pub struct Posted {
     queue: std::rc::Rc<std::cell::RefCell<Vec<Token>>>,
+    adopt: std::rc::Rc<std::cell::RefCell<Vec<(Adopt, bool)>>>,
+}
+
+impl std::fmt::Debug for Posted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Posted")
+            .field("queue", &self.queue.borrow().len())
+            .field("adopt", &self.adopt.borrow().len())
+            .finish()
+    }
 }
 
 impl Posted {
@@ -48,9 +63,26 @@ impl Posted {
     pub fn post(&self, token: Token) {
         self.queue.borrow_mut().push(token);
     }
+    /// Asks the loop to take in a connection it did not accept, after the current events.
+    /// `client`: it counts among the worker's active connections (a link to a sibling does not).
+    pub fn adopt(&self, make: Adopt, client: bool) {
+        self.adopt.borrow_mut().push((make, client));
+    }
     fn take(&self) -> Vec<Token> {
         std::mem::take(&mut *self.queue.borrow_mut())
     }
+    fn take_adopted(&self) -> Vec<(Adopt, bool)> {
+        std::mem::take(&mut *self.adopt.borrow_mut())
+    }
+}
+
+/// A link to a sibling worker, made by the master: the sibling's slot and generation, and this
+/// worker's end of their socket pair.
+#[derive(Debug)]
+pub struct Peer {
+    pub slot: usize,
+    pub generation: u64,
+    pub fd: std::os::fd::OwnedFd,
 }
 
 /// What a connection wants after it ran.
@@ -95,6 +127,16 @@ pub trait Service {
     fn stop(&mut self) {}
     /// Log files were reopened (USR1): files in the cycle's order of paths.
     fn reopen(&mut self, _files: &[(std::path::PathBuf, std::fs::File)]) {}
+    /// A link to a sibling worker; handed back if this service has no use for it.
+    fn peer(&mut self, peer: Peer) -> Option<Peer> {
+        Some(peer)
+    }
+    /// The worker began a graceful stop (after every connection's `drain`).
+    fn drain(&mut self) {}
+    /// Work is left that must finish before the worker exits (output to a sibling).
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 /// What a connection sees of the loop while it runs.
@@ -142,6 +184,8 @@ struct Slot {
     conn: Box<dyn Conn>,
     gen: u32,
     deadline: Deadline,
+    /// Counted among the active connections.
+    counted: bool,
 }
 
 /// A listening socket and the index of its service.
@@ -248,6 +292,7 @@ impl EventLoop {
         let mut drain_deadline: Option<u64> = None;
         self.clock.update();
         loop {
+            self.run_adopted();
             let timeout = self.poll_timeout(drain_deadline);
             let interrupted = match self.poll.poll(&mut events, timeout) {
                 Ok(()) => false,
@@ -285,7 +330,9 @@ impl EventLoop {
                 }
             }
             if self.draining {
-                if self.slots.is_empty() {
+                self.run_posted();
+                let clients = self.slots.iter().filter(|(_, s)| s.counted).count();
+                if clients == 0 && !self.services.iter().any(|s| s.busy()) {
                     break;
                 }
                 if drain_deadline.is_some_and(|d| now >= d) {
@@ -348,6 +395,7 @@ impl EventLoop {
     }
 
     fn run_posted(&mut self) {
+        self.run_adopted();
         for _ in 0..16 {
             let tokens = self.posted.take();
             if tokens.is_empty() {
@@ -356,6 +404,44 @@ impl EventLoop {
             for token in tokens {
                 self.wake(token);
             }
+        }
+    }
+
+    /// Takes in the connections handed over since the last turn, each in a new slot.
+    fn run_adopted(&mut self) {
+        for (make, client) in self.posted.take_adopted() {
+            let entry = self.slots.vacant_entry();
+            let key = entry.key();
+            let gen = self.next_gen;
+            self.next_gen = (self.next_gen.wrapping_add(1) & 0x7fff_ffff).max(1);
+            let token = join(key, gen);
+            let mut deadline = Deadline::default();
+            let mut cx = Cx {
+                now_ms: self.clock.now_ms(),
+                token,
+                deadline: &mut deadline.at,
+                registry: self.poll.registry(),
+                draining: self.draining,
+                posted: &self.posted,
+            };
+            let Some(conn) = make(&mut cx) else {
+                continue;
+            };
+            if client {
+                self.stats.adopted();
+            }
+            entry.insert(Slot {
+                conn,
+                gen,
+                deadline,
+                counted: client,
+            });
+            let first = Ready {
+                readable: true,
+                writable: true,
+                ..Ready::default()
+            };
+            self.with_conn(token, |c, cx| c.ready(cx, first));
         }
     }
 
@@ -378,8 +464,9 @@ impl EventLoop {
     }
 
     fn remove(&mut self, key: usize) {
-        drop(self.slots.remove(key));
-        self.stats.closed();
+        if self.slots.remove(key).counted {
+            self.stats.closed();
+        }
     }
 
     fn expire(&mut self, now: u64) {
@@ -445,6 +532,7 @@ impl EventLoop {
                 conn,
                 gen,
                 deadline,
+                counted: true,
             });
             // The client usually sent its first bytes with the handshake's last ACK: read now
             // rather than after another trip through epoll (nginx does so with `deferred`).
@@ -497,6 +585,8 @@ impl EventLoop {
     }
 
     fn begin_drain(&mut self) {
+        // Links to siblings that arrived with the stop command are needed to move clients.
+        self.run_adopted();
         self.draining = true;
         self.set_accepting(false);
         log!(
@@ -508,12 +598,17 @@ impl EventLoop {
         for token in tokens {
             self.with_conn(token, |c, cx| c.drain(cx));
         }
+        for s in &mut self.services {
+            s.drain();
+        }
     }
 
     fn abort_all(&mut self) {
         for mut slot in self.slots.drain() {
             slot.conn.abort(Stop::Abort);
-            self.stats.closed();
+            if slot.counted {
+                self.stats.closed();
+            }
         }
     }
 }

@@ -99,6 +99,11 @@ impl ConnStats {
         bump(&self.row().handled, 1);
     }
 
+    /// A connection another worker accepted and handed over.
+    pub fn adopted(&self) {
+        bump(&self.row().active, 1);
+    }
+
     #[inline]
     pub fn closed(&self) {
         drop_one(&self.row().active);

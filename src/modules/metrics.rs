@@ -13,12 +13,14 @@ use crate::http::phase::{ContentHandler, Cx};
 use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::stats as hstats;
 use crate::http::{Flow, HttpError, Request, Response};
+use crate::mqtt::stats as mstats;
 
 pub struct MetricsModule;
 
 struct Metrics {
     core: Zone,
     http: Zone,
+    mqtt: Option<Zone>,
 }
 
 impl Module for MetricsModule {
@@ -28,12 +30,14 @@ impl Module for MetricsModule {
 
     fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
         let (core, http) = crate::modules::status::zones(reg)?;
+        let mqtt = reg.zones.get(mstats::ZONE).cloned();
         reg.content(
             ContentKey::Handler(HandlerKind::Metrics),
             Box::new(move |_: &LocationConf| {
                 Ok(Rc::new(Metrics {
                     core: core.clone(),
                     http: http.clone(),
+                    mqtt: mqtt.clone(),
                 }) as Rc<dyn ContentHandler>)
             }),
         );
@@ -132,8 +136,89 @@ impl Metrics {
             "HTTP connections by state.",
             &states,
         );
+        if let Some(z) = &self.mqtt {
+            render_mqtt(&mut s, &mstats::totals(z));
+        }
         s
     }
+}
+
+fn by_qos(v: &[u64; 3]) -> Vec<(String, u64)> {
+    v.iter()
+        .enumerate()
+        .map(|(q, n)| (format!("qos=\"{q}\""), *n))
+        .collect()
+}
+
+fn render_mqtt(s: &mut String, m: &mstats::Totals) {
+    family(
+        s,
+        "bizzy_mqtt_clients_connected",
+        "gauge",
+        "MQTT clients connected now.",
+        &one(m.connected),
+    );
+    family(
+        s,
+        "bizzy_mqtt_sessions",
+        "gauge",
+        "MQTT sessions held, connected or not.",
+        &one(m.sessions),
+    );
+    family(
+        s,
+        "bizzy_mqtt_connects_total",
+        "counter",
+        "MQTT CONNECTs accepted.",
+        &one(m.connects),
+    );
+    family(
+        s,
+        "bizzy_mqtt_connects_refused_total",
+        "counter",
+        "MQTT connections refused (CONNACK codes 1-5, connect_rate).",
+        &one(m.refused),
+    );
+    family(
+        s,
+        "bizzy_mqtt_messages_received_total",
+        "counter",
+        "PUBLISH packets received from clients, by QoS.",
+        &by_qos(&m.received),
+    );
+    family(
+        s,
+        "bizzy_mqtt_messages_sent_total",
+        "counter",
+        "PUBLISH packets sent to clients, by QoS.",
+        &by_qos(&m.sent),
+    );
+    let dropped: Vec<(String, u64)> = m
+        .dropped
+        .iter()
+        .map(|(why, n)| (format!("reason=\"{why}\""), *n))
+        .collect();
+    family(
+        s,
+        "bizzy_mqtt_messages_dropped_total",
+        "counter",
+        "Messages not delivered or not accepted, by reason.",
+        &dropped,
+    );
+    family(
+        s,
+        "bizzy_mqtt_retained_messages",
+        "gauge",
+        "Retained messages held.",
+        &one(m.retained),
+    );
+    family(
+        s,
+        "bizzy_mqtt_handovers_total",
+        "counter",
+        "Connections and sessions moved to another worker.",
+        &one(m.handed_over),
+    );
 }
 
 impl ContentHandler for Metrics {

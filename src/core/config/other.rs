@@ -30,6 +30,11 @@ pub struct MqttConf {
     pub max_inflight: u32,
     /// Messages kept per offline session or outbound queue.
     pub max_queued: u32,
+    /// Bytes waiting for a client's socket past which QoS 0 messages to it are dropped.
+    pub max_outbound: Size,
+    /// A client that leaves a QoS 1/2 message unacknowledged, or its socket unwritable, this
+    /// long is disconnected.
+    pub stall_timeout: Dur,
     /// mosquitto_passwd format (resolved against the prefix).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
@@ -101,6 +106,8 @@ impl Default for MqttConf {
             max_keepalive: Dur::secs(20 * 60),
             max_inflight: 20,
             max_queued: 1000,
+            max_outbound: Size(1 << 20),
+            stall_timeout: Dur::secs(60),
             password_file: None,
             acl_file: None,
             connect_rate: None,
@@ -178,6 +185,9 @@ impl MqttConf {
             );
         }
         between(self.max_inflight, 1, 65535, &at.key("max_inflight"))?;
+        between(self.max_queued, 1, 10_000_000, &at.key("max_queued"))?;
+        at_least(self.max_outbound, Size(1024), &at.key("max_outbound"))?;
+        at_least(self.stall_timeout, Dur::secs(1), &at.key("stall_timeout"))?;
         for (key, file) in [
             ("password_file", &self.password_file),
             ("acl_file", &self.acl_file),

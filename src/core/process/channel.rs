@@ -17,14 +17,22 @@ pub enum Command {
     Terminate,
     /// Log files were reopened: the descriptors follow, in the cycle's order (USR1).
     Reopen,
+    /// A sibling worker started: this child's end of their socket pair follows.
+    Peer { slot: u16, generation: u64 },
 }
 
 impl Command {
-    fn byte(self) -> u8 {
+    fn bytes(self) -> Vec<u8> {
         match self {
-            Command::Quit => b'q',
-            Command::Terminate => b't',
-            Command::Reopen => b'r',
+            Command::Quit => b"q".to_vec(),
+            Command::Terminate => b"t".to_vec(),
+            Command::Reopen => b"r".to_vec(),
+            Command::Peer { slot, generation } => {
+                let mut b = b"p".to_vec();
+                b.extend_from_slice(&slot.to_le_bytes());
+                b.extend_from_slice(&generation.to_le_bytes());
+                b
+            }
         }
     }
 
@@ -33,6 +41,10 @@ impl Command {
             b"q" => Some(Command::Quit),
             b"t" => Some(Command::Terminate),
             b"r" => Some(Command::Reopen),
+            [b'p', s0, s1, g @ ..] if g.len() == 8 => Some(Command::Peer {
+                slot: u16::from_le_bytes([*s0, *s1]),
+                generation: u64::from_le_bytes(g.try_into().ok()?),
+            }),
             _ => None,
         }
     }
@@ -69,7 +81,7 @@ impl Sender {
             .iter()
             .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
             .collect();
-        let msg = Msg::new(&[cmd.byte()]);
+        let msg = Msg::new(&cmd.bytes());
         let res = if fds.is_empty() {
             self.0.send(msg)
         } else {
@@ -149,11 +161,20 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         tx.send(Command::Quit, &[]).unwrap();
+        let peer = Command::Peer {
+            slot: 3,
+            generation: 1 << 40,
+        };
+        tx.send(peer, &[f.as_raw_fd()]).unwrap();
         tx.send(Command::Terminate, &[]).unwrap();
         assert!(matches!(
             rx.recv().unwrap(),
             Received::Command(Command::Quit, _)
         ));
+        match rx.recv().unwrap() {
+            Received::Command(c, fds) => assert_eq!((c, fds.len()), (peer, 1)),
+            other => panic!("unexpected {other:?}"),
+        }
         assert!(matches!(
             rx.recv().unwrap(),
             Received::Command(Command::Terminate, _)

@@ -18,7 +18,9 @@ use crate::core::cycle::Cycle;
 use crate::core::listen;
 use crate::core::log;
 use crate::core::process::channel::{self, Command, Sender};
+use crate::core::process::Peer;
 use crate::core::process::{signals, title, worker, App};
+use crate::core::queue::IpcPair;
 use crate::core::stats;
 use crate::log;
 
@@ -201,6 +203,15 @@ impl Master<'_> {
             Ok(p) => p,
             Err(e) => return log!(Crit, "socketpair() failed while spawning a worker ({e})"),
         };
+        // A link to every running worker (nginx passes its channels the same way): the new
+        // worker inherits its ends, the others get theirs over their command channels.
+        let mut links = Vec::new();
+        for c in self.children.iter().filter(|c| !c.exiting) {
+            match IpcPair::new() {
+                Ok(p) => links.push((c.slot, c.generation, p.into_fds())),
+                Err(e) => log!(Crit, "socketpair() failed for a worker link ({e})"),
+            }
+        }
         // SAFETY: the master is single-threaded, so the child may run arbitrary code.
         match unsafe { fork() } {
             Err(e) => log!(Crit, "fork() failed while spawning a worker ({e})"),
@@ -208,10 +219,30 @@ impl Master<'_> {
                 for c in self.children.drain(..) {
                     c.tx.close_inherited();
                 }
-                worker::run(&self.cycle, slot, pair.child())
+                let peers = links
+                    .into_iter()
+                    .map(|(slot, generation, (_, mine))| Peer {
+                        slot,
+                        generation,
+                        fd: mine,
+                    })
+                    .collect();
+                worker::run(&self.cycle, slot, self.generation, pair.child(), peers)
             }
             Ok(ForkResult::Parent { child }) => {
                 log!(Notice, "start worker process {child}");
+                for (peer_slot, _, (theirs, _)) in links {
+                    let cmd = Command::Peer {
+                        slot: slot as u16,
+                        generation: self.generation,
+                    };
+                    if let Some(c) = self.children.iter_mut().find(|c| c.slot == peer_slot) {
+                        if let Err(e) = c.tx.send(cmd, &[std::os::fd::AsRawFd::as_raw_fd(&theirs)])
+                        {
+                            log!(Crit, "passing a link to worker {} failed ({e})", c.pid);
+                        }
+                    }
+                }
                 self.children.push(Child {
                     pid: child,
                     slot,
@@ -241,6 +272,7 @@ impl Master<'_> {
                     Command::Quit => Some(Signal::SIGQUIT),
                     Command::Terminate => Some(Signal::SIGTERM),
                     Command::Reopen => Some(Signal::SIGUSR1),
+                    Command::Peer { .. } => None,
                 };
                 if let Some(sig) = sig {
                     let _ = kill(c.pid, sig);

@@ -10,6 +10,7 @@ pub mod worker;
 use std::path::PathBuf;
 
 use crate::core::config::{Conf, ListenKind};
+pub use crate::core::event::Peer;
 use crate::core::event::Service;
 use crate::core::shm::Zones;
 
@@ -29,6 +30,11 @@ pub trait App {
         zones: &Zones,
         files: &[(PathBuf, std::fs::File)],
     ) -> Result<Box<dyn Prepared>, String>;
+    /// Checks what the configuration names besides itself (password and ACL files), for `-t`
+    /// and `-s` before anything is started or signalled.
+    fn check(&self, _conf: &Conf) -> Result<(), String> {
+        Ok(())
+    }
     /// A worker in `slot` died: reset the gauges it could not reset itself.
     fn reaped(&self, _zones: &Zones, _slot: usize) {}
 }
@@ -50,4 +56,8 @@ pub struct WorkerCtx<'a> {
     pub files: &'a [(PathBuf, std::fs::File)],
     /// Where the worker's services post wake-ups for their connections.
     pub posted: crate::core::event::Posted,
+    /// The cycle's generation (the number of reloads before it).
+    pub generation: u64,
+    /// Links to the sibling workers alive when this one was forked; a service takes them.
+    pub peers: std::cell::RefCell<Vec<Peer>>,
 }

@@ -14,13 +14,13 @@ use crate::core::event::{
 };
 use crate::core::log;
 use crate::core::process::channel::{Command, Received, Receiver};
-use crate::core::process::{signals, title, WorkerCtx};
+use crate::core::process::{signals, title, Peer, WorkerCtx};
 use crate::core::stats::{self, ConnStats};
 use crate::log;
 
 /// Runs a worker in the child just forked; never returns.
-pub fn run(cycle: &Cycle, slot: usize, channel: Receiver) -> ! {
-    let code = match serve(cycle, slot, channel) {
+pub fn run(cycle: &Cycle, slot: usize, generation: u64, channel: Receiver, peers: Vec<Peer>) -> ! {
+    let code = match serve(cycle, slot, generation, channel, peers) {
         Ok(()) => 0,
         Err(e) => {
             log!(Crit, "worker process: {e}");
@@ -31,7 +31,13 @@ pub fn run(cycle: &Cycle, slot: usize, channel: Receiver) -> ! {
     std::process::exit(code)
 }
 
-fn serve(cycle: &Cycle, slot: usize, channel: Receiver) -> Result<(), String> {
+fn serve(
+    cycle: &Cycle,
+    slot: usize,
+    generation: u64,
+    channel: Receiver,
+    peers: Vec<Peer>,
+) -> Result<(), String> {
     signals::reset_in_child();
     let wake = signals::install_worker().map_err(|e| format!("pipe() failed ({e})"))?;
     log::after_fork();
@@ -50,6 +56,8 @@ fn serve(cycle: &Cycle, slot: usize, channel: Receiver) -> Result<(), String> {
         zones: &cycle.zones,
         files: &cycle.files,
         posted: posted.clone(),
+        generation,
+        peers: std::cell::RefCell::new(peers),
     };
     let kinds = cycle.prepared.services(&ctx)?;
     let mut listeners = Vec::new();
@@ -177,6 +185,20 @@ impl Control for WorkerControl {
                 Ok(Received::Command(Command::Quit, _)) => out = LoopCommand::Drain,
                 Ok(Received::Command(Command::Terminate, _)) => return LoopCommand::Exit,
                 Ok(Received::Command(Command::Reopen, fds)) => self.reopened(files, fds),
+                Ok(Received::Command(Command::Peer { slot, generation }, fds)) => {
+                    let Some(fd) = fds.into_iter().next() else {
+                        log!(Crit, "a link to worker slot {slot} came without its socket");
+                        continue;
+                    };
+                    let mut peer = Some(Peer {
+                        slot: usize::from(slot),
+                        generation,
+                        fd,
+                    });
+                    for s in files.services.iter_mut() {
+                        peer = peer.and_then(|p| s.peer(p));
+                    }
+                }
                 Err(e) => {
                     log!(Crit, "channel recv() failed ({e})");
                     return out;

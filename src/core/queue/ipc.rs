@@ -68,6 +68,11 @@ impl IpcPair {
         (0..n).map(|_| IpcPair::new()).collect()
     }
 
+    /// Both descriptors (parent's, child's), to pass one to another process.
+    pub fn into_fds(self) -> (OwnedFd, OwnedFd) {
+        (self.parent, self.child)
+    }
+
     /// The parent's end; closes the child's fd in this process.
     pub fn into_parent(self) -> IpcChannel {
         IpcChannel::from_fd(self.parent)

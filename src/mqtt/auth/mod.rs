@@ -26,8 +26,14 @@ pub trait Authority {
         username: Option<&str>,
         password: Option<&[u8]>,
     ) -> Result<(), Refusal>;
-    /// Whether the client may publish to `topic` or subscribe to a filter.
+    /// Whether the client may publish to `topic`, subscribe to a filter, or receive a message
+    /// on `topic`.
     fn allows(&self, client_id: &str, username: Option<&str>, op: Op, topic: &str) -> bool;
+    /// Whether deliveries must be checked one by one (`Op::Receive`); false lets the broker skip
+    /// the check on its hot path.
+    fn screens_delivery(&self) -> bool {
+        false
+    }
 }
 
 /// mosquitto's files: a password file (optional) and an ACL file (optional).
@@ -62,6 +68,10 @@ impl Authority for FileAuthority {
             Some(acl) => acl.allows(client_id, username, op, topic),
             None => true,
         }
+    }
+
+    fn screens_delivery(&self) -> bool {
+        self.acl.as_ref().is_some_and(Acl::has_deny)
     }
 }
 

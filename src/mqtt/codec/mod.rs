@@ -28,7 +28,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 pub use connack::{Connack, ConnackCode};
 pub use connect::{Connect, Will};
-pub use publish::Publish;
+pub use publish::{encode_publish, Publish};
 pub use suback::{Suback, SubackCode};
 pub use subscribe::Subscribe;
 pub use topic::{validate_filter, validate_name};

@@ -57,6 +57,36 @@ pub(crate) fn encode(p: &Publish, out: &mut Vec<u8>) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// Appends a PUBLISH built from borrowed parts: the broker's delivery path, which must not build
+/// a [`Publish`] per subscriber. `topic` is a topic name that was validated when it arrived
+/// (at most 65,535 bytes), so the only failure left, a packet over 256 MiB, cannot come from a
+/// message the decoder accepted; such a message is not written.
+pub fn encode_publish(
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    retain: bool,
+    dup: bool,
+    pkid: u16,
+    out: &mut Vec<u8>,
+) {
+    let with_id = qos != QoS::AtMostOnce;
+    let byte1 = 0x30 | u8::from(dup && with_id) << 3 | (qos as u8) << 1 | u8::from(retain);
+    let len = strings::wire_len(topic) + if with_id { 2 } else { 0 } + payload.len();
+    let start = out.len();
+    if topic.len() > usize::from(u16::MAX) || fixed::write(byte1, len, out).is_err() {
+        out.truncate(start);
+        return;
+    }
+    out.reserve(len);
+    out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    out.extend_from_slice(topic.as_bytes());
+    if with_id {
+        out.extend_from_slice(&pkid.to_be_bytes());
+    }
+    out.extend_from_slice(payload);
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{decode_one, roundtrip};
@@ -165,5 +195,27 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(p.payload.as_ptr() as usize, base + 7, "payload was copied");
+    }
+
+    #[test]
+    fn borrowed_encoding_matches_the_packet_encoding() {
+        for (qos, pkid, dup, retain) in [
+            (QoS::AtMostOnce, 0, false, true),
+            (QoS::AtLeastOnce, 9, true, false),
+            (QoS::ExactlyOnce, 65535, false, false),
+        ] {
+            let p = Publish {
+                dup,
+                qos,
+                retain,
+                topic: "a/b".into(),
+                pkid,
+                payload: Bytes::from(vec![7u8; 200]),
+            };
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            encode(&p, &mut a).unwrap();
+            encode_publish("a/b", &p.payload, qos, retain, dup, pkid, &mut b);
+            assert_eq!(a, b);
+        }
     }
 }

@@ -1,0 +1,482 @@
+//! The broker's rules without sockets: packets in, the session's output decoded back.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use mio::Token;
+
+use super::*;
+use crate::core::shm::Zone;
+use crate::mqtt::auth::FileAuthority;
+use crate::mqtt::codec::{Decode, Decoder, Will};
+use crate::mqtt::ingest::NoIngest;
+
+/// Holds back the acknowledgement of every message whose payload starts with "slow".
+#[derive(Default)]
+struct Delaying {
+    held: Rc<RefCell<Vec<u64>>>,
+}
+
+impl Ingest for Delaying {
+    fn publish(&mut self, _o: Origin<'_>, msg: &Message, ticket: u64) -> Ack {
+        if msg.payload.starts_with(b"slow") {
+            self.held.borrow_mut().push(ticket);
+            Ack::Later
+        } else {
+            Ack::Now
+        }
+    }
+}
+
+fn broker_with(limits: Limits, hook: Box<dyn Ingest>) -> Rc<RefCell<Broker>> {
+    let zone = Zone::new("mqtt.test", crate::mqtt::stats::zone_size()).unwrap();
+    let auth = Rc::new(FileAuthority {
+        allow_anonymous: true,
+        ..FileAuthority::default()
+    });
+    Broker::new(
+        limits,
+        auth,
+        hook,
+        Posted::new(),
+        Stats::new(zone, 0),
+        (0, 0),
+    )
+}
+
+fn broker() -> Rc<RefCell<Broker>> {
+    broker_with(Limits::default(), Box::new(NoIngest))
+}
+
+fn connect(id: &str, clean: bool) -> Connect {
+    Connect {
+        clean_session: clean,
+        keep_alive: 60,
+        client_id: id.into(),
+        will: None,
+        username: None,
+        password: None,
+    }
+}
+
+/// Takes and decodes what the broker left for the client of `r`.
+fn out(b: &Rc<RefCell<Broker>>, r: SessionRef) -> Vec<Packet> {
+    let bytes = std::mem::take(&mut b.borrow_mut().session_mut(r).unwrap().out);
+    let mut buf = BytesMut::from(&bytes[..]);
+    let mut d = Decoder {
+        max_packet_size: 1 << 20,
+    };
+    let mut v = Vec::new();
+    while let Some(p) = d.decode(&mut buf).unwrap() {
+        v.push(p);
+    }
+    assert!(buf.is_empty());
+    v
+}
+
+fn publish(topic: &str, payload: &'static [u8], qos: QoS, pkid: u16) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        pkid,
+        payload: Bytes::from_static(payload),
+    })
+}
+
+fn subscribe(filters: &[(&str, QoS)], pkid: u16) -> Packet {
+    Packet::Subscribe(Subscribe {
+        pkid,
+        filters: filters.iter().map(|(f, q)| (f.to_string(), *q)).collect(),
+    })
+}
+
+fn online(b: &Rc<RefCell<Broker>>, id: &str, clean: bool, token: usize) -> SessionRef {
+    let c = b
+        .borrow_mut()
+        .connect(connect(id, clean), Token(token), 0)
+        .unwrap();
+    let r = c.session;
+    let p = out(b, r);
+    assert!(matches!(p[0], Packet::Connack(_)));
+    r
+}
+
+#[test]
+fn held_acknowledgements_leave_in_arrival_order_mqtt_4_6_0_2() {
+    let hook = Delaying::default();
+    let held = Rc::clone(&hook.held);
+    let b = broker_with(Limits::default(), Box::new(hook));
+    let r = online(&b, "sensor", true, 1);
+    for (id, payload) in [(1, &b"slow"[..]), (2, b"fast"), (3, b"fast")] {
+        let p = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "sensors/1/counter".into(),
+            pkid: id,
+            payload: Bytes::copy_from_slice(payload),
+        });
+        b.borrow_mut().packet(r, p, 0).unwrap();
+    }
+    assert_eq!(
+        out(&b, r),
+        vec![],
+        "PUBACK 1 waits for the hook, 2 and 3 wait behind it"
+    );
+    let ticket = held.borrow()[0];
+    b.borrow_mut().durable(ticket);
+    assert_eq!(
+        out(&b, r),
+        vec![Packet::Puback(1), Packet::Puback(2), Packet::Puback(3)]
+    );
+}
+
+#[test]
+fn held_pubrec_for_qos2_then_exactly_once_mqtt_4_3_3_2() {
+    let hook = Delaying::default();
+    let held = Rc::clone(&hook.held);
+    let b = broker_with(Limits::default(), Box::new(hook));
+    let sub = online(&b, "display", true, 1);
+    b.borrow_mut()
+        .packet(sub, subscribe(&[("t", QoS::ExactlyOnce)], 1), 0)
+        .unwrap();
+    out(&b, sub);
+    let r = online(&b, "sensor", true, 2);
+    b.borrow_mut()
+        .packet(r, publish("t", b"slow", QoS::ExactlyOnce, 9), 0)
+        .unwrap();
+    assert_eq!(out(&b, r), vec![]);
+    // The client retransmits before it got PUBREC: not delivered again, not acknowledged twice.
+    b.borrow_mut()
+        .packet(r, publish("t", b"slow", QoS::ExactlyOnce, 9), 0)
+        .unwrap();
+    assert_eq!(out(&b, r), vec![]);
+    b.borrow_mut().durable(held.borrow()[0]);
+    assert_eq!(out(&b, r), vec![Packet::Pubrec(9)]);
+    b.borrow_mut().packet(r, Packet::Pubrel(9), 0).unwrap();
+    assert_eq!(out(&b, r), vec![Packet::Pubcomp(9)]);
+    let got = out(&b, sub);
+    assert_eq!(got.len(), 1, "delivered once: {got:?}");
+}
+
+#[test]
+fn qos2_retransmission_is_not_delivered_twice_mqtt_4_3_3_2() {
+    let b = broker();
+    let sub = online(&b, "s", true, 1);
+    b.borrow_mut()
+        .packet(sub, subscribe(&[("t", QoS::AtMostOnce)], 1), 0)
+        .unwrap();
+    out(&b, sub);
+    let p = online(&b, "p", true, 2);
+    for _ in 0..3 {
+        b.borrow_mut()
+            .packet(p, publish("t", b"x", QoS::ExactlyOnce, 4), 0)
+            .unwrap();
+    }
+    assert_eq!(out(&b, p), vec![Packet::Pubrec(4); 3]);
+    assert_eq!(out(&b, sub).len(), 1);
+    b.borrow_mut().packet(p, Packet::Pubrel(4), 0).unwrap();
+    b.borrow_mut()
+        .packet(p, publish("t", b"x", QoS::ExactlyOnce, 4), 0)
+        .unwrap();
+    assert_eq!(out(&b, sub).len(), 1, "a new message once released");
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_once_at_the_highest_qos_mqtt_3_3_5_1() {
+    let b = broker();
+    let sub = online(&b, "s", true, 1);
+    let filters = [
+        ("a/#", QoS::AtMostOnce),
+        ("a/+", QoS::ExactlyOnce),
+        ("a/b", QoS::AtLeastOnce),
+    ];
+    b.borrow_mut()
+        .packet(sub, subscribe(&filters, 1), 0)
+        .unwrap();
+    let suback = out(&b, sub);
+    assert_eq!(suback.len(), 1);
+    let p = online(&b, "p", true, 2);
+    b.borrow_mut()
+        .packet(p, publish("a/b", b"x", QoS::ExactlyOnce, 3), 0)
+        .unwrap();
+    let got = out(&b, sub);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let Packet::Publish(m) = &got[0] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(m.qos, QoS::ExactlyOnce);
+}
+
+#[test]
+fn inflight_window_and_queue_limits() {
+    let limits = Limits {
+        max_inflight: 2,
+        max_queued: 2,
+        ..Limits::default()
+    };
+    let b = broker_with(limits, Box::new(NoIngest));
+    let sub = online(&b, "s", true, 1);
+    b.borrow_mut()
+        .packet(sub, subscribe(&[("t", QoS::AtLeastOnce)], 1), 0)
+        .unwrap();
+    out(&b, sub);
+    let p = online(&b, "p", true, 2);
+    for i in 1..=5 {
+        b.borrow_mut()
+            .packet(p, publish("t", b"x", QoS::AtLeastOnce, i), 0)
+            .unwrap();
+    }
+    let got = out(&b, sub);
+    assert_eq!(got.len(), 2, "two in flight: {got:?}");
+    let ids: Vec<u16> = got
+        .iter()
+        .map(|p| match p {
+            Packet::Publish(m) => m.pkid,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    b.borrow_mut()
+        .packet(sub, Packet::Puback(ids[0]), 0)
+        .unwrap();
+    assert_eq!(
+        out(&b, sub).len(),
+        1,
+        "one queued message takes the freed place"
+    );
+    b.borrow_mut()
+        .packet(sub, Packet::Puback(ids[1]), 0)
+        .unwrap();
+    assert_eq!(out(&b, sub).len(), 1);
+    let s = b.borrow();
+    let t = crate::mqtt::stats::totals(&s.stats_zone());
+    assert_eq!(t.dropped[1], ("queue_full", 1), "the fifth did not fit");
+}
+
+#[test]
+fn persistent_session_queues_and_resends_with_dup_mqtt_4_4_0_1() {
+    let b = broker();
+    let sub = online(&b, "s", false, 1);
+    b.borrow_mut()
+        .packet(sub, subscribe(&[("t", QoS::AtLeastOnce)], 1), 0)
+        .unwrap();
+    out(&b, sub);
+    let p = online(&b, "p", true, 2);
+    b.borrow_mut()
+        .packet(p, publish("t", b"one", QoS::AtLeastOnce, 1), 0)
+        .unwrap();
+    assert_eq!(out(&b, sub).len(), 1, "sent, not acknowledged");
+    b.borrow_mut().disconnected(sub, Token(1), true, 0);
+    b.borrow_mut()
+        .packet(p, publish("t", b"two", QoS::AtLeastOnce, 2), 0)
+        .unwrap();
+    b.borrow_mut()
+        .packet(p, publish("t", b"zero", QoS::AtMostOnce, 0), 0)
+        .unwrap();
+    let c = b
+        .borrow_mut()
+        .connect(connect("s", false), Token(3), 0)
+        .unwrap();
+    assert!(c.session_present, "[MQTT-3.2.2-2]");
+    let got = out(&b, c.session);
+    let Packet::Connack(ack) = &got[0] else {
+        panic!("{got:?}")
+    };
+    assert!(ack.session_present);
+    let publishes: Vec<(bool, Bytes)> = got[1..]
+        .iter()
+        .map(|p| match p {
+            Packet::Publish(m) => (m.dup, m.payload.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        publishes,
+        vec![
+            (true, Bytes::from_static(b"one")),
+            (false, Bytes::from_static(b"two"))
+        ]
+    );
+}
+
+#[test]
+fn clean_session_discards_and_reports_no_session_mqtt_3_2_2_1() {
+    let b = broker();
+    let s = online(&b, "s", false, 1);
+    b.borrow_mut()
+        .packet(s, subscribe(&[("t", QoS::AtLeastOnce)], 1), 0)
+        .unwrap();
+    b.borrow_mut().disconnected(s, Token(1), false, 0);
+    let c = b
+        .borrow_mut()
+        .connect(connect("s", true), Token(2), 0)
+        .unwrap();
+    assert!(!c.session_present);
+    let p = online(&b, "p", true, 3);
+    b.borrow_mut()
+        .packet(p, publish("t", b"x", QoS::AtLeastOnce, 1), 0)
+        .unwrap();
+    assert_eq!(
+        out(&b, c.session).len(),
+        1,
+        "only the CONNACK: no subscription left"
+    );
+}
+
+#[test]
+fn takeover_ends_the_old_connection_mqtt_3_1_4_2() {
+    let b = broker();
+    let old = online(&b, "c", false, 1);
+    let new = b
+        .borrow_mut()
+        .connect(connect("c", false), Token(2), 0)
+        .unwrap();
+    assert!(!b.borrow().serves(old, Token(1)));
+    assert!(b.borrow().serves(new.session, Token(2)));
+    assert!(new.session_present);
+    b.borrow_mut().disconnected(old, Token(1), true, 0);
+    assert!(
+        b.borrow().serves(new.session, Token(2)),
+        "the old one's end changes nothing"
+    );
+}
+
+#[test]
+fn zero_length_client_id_rules_mqtt_3_1_3_7_and_8() {
+    let b = broker();
+    assert_eq!(
+        b.borrow_mut()
+            .connect(connect("", false), Token(1), 0)
+            .unwrap_err(),
+        ConnackCode::IdentifierRejected
+    );
+    let a = b
+        .borrow_mut()
+        .connect(connect("", true), Token(2), 0)
+        .unwrap();
+    let c = b
+        .borrow_mut()
+        .connect(connect("", true), Token(3), 0)
+        .unwrap();
+    assert_ne!(a.session, c.session, "each gets its own identifier");
+    assert!(b.borrow().serves(a.session, Token(2)));
+}
+
+#[test]
+fn will_on_failure_not_after_disconnect_mqtt_3_1_2_8_and_10() {
+    let b = broker();
+    let sub = online(&b, "s", true, 1);
+    b.borrow_mut()
+        .packet(sub, subscribe(&[("will/#", QoS::AtMostOnce)], 1), 0)
+        .unwrap();
+    out(&b, sub);
+    for (id, token, clean_end) in [("a", 2, false), ("b", 3, true)] {
+        let mut c = connect(id, true);
+        c.will = Some(Will {
+            topic: format!("will/{id}"),
+            message: Bytes::from_static(b"gone"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+        });
+        let r = b.borrow_mut().connect(c, Token(token), 0).unwrap().session;
+        if clean_end {
+            assert_eq!(
+                b.borrow_mut().packet(r, Packet::Disconnect, 0),
+                Err(Close::Disconnect)
+            );
+        }
+        b.borrow_mut().disconnected(r, Token(token), !clean_end, 0);
+    }
+    let got = out(&b, sub);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let Packet::Publish(m) = &got[0] else {
+        panic!()
+    };
+    assert_eq!(m.topic, "will/a");
+}
+
+#[test]
+fn retained_replicas_converge_on_the_newest_stamp() {
+    let b = broker();
+    let msg = |p: &'static [u8]| Message {
+        topic: "hives/1/occupancy".into(),
+        payload: Bytes::from_static(p),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+    };
+    b.borrow_mut().retained_from_peer(&msg(b"new"), (5, 1));
+    b.borrow_mut().retained_from_peer(&msg(b"old"), (4, 2));
+    b.borrow_mut().retained_from_peer(&msg(b""), (3, 1));
+    let s = online(&b, "s", true, 1);
+    b.borrow_mut()
+        .packet(
+            s,
+            subscribe(&[("hives/+/occupancy", QoS::AtLeastOnce)], 1),
+            0,
+        )
+        .unwrap();
+    let got = out(&b, s);
+    let Packet::Publish(m) = &got[1] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(
+        (&m.payload[..], m.retain),
+        (&b"new"[..], true),
+        "[MQTT-3.3.1-6]"
+    );
+    b.borrow_mut().retained_from_peer(&msg(b""), (6, 0));
+    assert_eq!(
+        b.borrow().retained_count(),
+        0,
+        "an empty payload removes it"
+    );
+}
+
+#[test]
+fn second_connect_is_a_violation_mqtt_3_1_0_2() {
+    let b = broker();
+    let r = online(&b, "c", true, 1);
+    assert!(matches!(
+        b.borrow_mut()
+            .packet(r, Packet::Connect(connect("c", true)), 0),
+        Err(Close::Violation(_))
+    ));
+}
+
+#[test]
+fn suback_waits_for_the_siblings_to_have_the_filter() {
+    let b = broker();
+    let key = b.borrow_mut().mesh.add(1, 0);
+    let s = online(&b, "s", true, 1);
+    b.borrow_mut()
+        .packet(s, subscribe(&[("a/b", QoS::AtLeastOnce)], 5), 0)
+        .unwrap();
+    assert_eq!(out(&b, s), vec![], "no SUBACK before the sibling answered");
+    let frames: Vec<Vec<u8>> = b
+        .borrow()
+        .mesh
+        .link(key)
+        .unwrap()
+        .out
+        .iter()
+        .map(|f| f.msg.as_bytes().to_vec())
+        .collect();
+    assert_eq!(frames[0], b"Sa/b", "the filter first");
+    assert_eq!(frames[1][0], b'B', "then the barrier");
+    let seq = u64::from_le_bytes(frames[1][1..9].try_into().unwrap());
+    b.borrow_mut().barrier_passed(seq, key, 0);
+    let got = out(&b, s);
+    assert!(
+        matches!(&got[..], [Packet::Suback(a)] if a.pkid == 5),
+        "{got:?}"
+    );
+    // A filter the worker already has needs no barrier.
+    let t = online(&b, "t", true, 2);
+    b.borrow_mut()
+        .packet(t, subscribe(&[("a/b", QoS::AtMostOnce)], 6), 0)
+        .unwrap();
+    assert_eq!(out(&b, t).len(), 1);
+}

@@ -1,0 +1,481 @@
+//! One MQTT client connection in a worker's event loop: bytes in, packets to the broker, the
+//! session's output back out, and the connection's clocks (the CONNECT deadline, keep-alive,
+//! and the check for a client that stopped reading).
+//!
+//! Owns the socket, the read buffer and the decoder. A CONNECT whose client belongs to a sibling
+//! worker (see [`crate::mqtt::mesh::Mesh::owner`]) is not served here: the socket and the bytes
+//! read so far go to that worker ([`crate::mqtt::handoff`]). Never blocks.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mio::net::TcpStream;
+
+use crate::core::event::{Conn, Cx, Next, Ready};
+use crate::log;
+use crate::mqtt::broker::{Broker, Close, SessionRef};
+use crate::mqtt::codec::{self, Decode, Decoder, Packet};
+use crate::mqtt::handoff;
+
+/// Time a new connection has to send its CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read in one turn before other connections get theirs.
+const READ_BUDGET: usize = 256 * 1024;
+const READ_CHUNK: usize = 4096;
+
+enum State {
+    /// Waiting for CONNECT. `handed`: a sibling passed this connection here, so it is served
+    /// here whatever the owner map says now.
+    Connect { handed: bool },
+    Live {
+        session: SessionRef,
+        /// Silence allowed, ms (1.5 x keep-alive, [MQTT-3.1.2-24]); 0: none.
+        idle_ms: u64,
+    },
+    /// Refused or failed: write what is left (a CONNACK) and close.
+    Closing,
+}
+
+pub struct MqttConn {
+    broker: Rc<RefCell<Broker>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    buf: BytesMut,
+    decoder: Decoder,
+    state: State,
+    /// Output of a connection without a session (a refusing CONNACK).
+    out: Vec<u8>,
+    last_in_ms: u64,
+    /// Since when output has been waiting for the socket.
+    blocked_since: Option<u64>,
+}
+
+impl MqttConn {
+    pub fn new(
+        broker: Rc<RefCell<Broker>>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        max_packet_size: usize,
+        now_ms: u64,
+    ) -> MqttConn {
+        MqttConn {
+            broker,
+            stream,
+            peer,
+            buf: BytesMut::new(),
+            decoder: Decoder { max_packet_size },
+            state: State::Connect { handed: false },
+            out: Vec::new(),
+            last_in_ms: now_ms,
+            blocked_since: None,
+        }
+    }
+
+    /// A connection a sibling handed over before CONNECT: `read` holds the bytes it read.
+    pub fn handed(mut self, read: &[u8]) -> MqttConn {
+        self.buf.extend_from_slice(read);
+        self.state = State::Connect { handed: true };
+        self
+    }
+
+    /// A live connection a sibling moved here with its session.
+    pub fn live(mut self, session: SessionRef, keep_alive: u16, read: &[u8]) -> MqttConn {
+        self.buf.extend_from_slice(read);
+        self.state = State::Live {
+            session,
+            idle_ms: u64::from(keep_alive) * 1500,
+        };
+        self
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Reads what the socket has, up to the turn's budget. `Ok(false)`: end of stream.
+    fn fill(&mut self, cx: &Cx<'_>) -> io::Result<bool> {
+        let mut total = 0;
+        loop {
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let spare = self.buf.spare_capacity_mut();
+            // SAFETY: `read` only writes into the slice; MaybeUninit<u8> and u8 share a layout,
+            // and only the `n` bytes read are marked initialised below.
+            let dst = unsafe { &mut *(spare as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
+            match self.stream.read(dst) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    // SAFETY: `read` initialised `n` bytes past the old length.
+                    unsafe { self.buf.set_len(self.buf.len() + n) };
+                    total += n;
+                    self.last_in_ms = cx.now_ms();
+                    if total >= READ_BUDGET {
+                        cx.yield_now();
+                        return Ok(true);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes the session's output (or the connection's own). `Err`: the socket failed.
+    fn flush(&mut self, now_ms: u64) -> io::Result<()> {
+        let mut b = self.broker.borrow_mut();
+        let out = match &self.state {
+            State::Live { session, .. } => match b.session_mut(*session) {
+                Some(s) => {
+                    s.woken = false;
+                    &mut s.out
+                }
+                None => return Ok(()),
+            },
+            _ => &mut self.out,
+        };
+        let mut done = 0;
+        while done < out.len() {
+            match self.stream.write(&out[done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if done == out.len() {
+            if out.capacity() > 64 * 1024 {
+                *out = Vec::new();
+            } else {
+                out.clear();
+            }
+            self.blocked_since = None;
+        } else {
+            out.drain(..done);
+            if done > 0 || self.blocked_since.is_none() {
+                self.blocked_since = Some(now_ms);
+            }
+        }
+        Ok(())
+    }
+
+    fn pending_out(&self) -> bool {
+        let b = self.broker.borrow();
+        match &self.state {
+            State::Live { session, .. } => b.session(*session).is_some_and(|s| !s.out.is_empty()),
+            _ => !self.out.is_empty(),
+        }
+    }
+
+    /// Decodes and acts on every whole packet in the buffer.
+    fn process(&mut self, cx: &mut Cx<'_>) -> Next {
+        loop {
+            let packet = match self.decoder.decode(&mut self.buf) {
+                Ok(Some(p)) => p,
+                Ok(None) => return Next::Keep,
+                Err(e) => return self.malformed(cx, e),
+            };
+            let next = match self.state {
+                State::Connect { handed } => self.on_connect(cx, packet, handed),
+                State::Live { session, .. } => {
+                    let r = self
+                        .broker
+                        .borrow_mut()
+                        .packet(session, packet, cx.now_ms());
+                    match r {
+                        Ok(()) => Next::Keep,
+                        Err(Close::Disconnect) => self.end(cx, false),
+                        Err(Close::Violation(why)) => {
+                            log!(Info, "mqtt client {}: {why}: closing", self.peer);
+                            self.end(cx, true)
+                        }
+                    }
+                }
+                State::Closing => return Next::Keep,
+            };
+            if next == Next::Close {
+                return next;
+            }
+            if matches!(self.state, State::Closing) {
+                return Next::Keep;
+            }
+        }
+    }
+
+    fn on_connect(&mut self, cx: &mut Cx<'_>, p: Packet, handed: bool) -> Next {
+        let Packet::Connect(c) = p else {
+            // [MQTT-3.1.0-1]: the first packet must be CONNECT.
+            log!(
+                Info,
+                "mqtt client {}: first packet is not CONNECT",
+                self.peer
+            );
+            return Next::Close;
+        };
+        if !handed && !c.client_id.is_empty() {
+            let owner = self.broker.borrow().mesh.owner(&c.client_id);
+            if let Some(link) = owner {
+                return self.hand_over(cx, link, c);
+            }
+        }
+        let token = cx.token();
+        let res = self.broker.borrow_mut().connect(c, token, cx.now_ms());
+        match res {
+            Ok(done) => {
+                self.state = State::Live {
+                    session: done.session,
+                    idle_ms: u64::from(done.keep_alive) * 1500,
+                };
+                self.arm(cx);
+                Next::Keep
+            }
+            Err(code) => {
+                log!(
+                    Info,
+                    "mqtt client {}: CONNECT refused ({code:?})",
+                    self.peer
+                );
+                self.out.extend_from_slice(&[0x20, 2, 0, code as u8]);
+                self.state = State::Closing;
+                Next::Keep
+            }
+        }
+    }
+
+    /// Passes the socket, with the CONNECT and whatever followed it, to the sibling `link`.
+    fn hand_over(&mut self, cx: &mut Cx<'_>, link: usize, c: codec::Connect) -> Next {
+        let mut read = Vec::with_capacity(64 + self.buf.len());
+        if codec::encode(&Packet::Connect(c), &mut read).is_err() {
+            return Next::Close;
+        }
+        read.extend_from_slice(&self.buf);
+        let Some(fd) = self.detach(cx) else {
+            return Next::Close;
+        };
+        let frame = handoff::connect_frame(&read, fd);
+        let mut b = self.broker.borrow_mut();
+        if b.mesh.push_frame(link, frame) {
+            b.stats.handed_over();
+        }
+        Next::Close
+    }
+
+    /// Takes the socket out of this worker's poll, and a descriptor of it to send.
+    fn detach(&mut self, cx: &mut Cx<'_>) -> Option<OwnedFd> {
+        if let Err(e) = cx.registry().deregister(&mut self.stream) {
+            log!(Error, "epoll_ctl(DEL) for {} failed ({e})", self.peer);
+            return None;
+        }
+        // SAFETY: `dup` of an open socket this connection owns; the copy is owned by the
+        // OwnedFd and closed after it was sent.
+        let fd = unsafe { libc::dup(self.stream.as_raw_fd()) };
+        if fd < 0 {
+            log!(Error, "dup() failed ({})", io::Error::last_os_error());
+            return None;
+        }
+        // SAFETY: `fd` was just returned by dup and is owned by nothing else.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Moves the live session and its socket to sibling `link` (a stopping worker, or a
+    /// sibling that now owns the client).
+    fn move_live(&mut self, cx: &mut Cx<'_>, link: usize) -> Next {
+        let State::Live { session, idle_ms } = self.state else {
+            return Next::Close;
+        };
+        let Some(fd) = self.detach(cx) else {
+            return self.end(cx, false);
+        };
+        let mut b = self.broker.borrow_mut();
+        let Some(s) = b.export(session) else {
+            return Next::Close;
+        };
+        let keep_alive = (idle_ms / 1500) as u16;
+        let frame = handoff::live_frame(&s, keep_alive, &self.buf, fd);
+        if !b.mesh.push_frame(link, frame) {
+            log!(
+                Warn,
+                "mqtt client {}: session lost: sibling gone",
+                s.client_id
+            );
+        }
+        Next::Close
+    }
+
+    /// The connection ends; `will`: abnormally, so the will is published.
+    fn end(&mut self, cx: &mut Cx<'_>, will: bool) -> Next {
+        if let State::Live { session, .. } = self.state {
+            let _ = self.flush(cx.now_ms());
+            self.broker
+                .borrow_mut()
+                .disconnected(session, cx.token(), will, cx.now_ms());
+        }
+        Next::Close
+    }
+
+    fn malformed(&mut self, cx: &mut Cx<'_>, e: codec::CodecError) -> Next {
+        log!(
+            Info,
+            "mqtt client {}: malformed packet: {e}: closing",
+            self.peer
+        );
+        match self.state {
+            State::Connect { .. } => match e.connack_code() {
+                Some(code) => {
+                    self.out.extend_from_slice(&[0x20, 2, 0, code as u8]);
+                    self.state = State::Closing;
+                    Next::Keep
+                }
+                None => Next::Close,
+            },
+            _ => self.end(cx, true),
+        }
+    }
+
+    /// Sets the connection's one deadline: CONNECT, keep-alive or the stall check.
+    fn arm(&mut self, cx: &mut Cx<'_>) {
+        let now = cx.now_ms();
+        let deadline = match self.state {
+            State::Connect { .. } | State::Closing => {
+                self.last_in_ms + CONNECT_TIMEOUT.as_millis() as u64
+            }
+            State::Live { session, idle_ms } => {
+                let b = self.broker.borrow();
+                let stall = b.limits.stall_ms;
+                let mut at = u64::MAX;
+                if idle_ms > 0 {
+                    at = self.last_in_ms + idle_ms;
+                }
+                if let Some(t) = self.blocked_since {
+                    at = at.min(t + stall);
+                }
+                if let Some(t) = b.session(session).and_then(|s| s.oldest_inflight_ms()) {
+                    at = at.min(t + stall);
+                }
+                if at == u64::MAX {
+                    cx.clear_timeout();
+                    return;
+                }
+                at
+            }
+        };
+        cx.set_timeout(Duration::from_millis(deadline.saturating_sub(now)));
+    }
+}
+
+impl Conn for MqttConn {
+    fn ready(&mut self, cx: &mut Cx<'_>, ev: Ready) -> Next {
+        if let State::Live { session, .. } = self.state {
+            let (serves, moving) = {
+                let b = self.broker.borrow();
+                (b.serves(session, cx.token()), b.moving(session))
+            };
+            if !serves {
+                // Taken over by a newer connection of the client ([MQTT-3.1.4-2]).
+                return Next::Close;
+            }
+            if let Some(link) = moving {
+                return self.move_live(cx, link);
+            }
+        }
+        if ev.readable || ev.woken || ev.closed {
+            match self.fill(cx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    if self.process(cx) == Next::Close {
+                        return Next::Close;
+                    }
+                    return self.end(cx, true);
+                }
+                Err(e) => {
+                    log!(Info, "mqtt client {}: read failed ({e})", self.peer);
+                    return self.end(cx, true);
+                }
+            }
+            if self.process(cx) == Next::Close {
+                return Next::Close;
+            }
+            if self.buf.is_empty() && self.buf.capacity() > 0 {
+                // An idle connection holds no read buffer (thousands of sensors mostly wait).
+                self.buf = BytesMut::new();
+            }
+        }
+        if let Err(e) = self.flush(cx.now_ms()) {
+            log!(Info, "mqtt client {}: write failed ({e})", self.peer);
+            return self.end(cx, true);
+        }
+        if matches!(self.state, State::Closing) && !self.pending_out() {
+            return Next::Close;
+        }
+        self.arm(cx);
+        Next::Keep
+    }
+
+    fn timeout(&mut self, cx: &mut Cx<'_>) -> Next {
+        let now = cx.now_ms();
+        match self.state {
+            State::Connect { .. } | State::Closing => {
+                log!(
+                    Info,
+                    "mqtt client {}: no CONNECT in time: closing",
+                    self.peer
+                );
+                Next::Close
+            }
+            State::Live { session, idle_ms } => {
+                if idle_ms > 0 && now >= self.last_in_ms + idle_ms {
+                    // [MQTT-3.1.2-24]: silent for 1.5 keep-alive periods: disconnected, and
+                    // the will published.
+                    log!(Info, "mqtt client {}: keep-alive timeout", self.peer);
+                    return self.end(cx, true);
+                }
+                let stall = self.broker.borrow().limits.stall_ms;
+                let oldest = self
+                    .broker
+                    .borrow()
+                    .session(session)
+                    .and_then(|s| s.oldest_inflight_ms());
+                let stalled = self.blocked_since.is_some_and(|t| now >= t + stall)
+                    || oldest.is_some_and(|t| now >= t + stall);
+                if stalled {
+                    log!(
+                        Info,
+                        "mqtt client {}: not reading its messages: closing",
+                        self.peer
+                    );
+                    return self.end(cx, true);
+                }
+                self.arm(cx);
+                Next::Keep
+            }
+        }
+    }
+
+    fn drain(&mut self, cx: &mut Cx<'_>) -> Next {
+        match self.state {
+            State::Live { session, .. } => {
+                let successor = {
+                    let b = self.broker.borrow();
+                    b.session(session)
+                        .and_then(|s| b.mesh.successor(&s.client_id))
+                };
+                match successor {
+                    Some(link) => self.move_live(cx, link),
+                    None => {
+                        // No newer worker to take the client: the server is stopping. The
+                        // session ends with the server, which is not the client's failure.
+                        self.end(cx, false)
+                    }
+                }
+            }
+            _ => Next::Close,
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The MQTT side of a worker: what the master prepares for every worker of a cycle (the
+//! `[mqtt]` limits, the password and ACL files, read and checked before any worker starts), and
+//! the per-worker [`MqttService`] that the event loop hands accepted sockets and sibling links.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use mio::net::TcpStream;
+
+use crate::core::config::{Conf, MqttConf};
+use crate::core::event::Peer;
+use crate::core::event::{Conn, Cx, Service};
+use crate::core::process::WorkerCtx;
+use crate::core::shm::Zones;
+use crate::log;
+use crate::mqtt::auth::{Acl, FileAuthority, Passwords};
+use crate::mqtt::broker::{Broker, Limits};
+use crate::mqtt::conn::MqttConn;
+use crate::mqtt::ingest::NoIngest;
+use crate::mqtt::mesh;
+use crate::mqtt::stats::{self, Stats};
+
+/// What every worker of a cycle shares, built in the master: an unreadable or malformed
+/// password or ACL file refuses the configuration (`bizzy -t` says which line).
+pub struct MqttPrepared {
+    conf: MqttConf,
+    auth: Rc<FileAuthority>,
+}
+
+impl MqttPrepared {
+    pub fn build(conf: &Conf) -> Result<MqttPrepared, String> {
+        let m = &conf.mqtt;
+        let passwords = match &m.password_file {
+            Some(p) => Some(Passwords::load(p).map_err(|e| format!("mqtt.password_file: {e}"))?),
+            None => None,
+        };
+        let acl = match &m.acl_file {
+            Some(p) => Some(Acl::load(p).map_err(|e| format!("mqtt.acl_file: {e}"))?),
+            None => None,
+        };
+        Ok(MqttPrepared {
+            conf: m.clone(),
+            auth: Rc::new(FileAuthority {
+                allow_anonymous: m.allow_anonymous,
+                passwords,
+                acl,
+            }),
+        })
+    }
+
+    /// The worker's service and its broker.
+    pub fn service(&self, ctx: &WorkerCtx<'_>) -> Result<MqttService, String> {
+        let zone = ctx
+            .zones
+            .get(stats::ZONE)
+            .ok_or("the mqtt stats zone is missing")?
+            .clone();
+        let c = &self.conf;
+        let limits = Limits {
+            max_inflight: c.max_inflight as usize,
+            max_queued: c.max_queued as usize,
+            max_out_bytes: c.max_outbound.0 as usize,
+            max_keepalive: c.max_keepalive.0.as_secs().min(u64::from(u16::MAX)) as u16,
+            stall_ms: c.stall_timeout.0.as_millis() as u64,
+            max_packet_size: c.max_packet_size.0 as usize,
+        };
+        let auth: Rc<dyn crate::mqtt::auth::Authority> = self.auth.clone();
+        let broker = Broker::new(
+            limits,
+            auth,
+            Box::new(NoIngest),
+            ctx.posted.clone(),
+            Stats::new(zone, ctx.slot),
+            (ctx.slot, ctx.generation),
+        );
+        let peers = std::mem::take(&mut *ctx.peers.borrow_mut());
+        for p in peers {
+            mesh::adopt(&broker, &ctx.posted, p.slot, p.generation, p.fd);
+        }
+        Ok(MqttService {
+            broker,
+            posted: ctx.posted.clone(),
+            rate: c.connect_rate.as_ref().map(|r| r.per_second),
+            buckets: HashMap::new(),
+            last_sweep_ms: 0,
+        })
+    }
+}
+
+/// The zones MQTT needs.
+pub fn zones(_conf: &Conf) -> Vec<(String, usize)> {
+    vec![(stats::ZONE.to_string(), stats::zone_size())]
+}
+
+/// The master resets a dead worker's gauges.
+pub fn reaped(zones: &Zones, slot: usize) {
+    if let Some(z) = zones.get(stats::ZONE) {
+        stats::reap(z, slot);
+    }
+}
+
+/// One worker's MQTT listener.
+pub struct MqttService {
+    broker: Rc<RefCell<Broker>>,
+    posted: crate::core::event::Posted,
+    /// `mqtt.connect_rate` in connections per second per client address, if limited.
+    rate: Option<f64>,
+    /// Per address: (allowance, last update ms), a token bucket of one second's burst.
+    buckets: HashMap<IpAddr, (f64, u64)>,
+    last_sweep_ms: u64,
+}
+
+impl MqttService {
+    /// Token bucket per client address: `rate` connections a second, bursts of as many.
+    fn admit(&mut self, ip: IpAddr, now_ms: u64) -> bool {
+        let Some(rate) = self.rate else {
+            return true;
+        };
+        let burst = rate.max(1.0);
+        if now_ms.saturating_sub(self.last_sweep_ms) > 10_000 {
+            self.last_sweep_ms = now_ms;
+            // Full buckets carry no information: forget them, so the map stays bounded by the
+            // addresses active in the last seconds.
+            self.buckets.retain(|_, (a, t)| {
+                *a + (now_ms.saturating_sub(*t) as f64 / 1000.0) * rate < burst
+            });
+        }
+        let (allowance, last) = self.buckets.entry(ip).or_insert((burst, now_ms));
+        *allowance =
+            (*allowance + (now_ms.saturating_sub(*last) as f64 / 1000.0) * rate).min(burst);
+        *last = now_ms;
+        if *allowance < 1.0 {
+            return false;
+        }
+        *allowance -= 1.0;
+        true
+    }
+}
+
+impl Service for MqttService {
+    fn accept(
+        &mut self,
+        cx: &mut Cx<'_>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        _listen: SocketAddr,
+    ) -> Option<Box<dyn Conn>> {
+        if !self.admit(peer.ip(), cx.now_ms()) {
+            log!(Info, "mqtt client {peer}: connect_rate exceeded: closing");
+            self.broker.borrow().stats.refused();
+            return None;
+        }
+        let _ = stream.set_nodelay(true);
+        let max = self.broker.borrow().limits.max_packet_size;
+        Some(Box::new(MqttConn::new(
+            Rc::clone(&self.broker),
+            stream,
+            peer,
+            max,
+            cx.now_ms(),
+        )))
+    }
+
+    fn peer(&mut self, peer: Peer) -> Option<Peer> {
+        mesh::adopt(
+            &self.broker,
+            &self.posted,
+            peer.slot,
+            peer.generation,
+            peer.fd,
+        );
+        None
+    }
+
+    fn drain(&mut self) {
+        self.broker.borrow_mut().drain();
+    }
+
+    fn busy(&self) -> bool {
+        self.broker.borrow().mesh.busy()
+    }
+}
