@@ -33,8 +33,8 @@ usage: mqtt_load SCENARIO [options]
 scenarios:
   qos1    N connections keep --inflight QoS 1 PUBLISHes in flight to sensors/{id}/counter;
           PUBACKs/s, latency PUBLISH -> PUBACK
-  qos0    N connections publish QoS 0 as fast as the broker reads (each ends with a PINGREQ
-          round trip, so only what the broker read is counted)
+  qos0    N connections publish QoS 0 as fast as the broker reads; a PINGREQ follows every
+          chunk, and only chunks whose PINGRESP came back are counted
   fanout  one subscriber on sensors/+/counter, N publishers at --qos; messages/s received, lost
   push    N sensors subscribed (QoS 1) to commands/sensor/{id}; one publisher sends one QoS 1
           message to each, in rounds; time until all received, delivery latency
