@@ -436,13 +436,21 @@ impl EventLoop {
                 deadline,
                 counted: client,
             });
-            let first = Ready {
-                readable: true,
-                writable: true,
-                ..Ready::default()
-            };
-            self.with_conn(token, |c, cx| c.ready(cx, first));
+            self.first_turn(token);
         }
+    }
+
+    /// A new connection's first turn, at once: the client usually sent its first bytes with the
+    /// handshake's last ACK, so read now rather than after another trip through epoll (nginx
+    /// does so with `deferred`). The deadline is armed after this turn, so a connection that is
+    /// answered and closed at once leaves no entry in the timer heap.
+    fn first_turn(&mut self, token: Token) {
+        let first = Ready {
+            readable: true,
+            writable: true,
+            ..Ready::default()
+        };
+        self.with_conn(token, |c, cx| c.ready(cx, first));
     }
 
     fn wake(&mut self, token: Token) {
@@ -534,16 +542,7 @@ impl EventLoop {
                 deadline,
                 counted: true,
             });
-            // The client usually sent its first bytes with the handshake's last ACK: read now
-            // rather than after another trip through epoll (nginx does so with `deferred`).
-            // The deadline is armed after this first turn, so a connection that is answered
-            // and closed at once leaves no entry in the timer heap.
-            let first = Ready {
-                readable: true,
-                writable: true,
-                ..Ready::default()
-            };
-            self.with_conn(token, |c, cx| c.ready(cx, first));
+            self.first_turn(token);
         }
     }
 
