@@ -270,7 +270,6 @@ fn quit_closes_mqtt_connections() {
 /// publisher and the subscriber move in the same reload (issue 4 stays open for it). Run it with
 /// `cargo test --test mqtt_reload -- --ignored`.
 #[test]
-#[ignore = "a rare loss while both ends move in one reload is still open (issue 4)"]
 fn a_qos1_stream_loses_nothing_across_reloads() {
     use std::collections::BTreeSet;
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -138,6 +138,8 @@ pub struct Broker {
     barriers: HashMap<u64, (Vec<usize>, Waiter)>,
     /// Stubs of sessions moved to a sibling, by client id.
     moved: HashMap<Arc<str>, usize>,
+    /// Connections waiting for this worker to have every running sibling's filters.
+    unready: Vec<Token>,
     /// The worker is stopping and its sessions wait for the newer workers to be linked.
     drain_since: Option<u64>,
     anonymous: u64,
@@ -175,6 +177,7 @@ impl Broker {
             tickets: HashMap::new(),
             barriers: HashMap::new(),
             moved: HashMap::new(),
+            unready: Vec::new(),
             drain_since: None,
             anonymous: 0,
             slot,
@@ -187,6 +190,26 @@ impl Broker {
     #[cfg(test)]
     pub fn stats_zone(&self) -> crate::core::shm::Zone {
         self.stats.zone()
+    }
+
+    /// Whether this worker has the filters of every sibling that was running when it started:
+    /// before that, a client's PUBLISH here could miss a subscriber there.
+    pub fn routing_ready(&self) -> bool {
+        self.mesh.awaiting.is_empty()
+    }
+
+    /// Connection `token` waits for [`Broker::routing_ready`]; it is woken then.
+    pub fn wait_ready(&mut self, token: Token) {
+        self.unready.push(token);
+    }
+
+    /// Wakes the waiting connections once the siblings' filters are all in.
+    pub fn routing_ready_check(&mut self) {
+        if self.routing_ready() {
+            for t in self.unready.drain(..) {
+                self.posted.post(t);
+            }
+        }
     }
 
     pub fn posted(&self) -> &Posted {

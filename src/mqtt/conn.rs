@@ -391,6 +391,16 @@ impl MqttConn {
 
 impl Conn for MqttConn {
     fn ready(&mut self, cx: &mut Cx<'_>, ev: Ready) -> Next {
+        if !self.broker.borrow().routing_ready() {
+            // A new worker reads no client before it knows every running sibling's filters;
+            // what the client sends waits in the socket.
+            self.broker.borrow_mut().wait_ready(cx.token());
+            if let Err(e) = self.flush(cx.now_ms()) {
+                log!(Info, "mqtt client {}: write failed ({e})", self.peer);
+                return self.end(cx, true);
+            }
+            return Next::Keep;
+        }
         if let State::Live { session, .. } = self.state {
             let (serves, moving) = {
                 let b = self.broker.borrow();

@@ -67,6 +67,8 @@ pub struct Mesh {
     barrier_seq: u64,
     /// What each sibling said it is linked to (worker slots).
     peer_links: std::collections::HashMap<usize, Vec<u16>>,
+    /// Links to the workers running when this one started whose filters are not all in yet.
+    pub awaiting: Vec<usize>,
 }
 
 impl Mesh {
@@ -80,6 +82,7 @@ impl Mesh {
             posted,
             barrier_seq: 0,
             peer_links: std::collections::HashMap::new(),
+            awaiting: Vec::new(),
         }
     }
 
@@ -110,6 +113,7 @@ impl Mesh {
         self.peer_tree.remove_client(ClientKey(key as u32));
         self.links.try_remove(key);
         self.peer_links.remove(&key);
+        self.awaiting.retain(|&k| k != key);
         self.announce();
     }
 
@@ -355,6 +359,10 @@ fn apply(
             let msg = parse_message(body)?;
             broker.publish_from_peer(&msg, now_ms);
         }
+        b'Y' => {
+            broker.mesh.awaiting.retain(|&k| k != key);
+            broker.routing_ready_check();
+        }
         b'L' => {
             let slots = body
                 .chunks_exact(2)
@@ -401,12 +409,15 @@ pub struct PeerConn {
 
 /// Adds the link to sibling `slot` of `generation` over `fd` to the event loop (posted: it runs
 /// after the current events), and sends the sibling this worker's filters and retained store.
+/// `initial`: a link this worker inherited at its start, to a worker that was already running
+/// (and may have clients): this worker serves no client before that worker's filters are in.
 pub fn adopt(
     broker: &Rc<RefCell<Broker>>,
     posted: &Posted,
     slot: usize,
     generation: u64,
     fd: OwnedFd,
+    initial: bool,
 ) {
     let broker = Rc::clone(broker);
     posted.adopt(
@@ -432,6 +443,11 @@ pub fn adopt(
                 for f in frames {
                     b.mesh.push(key, f);
                 }
+                // The end of the snapshot: the sibling has every filter of this worker.
+                b.mesh.push(key, Msg::new(b"Y"));
+                if initial {
+                    b.mesh.awaiting.push(key);
+                }
                 b.mesh.announce();
                 b.joined(key, cx.now_ms());
                 key
@@ -454,6 +470,7 @@ impl PeerConn {
         }
         b.mesh.remove(self.key);
         b.left(self.key, now_ms);
+        b.routing_ready_check();
         Next::Close
     }
 }

@@ -77,7 +77,7 @@ impl MqttPrepared {
         );
         let peers = std::mem::take(&mut *ctx.peers.borrow_mut());
         for p in peers {
-            mesh::adopt(&broker, &ctx.posted, p.slot, p.generation, p.fd);
+            mesh::adopt(&broker, &ctx.posted, p.slot, p.generation, p.fd, true);
         }
         Ok(MqttService {
             broker,
@@ -170,6 +170,7 @@ impl Service for MqttService {
             peer.slot,
             peer.generation,
             peer.fd,
+            false,
         );
         None
     }
