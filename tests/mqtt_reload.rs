@@ -265,10 +265,6 @@ fn quit_closes_mqtt_connections() {
 /// through three reloads: the publisher's and the subscriber's connections both move, and every
 /// acknowledged message arrives. (While a subscriber's session moves, a message may come twice
 /// or overtake the one before it: see docs/architecture.md, "One broker across workers".)
-///
-/// Ignored in the default run: about one run in thirty still misses a single message when the
-/// publisher and the subscriber move in the same reload (issue 4 stays open for it). Run it with
-/// `cargo test --test mqtt_reload -- --ignored`.
 #[test]
 fn a_qos1_stream_loses_nothing_across_reloads() {
     use std::collections::BTreeSet;
