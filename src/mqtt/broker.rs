@@ -97,16 +97,6 @@ pub const MESH_WAIT_MS: u64 = 1000;
 /// What waits for the siblings to have this worker's latest filters.
 enum Waiter {
     Suback(Suback),
-    /// A session moved here: then the stub on sibling `link` can go.
-    Moved {
-        link: usize,
-        id: Arc<str>,
-    },
-    /// A stub here whose session's new worker is routed to everywhere.
-    Unstub {
-        sid: usize,
-        id: Arc<str>,
-    },
 }
 
 /// A SUBACK waiting for the siblings to have its filters.
@@ -138,6 +128,9 @@ pub struct Broker {
     barriers: HashMap<u64, (Vec<usize>, Waiter)>,
     /// Stubs of sessions moved to a sibling, by client id.
     moved: HashMap<Arc<str>, usize>,
+    /// Clients moved here whose earlier messages may still be on their way from the old worker
+    /// through siblings: the slots yet to say they are past them, and the connections waiting.
+    gates: HashMap<Arc<str>, (Vec<u16>, Vec<Token>)>,
     /// Connections waiting for this worker to have every running sibling's filters.
     unready: Vec<Token>,
     /// The worker is stopping and its sessions wait for the newer workers to be linked.
@@ -177,6 +170,7 @@ impl Broker {
             tickets: HashMap::new(),
             barriers: HashMap::new(),
             moved: HashMap::new(),
+            gates: HashMap::new(),
             unready: Vec::new(),
             drain_since: None,
             anonymous: 0,
@@ -253,20 +247,7 @@ impl Broker {
         for seq in seqs {
             self.barrier_passed(seq, key, now_ms);
         }
-        let stubs: Vec<(Arc<str>, usize)> = self
-            .moved
-            .iter()
-            .filter(|(_, &sid)| {
-                self.sessions
-                    .get(sid)
-                    .is_some_and(|s| s.moved_to == Some(key))
-            })
-            .map(|(id, &sid)| (Arc::clone(id), sid))
-            .collect();
-        for (id, sid) in stubs {
-            self.moved.remove(&id);
-            self.drop_stub(sid);
-        }
+        self.switch_link_gone(key, now_ms);
     }
 
     /// The worker is stopping. With newer workers to take its clients, every session moves to
@@ -322,7 +303,7 @@ impl Broker {
             sid,
             epoch: s.epoch,
         };
-        if let Some(s) = self.export(r, key) {
+        if let Some(s) = self.export(r, key, 0) {
             self.mesh
                 .push_frame(key, crate::mqtt::handoff::offline_frame(&s));
         }
@@ -694,8 +675,6 @@ impl Broker {
         if waiting.is_empty() {
             match self.barriers.remove(&seq) {
                 Some((_, Waiter::Suback(done))) => self.finish_subscribe(done, now_ms),
-                Some((_, Waiter::Moved { link, id })) => self.mesh.push(link, moved_frame(&id)),
-                Some((_, Waiter::Unstub { sid, id })) => self.unstub(sid, &id),
                 None => {}
             }
         }
@@ -731,7 +710,7 @@ impl Broker {
                     qos: m.qos,
                     retain: true,
                 };
-                self.deliver(sid, &msg, m.qos.min(qos), true, now_ms);
+                self.deliver(sid, &msg, m.qos.min(qos), true, now_ms, Via::Direct);
             }
         }
     }
@@ -774,12 +753,13 @@ impl Broker {
         if self.mesh.forward(msg) > 0 {
             self.stats.dropped(Drop::PeerBackedUp);
         }
-        self.route(msg, now_ms);
+        self.route(msg, now_ms, Via::Route(HERE));
     }
 
-    /// A message a sibling's client published, for this worker's subscribers.
-    pub fn publish_from_peer(&mut self, msg: &Message, now_ms: u64) {
-        self.route(msg, now_ms);
+    /// A message a sibling's client published (forwarded on link `key`), for this worker's
+    /// subscribers.
+    pub fn publish_from_peer(&mut self, msg: &Message, key: usize, now_ms: u64) {
+        self.route(msg, now_ms, Via::Route(key));
     }
 
     /// A retained message (or its removal, by an empty payload) from a sibling.
@@ -820,7 +800,7 @@ impl Broker {
         self.tree.for_each_filter(&mut f);
     }
 
-    fn route(&mut self, msg: &Message, now_ms: u64) {
+    fn route(&mut self, msg: &Message, now_ms: u64, via: Via) {
         let mut routes = std::mem::take(&mut self.routes);
         self.tree.route(&msg.topic, &mut routes);
         if self.auth.screens_delivery() {
@@ -834,22 +814,33 @@ impl Broker {
         for &(ClientKey(sid), granted) in &routes {
             // [MQTT-3.3.5-1]: at the lower of the message's and the subscription's QoS, with
             // RETAIN cleared on live delivery ([MQTT-3.3.1-9]).
-            self.deliver(sid as usize, msg, msg.qos.min(granted), false, now_ms);
+            self.deliver(sid as usize, msg, msg.qos.min(granted), false, now_ms, via);
         }
         self.routes = routes;
     }
 
     /// Sends or queues `msg` for session `sid` at `qos`.
-    fn deliver(&mut self, sid: usize, msg: &Message, qos: QoS, retain: bool, now_ms: u64) {
-        let limits = &self.limits;
-        let Some(s) = self.sessions.get_mut(sid) else {
+    fn deliver(
+        &mut self,
+        sid: usize,
+        msg: &Message,
+        qos: QoS,
+        retain: bool,
+        now_ms: u64,
+        via: Via,
+    ) {
+        let Some(s) = self.sessions.get(sid) else {
             return;
         };
-        if let Some(link) = s.moved_to {
-            let frame = crate::mqtt::mesh::directed_frame(&s.client_id, msg, qos, retain);
-            self.mesh.push(link, frame);
+        if s.moved_to.is_some() {
+            self.relay(sid, msg, qos, retain, via);
             return;
         }
+        if s.switch.is_some() && self.switch_gate(sid, msg, qos, retain, via) {
+            return;
+        }
+        let limits = &self.limits;
+        let s = &mut self.sessions[sid];
         let online = s.conn.is_some() || s.arriving;
         if qos == QoS::AtMostOnce {
             // QoS 0 is not kept for offline clients (mosquitto's default too), and is dropped,
@@ -924,15 +915,17 @@ impl Broker {
 
     /// Takes a session out of this worker, to move it to a sibling (with its connection, if
     /// `token` still serves it). Its subscriptions leave the tree; nothing is published.
-    pub fn export(&mut self, r: SessionRef, to: usize) -> Option<Session> {
+    pub fn export(&mut self, r: SessionRef, to: usize, now_ms: u64) -> Option<Session> {
         self.session(r)?;
         // A stub stays in the session's place, with its subscriptions, and sends on what they
-        // route to the sibling, until the sibling says every worker routes to it directly:
-        // nothing published meanwhile anywhere falls between the two.
+        // route to the sibling until every origin has switched to the sibling (see `switch`).
         let mut stub = Session::new(Arc::clone(&self.sessions[r.sid].client_id), true);
         stub.epoch = self.next_epoch;
         self.next_epoch += 1;
         stub.moved_to = Some(to);
+        stub.relay_pending = self.mesh.links().map(|(k, _)| k).collect();
+        stub.relay_pending.push(HERE);
+        self.release_all(r.sid, now_ms);
         let mut s = std::mem::replace(&mut self.sessions[r.sid], stub);
         self.by_id.remove(&s.client_id);
         self.moved.insert(Arc::clone(&s.client_id), r.sid);
@@ -941,38 +934,8 @@ impl Broker {
             self.stats.connected(false);
         }
         self.stats.handed_over();
+        self.fence(&s.client_id, to);
         Some(s)
-    }
-
-    /// The sibling that took client `id` is routed to by every worker. The stub goes once every
-    /// sibling has answered a barrier from here: what a sibling forwarded here before it
-    /// learnt the new route is then in, and sent on.
-    pub fn moved_done(&mut self, id: &str, from: usize) {
-        let Some(&sid) = self.moved.get(id) else {
-            return;
-        };
-        if self
-            .sessions
-            .get(sid)
-            .is_none_or(|s| s.moved_to != Some(from))
-        {
-            return;
-        }
-        let id = Arc::clone(&self.sessions[sid].client_id);
-        match self.mesh.barrier() {
-            Some((seq, waiting)) => {
-                self.barriers
-                    .insert(seq, (waiting, Waiter::Unstub { sid, id }));
-            }
-            None => self.unstub(sid, &id),
-        }
-    }
-
-    fn unstub(&mut self, sid: usize, id: &str) {
-        if self.moved.get(id) == Some(&sid) {
-            self.moved.remove(id);
-            self.drop_stub(sid);
-        }
     }
 
     fn drop_stub(&mut self, sid: usize) {
@@ -991,7 +954,7 @@ impl Broker {
     /// A message a stub sent on: delivered to the session it stood for.
     pub fn deliver_moved(&mut self, id: &str, msg: &Message, qos: QoS, retain: bool, now_ms: u64) {
         if let Some(&sid) = self.by_id.get(id) {
-            self.deliver(sid, msg, qos, retain, now_ms);
+            self.deliver(sid, msg, qos, retain, now_ms, Via::Direct);
         }
     }
 
@@ -1011,8 +974,7 @@ impl Broker {
             // A session of the same client here is older than one that moved with its
             // connection; a moved offline session is older than a connected one here.
             if !live && (self.sessions[old].conn.is_some() || self.sessions[old].arriving) {
-                let id = Arc::clone(&s.client_id);
-                self.mesh.push(from, moved_frame(&id));
+                self.refuse_switch(&s.client_id, from);
                 return SessionRef {
                     sid: old,
                     epoch: self.sessions[old].epoch,
@@ -1025,20 +987,11 @@ impl Broker {
             self.discard(old);
         }
         let sid = self.insert(s);
-        let r = SessionRef {
+        self.start_switch(sid, from);
+        SessionRef {
             sid,
             epoch: self.sessions[sid].epoch,
-        };
-        // Once every sibling has the session's filters from here, the stub on `from` can go.
-        let id = Arc::clone(&self.sessions[sid].client_id);
-        match self.mesh.barrier() {
-            Some((seq, waiting)) => {
-                self.barriers
-                    .insert(seq, (waiting, Waiter::Moved { link: from, id }));
-            }
-            None => self.mesh.push(from, moved_frame(&id)),
         }
-        r
     }
 
     /// The connection of a session that arrived live was lost on the way: the session stays
@@ -1085,11 +1038,6 @@ impl Broker {
     }
 }
 
-/// `M` + client id: the session moved here is routed to by every worker.
-fn moved_frame(id: &str) -> crate::core::queue::Msg {
-    crate::core::queue::Msg::from_parts(&[b"M", id.as_bytes()])
-}
-
 /// Sends the held acknowledgements at the head of the queue that are durable.
 fn flush_held(s: &mut Session) {
     while let Some(h) = s.held.front().copied() {
@@ -1120,6 +1068,10 @@ fn push_length(out: &mut Vec<u8>, mut n: usize) {
         out.push(d | 0x80);
     }
 }
+
+#[path = "switch.rs"]
+mod switch;
+pub use switch::{parse_id as switch_id, Via, HERE};
 
 #[cfg(test)]
 #[path = "broker_tests.rs"]

@@ -11,6 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -313,7 +314,7 @@ impl MqttConn {
             return self.end(cx, false);
         };
         let mut b = self.broker.borrow_mut();
-        let Some(s) = b.export(session, link) else {
+        let Some(s) = b.export(session, link, cx.now_ms()) else {
             return Next::Close;
         };
         let keep_alive = (idle_ms / 1500) as u16;
@@ -412,6 +413,20 @@ impl Conn for MqttConn {
             }
             if let Some(link) = moving {
                 return self.move_live(cx, link);
+            }
+            let fenced = {
+                let mut b = self.broker.borrow_mut();
+                let id = b.session(session).map(|s| Arc::clone(&s.client_id));
+                id.is_some_and(|id| b.fenced(&id, cx.token()))
+            };
+            if fenced {
+                // Just moved here: what the client sends waits in the socket until its
+                // earlier messages are past every sibling.
+                if let Err(e) = self.flush(cx.now_ms()) {
+                    log!(Info, "mqtt client {}: write failed ({e})", self.peer);
+                    return self.end(cx, true);
+                }
+                return Next::Keep;
             }
         }
         if ev.readable || ev.woken || ev.closed {

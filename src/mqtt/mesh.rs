@@ -357,7 +357,7 @@ fn apply(
         }
         b'P' => {
             let msg = parse_message(body)?;
-            broker.publish_from_peer(&msg, now_ms);
+            broker.publish_from_peer(&msg, key, now_ms);
         }
         b'Y' => {
             broker.mesh.awaiting.retain(|&k| k != key);
@@ -377,9 +377,36 @@ fn apply(
             let msg = parse_message(body.get(2 + n..)?)?;
             broker.deliver_moved(id, &msg, msg.qos, msg.retain, now_ms);
         }
-        b'M' => {
-            let id = std::str::from_utf8(body).ok()?;
-            broker.moved_done(id, key);
+        b'F' => {
+            let (id, rest) = crate::mqtt::broker::switch_id(body)?;
+            let slot = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?);
+            broker.on_fence(id, slot);
+        }
+        b'f' => {
+            let (id, rest) = crate::mqtt::broker::switch_id(body)?;
+            broker.on_fence_list(id, rest);
+        }
+        b'G' => {
+            let (id, _) = crate::mqtt::broker::switch_id(body)?;
+            broker.on_fence_passed(key, id);
+        }
+        b'W' => {
+            let (id, rest) = crate::mqtt::broker::switch_id(body)?;
+            let slot = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?);
+            broker.on_switch(key, id, slot);
+        }
+        b'J' => {
+            let (id, rest) = crate::mqtt::broker::switch_id(body)?;
+            broker.on_direct_from(key, id, rest.first() == Some(&1), now_ms);
+        }
+        b'K' => {
+            let (id, _) = crate::mqtt::broker::switch_id(body)?;
+            broker.on_origin_switched(key, id);
+        }
+        b'k' => {
+            let (id, rest) = crate::mqtt::broker::switch_id(body)?;
+            let slot = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?);
+            broker.on_relayed_all(id, slot, now_ms);
         }
         b'B' => {
             let seq = body.get(..8)?;
@@ -468,8 +495,8 @@ impl PeerConn {
         if let Some(l) = b.mesh.link(self.key) {
             log!(Info, "link to worker slot {} closed ({why})", l.slot);
         }
-        b.mesh.remove(self.key);
         b.left(self.key, now_ms);
+        b.mesh.remove(self.key);
         b.routing_ready_check();
         Next::Close
     }

@@ -55,6 +55,25 @@ pub struct HeldAck {
     pub ticket: Option<u64>,
 }
 
+/// On the worker a session moved to, until every origin of messages has switched from the old
+/// worker's route to this one (`broker::switch`): per origin (a sibling's link key, or
+/// `broker::HERE`), whether its `J` (its direct messages are new from here on) and its `k` (the
+/// old worker has sent on everything it will from it) arrived, and its direct messages held
+/// between the two.
+#[derive(Debug, Default)]
+pub struct Switch {
+    pub origins: std::collections::HashMap<usize, OriginState>,
+    /// The old worker's link.
+    pub from: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+pub struct OriginState {
+    pub j: bool,
+    pub k: bool,
+    pub held: VecDeque<(Message, QoS, bool)>,
+}
+
 /// One client's session.
 #[derive(Debug)]
 pub struct Session {
@@ -85,6 +104,10 @@ pub struct Session {
     pub move_to: Option<usize>,
     /// A stub: the session moved to this sibling, and what it is routed is sent on there.
     pub moved_to: Option<usize>,
+    /// A stub: the origins (sibling links, or this worker) that still send here for it.
+    pub relay_pending: Vec<usize>,
+    /// Moved here: the switch-over from the old worker's route is not complete.
+    pub switch: Option<Box<Switch>>,
     /// Moved here live: its connection is about to join the loop.
     pub arriving: bool,
 }
@@ -108,6 +131,8 @@ impl Session {
             epoch: 0,
             move_to: None,
             moved_to: None,
+            relay_pending: Vec::new(),
+            switch: None,
             arriving: false,
         }
     }

@@ -1,0 +1,425 @@
+//! Moving a session between workers without losing, repeating or reordering a message.
+//!
+//! While a session moves from worker O to worker N, a message for it can take two paths: to O,
+//! whose stub sends it on to N (`D`), or straight to N once the publishing worker (the origin)
+//! has N's route. Markers make the switch exact, per origin, in the manner of a snapshot
+//! protocol over FIFO links:
+//!
+//! 1. N takes the session in, forwards its filters (`S`), then sends every sibling `W` (client,
+//!    O's slot).
+//! 2. An origin P, on `W` (so after N's filters): sends `J` to N (what P sends N directly from
+//!    now on is new) and `K` to O (P sends O nothing more for this client). O itself, on `W`,
+//!    stops relaying its own clients' messages and sends N `J`; N's own clients are switched by
+//!    the same `W` at O.
+//! 3. O relays what the stub routes from an origin until that origin's `K`, then sends N `k`
+//!    (origin): everything O will relay from it is ahead of `k` on the O->N link.
+//! 4. N delivers what O relays at once; discards what P sent it directly before `J` (O relays
+//!    the same message); holds what P sent directly after `J` until `k` for P, then delivers
+//!    the held messages in order. N's own clients are held from the start until `k` for N.
+//!
+//! The stub goes when every origin's `K` is in; the switch ends when every origin has `J` and
+//! `k`. A link that closes counts as both (nothing more can come over it).
+//!
+//! A publisher that moves is the other half: what it published on O may still be on its way
+//! from O to a subscriber's worker when it publishes on N. So O sends every other sibling `F`
+//! (after whatever it forwarded for the client) and N the list of them (`f`); each answers N
+//! `G`, and N reads the client's next packets only when all have. A `G` may overtake the `f`
+//! (they come over different links) and is remembered.
+
+use super::*;
+use crate::core::queue::Msg;
+use crate::mqtt::session::{OriginState, Switch};
+
+/// Marks a gate set up by `f` (one without it only remembers `G`s that came first).
+const GATE_OPEN: usize = usize::MAX;
+
+/// This worker as an origin of messages (its own clients), beside the sibling links' keys.
+pub const HERE: usize = usize::MAX;
+
+/// How a message reaches a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Routed: published by a client here (`HERE`) or forwarded by the sibling on link `k`.
+    Route(usize),
+    /// Not subject to a switch: retained on subscribe, sent on by a stub, released from hold.
+    Direct,
+}
+
+fn id_frame(kind: u8, id: &str, tail: &[u8]) -> Msg {
+    let len = (id.len() as u16).to_le_bytes();
+    Msg::from_parts(&[&[kind], &len, id.as_bytes(), tail])
+}
+
+/// Reads `id length, id, rest`.
+pub fn parse_id(body: &[u8]) -> Option<(&str, &[u8])> {
+    let n = usize::from(u16::from_le_bytes(body.get(..2)?.try_into().ok()?));
+    let id = std::str::from_utf8(body.get(2..2 + n)?).ok()?;
+    Some((id, &body[2 + n..]))
+}
+
+impl Broker {
+    /// The link key of the sibling in `slot`, or `HERE` for this worker.
+    fn origin_of_slot(&self, slot: u16) -> Option<usize> {
+        if usize::from(slot) == self.mesh.slot {
+            return Some(HERE);
+        }
+        self.mesh
+            .links()
+            .find(|(_, l)| l.slot == usize::from(slot))
+            .map(|(k, _)| k)
+    }
+
+    /// On N, after taking in a session from the sibling on link `from`.
+    pub(super) fn start_switch(&mut self, sid: usize, from: usize) {
+        let Some(o_slot) = self.mesh.link(from).map(|l| l.slot as u16) else {
+            return;
+        };
+        let keys: Vec<usize> = self.mesh.links().map(|(k, _)| k).collect();
+        let mut sw = Switch {
+            from: Some(from),
+            ..Switch::default()
+        };
+        for &k in &keys {
+            sw.origins.insert(k, OriginState::default());
+        }
+        sw.origins.insert(
+            HERE,
+            OriginState {
+                j: true,
+                ..OriginState::default()
+            },
+        );
+        let id = Arc::clone(&self.sessions[sid].client_id);
+        self.sessions[sid].switch = Some(Box::new(sw));
+        let w = id_frame(b'W', &id, &o_slot.to_le_bytes());
+        for k in keys {
+            self.mesh.push(k, w.clone());
+        }
+    }
+
+    /// On N: a moved offline session lost to a connected one here; O's stub needs no switch.
+    pub(super) fn refuse_switch(&mut self, id: &str, from: usize) {
+        let keys: Vec<usize> = self.mesh.links().map(|(k, _)| k).collect();
+        let Some(o_slot) = self.mesh.link(from).map(|l| l.slot as u16) else {
+            return;
+        };
+        let w = id_frame(b'W', id, &o_slot.to_le_bytes());
+        for k in keys {
+            self.mesh.push(k, w.clone());
+        }
+    }
+
+    /// A stub on O routes a message: sent on while its origin has not switched.
+    pub(super) fn relay(&mut self, sid: usize, msg: &Message, qos: QoS, retain: bool, via: Via) {
+        let s = &self.sessions[sid];
+        let (Via::Route(origin), Some(to)) = (via, s.moved_to) else {
+            return;
+        };
+        if s.relay_pending.contains(&origin) {
+            let frame = crate::mqtt::mesh::directed_frame(&s.client_id, msg, qos, retain);
+            self.mesh.push(to, frame);
+        }
+    }
+
+    /// On N: whether a routed message for a switching session is taken (discarded or held).
+    pub(super) fn switch_gate(
+        &mut self,
+        sid: usize,
+        msg: &Message,
+        qos: QoS,
+        retain: bool,
+        via: Via,
+    ) -> bool {
+        let Via::Route(origin) = via else {
+            return false;
+        };
+        let Some(sw) = self.sessions[sid].switch.as_mut() else {
+            return false;
+        };
+        let Some(st) = sw.origins.get_mut(&origin) else {
+            return false;
+        };
+        if !st.j {
+            // Sent here before the origin switched: the old worker relays the same message.
+            return true;
+        }
+        if !st.k {
+            st.held.push_back((msg.clone(), qos, retain));
+            return true;
+        }
+        false
+    }
+
+    /// `W` from the sibling on link `key`: it took client `id` from the worker in `o_slot`.
+    pub fn on_switch(&mut self, key: usize, id: &str, o_slot: u16) {
+        if usize::from(o_slot) == self.mesh.slot {
+            // The old worker: its own clients switch now, and so do the new worker's.
+            self.mesh.push(key, id_frame(b'J', id, &[0]));
+            if let Some(n_slot) = self.mesh.link(key).map(|l| l.slot as u16) {
+                self.mesh
+                    .push(key, id_frame(b'k', id, &n_slot.to_le_bytes()));
+            }
+            self.stopped_relaying(id, HERE);
+            self.stopped_relaying(id, key);
+            return;
+        }
+        match self.origin_of_slot(o_slot) {
+            Some(o) if o != HERE => {
+                self.mesh.push(o, id_frame(b'K', id, &[]));
+                self.mesh.push(key, id_frame(b'J', id, &[0]));
+            }
+            // No link to the old worker: nothing of this worker's is on the way through it.
+            _ => self.mesh.push(key, id_frame(b'J', id, &[1])),
+        }
+    }
+
+    /// `K` from the sibling on link `key`: it sends this stub's client nothing more here.
+    pub fn on_origin_switched(&mut self, key: usize, id: &str) {
+        let Some(&sid) = self.moved.get(id) else {
+            return;
+        };
+        let (Some(to), Some(slot)) = (
+            self.sessions[sid].moved_to,
+            self.mesh.link(key).map(|l| l.slot as u16),
+        ) else {
+            return;
+        };
+        self.mesh.push(to, id_frame(b'k', id, &slot.to_le_bytes()));
+        self.stopped_relaying(id, key);
+    }
+
+    fn stopped_relaying(&mut self, id: &str, origin: usize) {
+        let Some(&sid) = self.moved.get(id) else {
+            return;
+        };
+        let s = &mut self.sessions[sid];
+        s.relay_pending.retain(|&o| o != origin);
+        if s.relay_pending.is_empty() {
+            self.moved.remove(id);
+            self.drop_stub(sid);
+        }
+    }
+
+    /// `J` on link `key`: the origin's direct messages for `id` are new from here on;
+    /// `no_relay`: nothing of it comes through the old worker either.
+    pub fn on_direct_from(&mut self, key: usize, id: &str, no_relay: bool, now_ms: u64) {
+        let Some(&sid) = self.by_id.get(id) else {
+            return;
+        };
+        // The old worker's own `J`: what it relayed of its own clients is already ahead of it.
+        let old = self.is_old_worker(sid, key);
+        let Some(st) = self.sessions[sid]
+            .switch
+            .as_mut()
+            .and_then(|sw| sw.origins.get_mut(&key))
+        else {
+            return;
+        };
+        st.j = true;
+        st.k |= no_relay || old;
+        self.settle(sid, now_ms);
+    }
+
+    fn is_old_worker(&self, sid: usize, key: usize) -> bool {
+        self.sessions[sid]
+            .switch
+            .as_ref()
+            .is_some_and(|sw| sw.from == Some(key))
+    }
+
+    /// `k` from the old worker: it has sent on everything it will from the origin in `slot`.
+    pub fn on_relayed_all(&mut self, id: &str, slot: u16, now_ms: u64) {
+        let Some(&sid) = self.by_id.get(id) else {
+            return;
+        };
+        let Some(origin) = self.origin_of_slot(slot) else {
+            return;
+        };
+        if let Some(st) = self.sessions[sid]
+            .switch
+            .as_mut()
+            .and_then(|sw| sw.origins.get_mut(&origin))
+        {
+            st.k = true;
+        }
+        self.settle(sid, now_ms);
+    }
+
+    /// Delivers what waits from origins that are done; ends the switch when all are.
+    fn settle(&mut self, sid: usize, now_ms: u64) {
+        loop {
+            let Some(sw) = self.sessions[sid].switch.as_mut() else {
+                return;
+            };
+            let ready: Option<(Message, QoS, bool)> = sw
+                .origins
+                .values_mut()
+                .filter(|st| st.j && st.k)
+                .find_map(|st| st.held.pop_front());
+            match ready {
+                Some((m, q, r)) => self.deliver(sid, &m, q, r, now_ms, Via::Direct),
+                None => break,
+            }
+        }
+        let done = self.sessions[sid]
+            .switch
+            .as_ref()
+            .is_some_and(|sw| sw.origins.values().all(|st| st.j && st.k));
+        if done {
+            self.sessions[sid].switch = None;
+        }
+    }
+
+    /// Delivers everything held for `sid` (it is moving on, or its old worker is gone).
+    pub(super) fn release_all(&mut self, sid: usize, now_ms: u64) {
+        if let Some(sw) = self.sessions[sid].switch.as_mut() {
+            for st in sw.origins.values_mut() {
+                st.j = true;
+                st.k = true;
+            }
+        }
+        self.settle(sid, now_ms);
+    }
+
+    /// The link `key` closed: nothing more comes over it, for stubs and switches alike.
+    pub(super) fn switch_link_gone(&mut self, key: usize, now_ms: u64) {
+        if let Some(slot) = self.mesh.link(key).map(|l| l.slot as u16) {
+            self.fences_link_gone(slot);
+        }
+        let stubs: Vec<(Arc<str>, usize)> = self
+            .moved
+            .iter()
+            .map(|(id, &sid)| (Arc::clone(id), sid))
+            .collect();
+        for (id, sid) in stubs {
+            if self.sessions[sid].moved_to == Some(key) {
+                self.moved.remove(&id);
+                self.drop_stub(sid);
+            } else {
+                self.stopped_relaying(&id, key);
+            }
+        }
+        let switching: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.switch.is_some())
+            .map(|(sid, _)| sid)
+            .collect();
+        for sid in switching {
+            if self.is_old_worker(sid, key) {
+                self.release_all(sid, now_ms);
+                continue;
+            }
+            if let Some(st) = self.sessions[sid]
+                .switch
+                .as_mut()
+                .and_then(|sw| sw.origins.get_mut(&key))
+            {
+                st.j = true;
+                st.k = true;
+            }
+            self.settle(sid, now_ms);
+        }
+    }
+
+    /// On the old worker, a session just left for the sibling on link `to`: every other sibling
+    /// gets `F` after whatever this worker forwarded for the client's publishes, and answers
+    /// the new worker (`G`), which reads the client's next packets only then. So a message the
+    /// client publishes there never overtakes one it published here.
+    pub(super) fn fence(&mut self, id: &str, to: usize) {
+        let Some(n_slot) = self.mesh.link(to).map(|l| l.slot as u16) else {
+            return;
+        };
+        let others: Vec<(usize, u16)> = self
+            .mesh
+            .links()
+            .filter(|(k, _)| *k != to)
+            .map(|(k, l)| (k, l.slot as u16))
+            .collect();
+        let f = id_frame(b'F', id, &n_slot.to_le_bytes());
+        let mut slots = Vec::with_capacity(2 * others.len());
+        for (k, slot) in others {
+            self.mesh.push(k, f.clone());
+            slots.extend_from_slice(&slot.to_le_bytes());
+        }
+        self.mesh.push(to, id_frame(b'f', id, &slots));
+    }
+
+    /// `F` from the old worker of client `id`: tell its new worker (in `n_slot`) that
+    /// everything the old one forwarded here for it is in.
+    pub fn on_fence(&mut self, id: &str, n_slot: u16) {
+        if let Some(n) = self.origin_of_slot(n_slot).filter(|&k| k != HERE) {
+            self.mesh.push(n, id_frame(b'G', id, &[]));
+        }
+    }
+
+    /// `f` from the old worker: the slots whose `G` the client `id` waits for here.
+    pub fn on_fence_list(&mut self, id: &str, slots: &[u8]) {
+        // A `G` can overtake the `f` (it comes over another link): those already in count.
+        let passed = self.gates.remove(id).map(|(p, _)| p).unwrap_or_default();
+        let waiting: Vec<u16> = slots
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .filter(|&s| self.origin_of_slot(s).is_some_and(|k| k != HERE))
+            .filter(|s| !passed.contains(s))
+            .collect();
+        if !waiting.is_empty() {
+            self.gates
+                .insert(Arc::from(id), (waiting, vec![Token(GATE_OPEN)]));
+        }
+    }
+
+    /// `G` from the sibling on link `key` for client `id`.
+    pub fn on_fence_passed(&mut self, key: usize, id: &str) {
+        if let Some(slot) = self.mesh.link(key).map(|l| l.slot as u16) {
+            self.fence_passed(id, slot);
+        }
+    }
+
+    fn fence_passed(&mut self, id: &str, slot: u16) {
+        let Some((waiting, tokens)) = self.gates.get_mut(id) else {
+            // Before the `f`: remembered as passed (no token marks such an entry).
+            self.gates.insert(Arc::from(id), (vec![slot], Vec::new()));
+            return;
+        };
+        if !tokens.contains(&Token(GATE_OPEN)) {
+            waiting.push(slot);
+            return;
+        }
+        waiting.retain(|&s| s != slot);
+        if waiting.is_empty() {
+            if let Some((_, tokens)) = self.gates.remove(id) {
+                for t in tokens.into_iter().filter(|t| t.0 != GATE_OPEN) {
+                    self.posted.post(t);
+                }
+            }
+        }
+    }
+
+    /// Whether connection `token` of client `id` must wait before reading (see `fence`);
+    /// it is woken when it may go on.
+    pub fn fenced(&mut self, id: &str, token: Token) -> bool {
+        match self.gates.get_mut(id) {
+            Some((_, tokens)) if tokens.contains(&Token(GATE_OPEN)) => {
+                if !tokens.contains(&token) {
+                    tokens.push(token);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The sibling in `slot` is gone: no client waits for it.
+    pub(super) fn fences_link_gone(&mut self, slot: u16) {
+        let ids: Vec<Arc<str>> = self
+            .gates
+            .iter()
+            .filter(|(_, (_, t))| t.contains(&Token(GATE_OPEN)))
+            .map(|(id, _)| Arc::clone(id))
+            .collect();
+        for id in ids {
+            self.fence_passed(&id, slot);
+        }
+    }
+}
