@@ -334,3 +334,77 @@ fn a_qos1_stream_loses_nothing_across_reloads() {
     assert_eq!(received, sent, "every acknowledged message arrived");
     assert!(sent > 100, "the stream ran: {sent} messages");
 }
+
+/// Point 2 across point 7: a QoS 2 stream through two reloads, both ends moving, with the full
+/// four-packet exchange on both sides: every message exactly once, in order ([MQTT-4.3.3-2]).
+#[test]
+fn a_qos2_stream_is_exactly_once_across_reloads() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+    let (http, mqtt) = (free_port(), free_port());
+    let s = Server::start(http, &conf(http, mqtt));
+    let addr: SocketAddr = format!("127.0.0.1:{mqtt}").parse().unwrap();
+    let (mut sub, _) = open(addr, "q2-stream-sub", false, false);
+    subscribe(&mut sub, "q2s/t", 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU32::new(0));
+    let publisher = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let (mut p, _) = open(addr, "q2-stream-pub", false, false);
+            let mut n: u32 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = (n % 65535 + 1) as u16;
+                let b = id.to_be_bytes();
+                p.write_all(&publish_packet("q2s/t", &n.to_be_bytes(), 2, id))
+                    .unwrap();
+                assert_eq!(read_packet(&mut p), (0x50, b.to_vec()), "PUBREC");
+                p.write_all(&[0x62, 2, b[0], b[1]]).unwrap();
+                assert_eq!(read_packet(&mut p), (0x70, b.to_vec()), "PUBCOMP");
+                n += 1;
+                sent.store(n, Ordering::Relaxed);
+            }
+        })
+    };
+    let subscriber = {
+        let (done, sent) = (done.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let mut next = 0u32;
+            while !(done.load(Ordering::Relaxed) && next >= sent.load(Ordering::Relaxed)) {
+                let (b1, body) = read_packet(&mut sub);
+                match b1 >> 4 {
+                    3 => {
+                        let tlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                        let id = [body[2 + tlen], body[3 + tlen]];
+                        let n = u32::from_be_bytes(body[4 + tlen..8 + tlen].try_into().unwrap());
+                        // The closing marker is QoS 1; the stream is QoS 2.
+                        let ack = if b1 & 0x06 == 0x04 { 0x50 } else { 0x40 };
+                        sub.write_all(&[ack, 2, id[0], id[1]]).unwrap();
+                        if n != u32::MAX {
+                            assert_eq!(ack, 0x50, "QoS 2");
+                            assert_eq!(n, next, "out of order, repeated or missing");
+                            next += 1;
+                        }
+                    }
+                    6 => sub.write_all(&[0x70, 2, body[0], body[1]]).unwrap(),
+                    other => panic!("unexpected packet type {other}"),
+                }
+            }
+            next
+        })
+    };
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(300));
+        reload(&s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    publisher.join().unwrap();
+    done.store(true, Ordering::Relaxed);
+    publish_once(addr, "q2-stream-end", "q2s/t", &u32::MAX.to_be_bytes());
+    let received = subscriber.join().expect("the subscriber");
+    let sent = sent.load(Ordering::Relaxed);
+    assert_eq!(received, sent, "every message arrived once");
+    assert!(sent > 100, "the stream ran: {sent} messages");
+}
