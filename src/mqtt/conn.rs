@@ -416,8 +416,10 @@ impl Conn for MqttConn {
             }
             let fenced = {
                 let mut b = self.broker.borrow_mut();
-                let id = b.session(session).map(|s| Arc::clone(&s.client_id));
-                id.is_some_and(|id| b.fenced(&id, cx.token()))
+                b.fencing() && {
+                    let id = b.session(session).map(|s| Arc::clone(&s.client_id));
+                    id.is_some_and(|id| b.fenced(&id, cx.token()))
+                }
             };
             if fenced {
                 // Just moved here: what the client sends waits in the socket until its

@@ -396,6 +396,11 @@ impl Broker {
         }
     }
 
+    /// Whether any client waits for a fence (the common case, none, costs one test).
+    pub fn fencing(&self) -> bool {
+        !self.gates.is_empty()
+    }
+
     /// Whether connection `token` of client `id` must wait before reading (see `fence`);
     /// it is woken when it may go on.
     pub fn fenced(&mut self, id: &str, token: Token) -> bool {
