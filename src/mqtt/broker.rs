@@ -408,7 +408,7 @@ impl Broker {
         let s = &mut self.sessions[sid];
         s.clean = c.clean_session;
         s.username = c.username.map(Into::into);
-        s.will = c.will;
+        s.will = c.will.map(Box::new);
         s.conn = Some(token);
         s.woken = false;
         // CONNACK: session present only for a resumed session ([MQTT-3.2.2-1],

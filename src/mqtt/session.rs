@@ -81,7 +81,7 @@ pub struct Session {
     pub clean: bool,
     pub username: Option<Arc<str>>,
     /// Published when the connection ends other than by DISCONNECT ([MQTT-3.1.2-8]).
-    pub will: Option<Will>,
+    pub will: Option<Box<Will>>,
     /// Filters and granted QoS, in the order subscribed (the tree holds the routing copy).
     pub subs: Vec<(Box<str>, QoS)>,
     /// Encoded packets for the socket.
@@ -351,12 +351,12 @@ pub mod wire {
             let topic = r.str()?.to_string();
             let message = Bytes::copy_from_slice(r.bytes()?);
             let b = r.u8()?;
-            s.will = Some(Will {
+            s.will = Some(Box::new(Will {
                 topic,
                 message,
                 qos: QoS::from_bits(b & 3).ok_or(Malformed)?,
                 retain: b & 4 != 0,
-            });
+            }));
         }
         for _ in 0..r.u32()? {
             let f: Box<str> = r.str()?.into();
@@ -415,12 +415,12 @@ mod tests {
     fn a_session_survives_the_wire() {
         let mut s = Session::new("dev-1".into(), false);
         s.username = Some("u".into());
-        s.will = Some(Will {
+        s.will = Some(Box::new(Will {
             topic: "w/t".into(),
             message: Bytes::from_static(b"bye"),
             qos: QoS::AtLeastOnce,
             retain: true,
-        });
+        }));
         s.subs.push(("a/+".into(), QoS::ExactlyOnce));
         s.out.extend_from_slice(b"\x30\x03\x00\x01a");
         s.inflight.push_back(Inflight {
