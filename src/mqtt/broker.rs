@@ -286,11 +286,6 @@ impl Broker {
         }
     }
 
-    /// Whether sessions still wait to move.
-    pub fn moving_out(&self) -> bool {
-        self.drain_since.is_some()
-    }
-
     fn send_away(&mut self, sid: usize, key: usize) {
         let s = &mut self.sessions[sid];
         if s.conn.is_some() {
@@ -325,19 +320,6 @@ impl Broker {
 
     pub fn retained_count(&self) -> usize {
         self.retained.len()
-    }
-
-    pub fn session_count(&self) -> usize {
-        self.sessions.len()
-    }
-
-    /// The session of client `id`, if this worker holds one.
-    pub fn find(&self, id: &str) -> Option<SessionRef> {
-        let sid = *self.by_id.get(id)?;
-        Some(SessionRef {
-            sid,
-            epoch: self.sessions[sid].epoch,
-        })
     }
 
     /// CONNECT on connection `token` (3.1.4): credentials, the client identifier's rules, the
@@ -1023,18 +1005,6 @@ impl Broker {
         self.pump(r.sid, now_ms);
         self.wake(r.sid);
         true
-    }
-
-    /// Sessions without a connection (persistent ones whose client is away), for moving.
-    pub fn offline(&self) -> Vec<SessionRef> {
-        self.sessions
-            .iter()
-            .filter(|(_, s)| s.conn.is_none())
-            .map(|(sid, s)| SessionRef {
-                sid,
-                epoch: s.epoch,
-            })
-            .collect()
     }
 }
 
