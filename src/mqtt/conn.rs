@@ -518,7 +518,7 @@ impl Conn for MqttConn {
             // Not yet a client: a newer worker takes the socket and what was read, and hands
             // it on to the owner once the CONNECT names the client.
             State::Connect { .. } if successors => {
-                let link = self.broker.borrow().mesh.owner("");
+                let link = self.broker.borrow().mesh.any_successor();
                 match link {
                     Some(link) => self.hand_raw(cx, link),
                     None => Next::Close,

@@ -69,6 +69,10 @@ pub struct Mesh {
     peer_links: std::collections::HashMap<usize, Vec<u16>>,
     /// Links to the workers running when this one started whose filters are not all in yet.
     pub awaiting: Vec<usize>,
+    /// The workers that own client identifiers, (slot, link key or `None` for this one), by
+    /// slot: those of the newest generation. Kept as links come and go, so that a CONNECT
+    /// finds its owner without building the list.
+    members: Vec<(usize, Option<usize>)>,
 }
 
 impl Mesh {
@@ -83,6 +87,7 @@ impl Mesh {
             barrier_seq: 0,
             peer_links: std::collections::HashMap::new(),
             awaiting: Vec::new(),
+            members: vec![(slot, None)],
         }
     }
 
@@ -99,19 +104,34 @@ impl Mesh {
     }
 
     pub(crate) fn add(&mut self, slot: usize, generation: u64) -> usize {
-        self.links.insert(Link {
+        let key = self.links.insert(Link {
             slot,
             generation,
             token: None,
             out: VecDeque::new(),
             woken: false,
             backed_up: false,
-        })
+        });
+        self.regroup();
+        key
+    }
+
+    /// Recomputes the owners of client identifiers: the newest generation's workers by slot.
+    fn regroup(&mut self) {
+        let newest = self.newest();
+        self.members.clear();
+        let linked = self.links.iter().filter(|(_, l)| l.generation == newest);
+        self.members.extend(linked.map(|(k, l)| (l.slot, Some(k))));
+        if self.generation == newest {
+            self.members.push((self.slot, None));
+        }
+        self.members.sort_unstable();
     }
 
     fn remove(&mut self, key: usize) {
         self.peer_tree.remove_client(ClientKey(key as u32));
         self.links.try_remove(key);
+        self.regroup();
         self.peer_links.remove(&key);
         self.awaiting.retain(|&k| k != key);
         self.announce();
@@ -174,21 +194,21 @@ impl Mesh {
     /// the newest generation by a hash, so that every connection of a client, and its
     /// persistent session, meet on one worker. `None`: this worker.
     pub fn owner(&self, id: &str) -> Option<usize> {
-        let newest = self.newest();
-        let mut members: Vec<(usize, Option<usize>)> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.generation == newest)
-            .map(|(k, l)| (l.slot, Some(k)))
-            .collect();
-        if self.generation == newest {
-            members.push((self.slot, None));
-        }
-        members.sort_unstable();
-        if members.is_empty() {
+        let n = self.members.len() as u64;
+        if n == 0 {
             return None;
         }
-        members[(fnv1a(id.as_bytes()) % members.len() as u64) as usize].1
+        self.members[(fnv1a(id.as_bytes()) % n) as usize].1
+    }
+
+    /// A newer worker to take a connection that has not named its client yet (it applies the
+    /// owner map itself once the CONNECT comes), or `None` if there is none.
+    pub fn any_successor(&self) -> Option<usize> {
+        if self.newest() > self.generation {
+            self.members.first().and_then(|m| m.1)
+        } else {
+            None
+        }
     }
 
     /// Where client `id` goes when this worker stops: its owner among the newer workers, or
