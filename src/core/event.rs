@@ -410,11 +410,7 @@ impl EventLoop {
     /// Takes in the connections handed over since the last turn, each in a new slot.
     fn run_adopted(&mut self) {
         for (make, client) in self.posted.take_adopted() {
-            let entry = self.slots.vacant_entry();
-            let key = entry.key();
-            let gen = self.next_gen;
-            self.next_gen = (self.next_gen.wrapping_add(1) & 0x7fff_ffff).max(1);
-            let token = join(key, gen);
+            let (key, gen, token) = self.next_token();
             let mut deadline = Deadline::default();
             let mut cx = Cx {
                 now_ms: self.clock.now_ms(),
@@ -430,14 +426,36 @@ impl EventLoop {
             if client {
                 self.stats.adopted();
             }
-            entry.insert(Slot {
-                conn,
-                gen,
-                deadline,
-                counted: client,
-            });
-            self.first_turn(token);
+            self.admit(key, gen, conn, deadline, client);
         }
+    }
+
+    /// The slot and token the next new connection gets.
+    fn next_token(&mut self) -> (usize, u32, Token) {
+        let key = self.slots.vacant_key();
+        let gen = self.next_gen;
+        self.next_gen = (self.next_gen.wrapping_add(1) & 0x7fff_ffff).max(1);
+        (key, gen, join(key, gen))
+    }
+
+    /// Puts a new connection in the slot [`EventLoop::next_token`] gave (nothing was inserted
+    /// since) and gives it its first turn.
+    fn admit(
+        &mut self,
+        key: usize,
+        gen: u32,
+        conn: Box<dyn Conn>,
+        deadline: Deadline,
+        counted: bool,
+    ) {
+        let at = self.slots.insert(Slot {
+            conn,
+            gen,
+            deadline,
+            counted,
+        });
+        debug_assert_eq!(at, key, "the slot reserved for the connection");
+        self.first_turn(join(key, gen));
     }
 
     /// A new connection's first turn, at once: the client usually sent its first bytes with the
@@ -508,11 +526,7 @@ impl EventLoop {
             let service = l.service;
             let listen = l.addr;
             self.stats.accepted();
-            let entry = self.slots.vacant_entry();
-            let key = entry.key();
-            let gen = self.next_gen;
-            self.next_gen = (self.next_gen.wrapping_add(1) & 0x7fff_ffff).max(1);
-            let token = join(key, gen);
+            let (key, gen, token) = self.next_token();
             if let Err(e) = self.poll.registry().register(
                 &mut stream,
                 token,
@@ -536,13 +550,7 @@ impl EventLoop {
                 continue;
             };
             self.stats.handled();
-            entry.insert(Slot {
-                conn,
-                gen,
-                deadline,
-                counted: true,
-            });
-            self.first_turn(token);
+            self.admit(key, gen, conn, deadline, true);
         }
     }
 
