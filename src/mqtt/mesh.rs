@@ -397,36 +397,8 @@ fn apply(
             let msg = parse_message(body.get(2 + n..)?)?;
             broker.deliver_moved(id, &msg, msg.qos, msg.retain, now_ms);
         }
-        b'F' => {
-            let (id, rest) = crate::mqtt::broker::switch_id(body)?;
-            let slot = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?);
-            broker.on_fence(id, slot);
-        }
-        b'f' => {
-            let (id, rest) = crate::mqtt::broker::switch_id(body)?;
-            broker.on_fence_list(id, rest);
-        }
-        b'G' => {
-            let (id, _) = crate::mqtt::broker::switch_id(body)?;
-            broker.on_fence_passed(key, id);
-        }
-        b'W' => {
-            let (id, rest) = crate::mqtt::broker::switch_id(body)?;
-            let slot = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?);
-            broker.on_switch(key, id, slot);
-        }
-        b'J' => {
-            let (id, rest) = crate::mqtt::broker::switch_id(body)?;
-            broker.on_direct_from(key, id, rest.first() == Some(&1), now_ms);
-        }
-        b'K' => {
-            let (id, _) = crate::mqtt::broker::switch_id(body)?;
-            broker.on_origin_switched(key, id);
-        }
-        b'k' => {
-            let (id, rest) = crate::mqtt::broker::switch_id(body)?;
-            let slot = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?);
-            broker.on_relayed_all(id, slot, now_ms);
+        b'F' | b'f' | b'G' | b'W' | b'J' | b'K' | b'k' => {
+            broker.switch_frame(key, kind, body, now_ms)?;
         }
         b'B' => {
             let seq = body.get(..8)?;

@@ -51,13 +51,35 @@ fn id_frame(kind: u8, id: &str, tail: &[u8]) -> Msg {
 }
 
 /// Reads `id length, id, rest`.
-pub fn parse_id(body: &[u8]) -> Option<(&str, &[u8])> {
+fn parse_id(body: &[u8]) -> Option<(&str, &[u8])> {
     let n = usize::from(u16::from_le_bytes(body.get(..2)?.try_into().ok()?));
     let id = std::str::from_utf8(body.get(2..2 + n)?).ok()?;
     Some((id, &body[2 + n..]))
 }
 
+/// A worker slot at the head of `rest`.
+fn parse_slot(rest: &[u8]) -> Option<u16> {
+    Some(u16::from_le_bytes(rest.get(..2)?.try_into().ok()?))
+}
+
 impl Broker {
+    /// A frame of the switch and fence protocols (`W J K k F f G`) from the sibling on link
+    /// `key`; `None` if it does not parse.
+    pub fn switch_frame(&mut self, key: usize, kind: u8, body: &[u8], now_ms: u64) -> Option<()> {
+        let (id, rest) = parse_id(body)?;
+        match kind {
+            b'W' => self.on_switch(key, id, parse_slot(rest)?),
+            b'J' => self.on_direct_from(key, id, rest.first() == Some(&1), now_ms),
+            b'K' => self.on_origin_switched(key, id),
+            b'k' => self.on_relayed_all(id, parse_slot(rest)?, now_ms),
+            b'F' => self.on_fence(id, parse_slot(rest)?),
+            b'f' => self.on_fence_list(id, rest),
+            b'G' => self.on_fence_passed(key, id),
+            _ => return None,
+        }
+        Some(())
+    }
+
     /// The link key of the sibling in `slot`, or `HERE` for this worker.
     fn origin_of_slot(&self, slot: u16) -> Option<usize> {
         if usize::from(slot) == self.mesh.slot {
@@ -151,7 +173,7 @@ impl Broker {
     }
 
     /// `W` from the sibling on link `key`: it took client `id` from the worker in `o_slot`.
-    pub fn on_switch(&mut self, key: usize, id: &str, o_slot: u16) {
+    fn on_switch(&mut self, key: usize, id: &str, o_slot: u16) {
         if usize::from(o_slot) == self.mesh.slot {
             // The old worker: its own clients switch now, and so do the new worker's.
             self.mesh.push(key, id_frame(b'J', id, &[0]));
@@ -174,7 +196,7 @@ impl Broker {
     }
 
     /// `K` from the sibling on link `key`: it sends this stub's client nothing more here.
-    pub fn on_origin_switched(&mut self, key: usize, id: &str) {
+    fn on_origin_switched(&mut self, key: usize, id: &str) {
         let Some(&sid) = self.moved.get(id) else {
             return;
         };
@@ -202,22 +224,23 @@ impl Broker {
 
     /// `J` on link `key`: the origin's direct messages for `id` are new from here on;
     /// `no_relay`: nothing of it comes through the old worker either.
-    pub fn on_direct_from(&mut self, key: usize, id: &str, no_relay: bool, now_ms: u64) {
+    fn on_direct_from(&mut self, key: usize, id: &str, no_relay: bool, now_ms: u64) {
         let Some(&sid) = self.by_id.get(id) else {
             return;
         };
         // The old worker's own `J`: what it relayed of its own clients is already ahead of it.
         let old = self.is_old_worker(sid, key);
-        let Some(st) = self.sessions[sid]
-            .switch
-            .as_mut()
-            .and_then(|sw| sw.origins.get_mut(&key))
-        else {
+        let Some(st) = self.origin_state(sid, key) else {
             return;
         };
         st.j = true;
         st.k |= no_relay || old;
         self.settle(sid, now_ms);
+    }
+
+    /// What session `sid`'s switch knows of `origin`, while it switches.
+    fn origin_state(&mut self, sid: usize, origin: usize) -> Option<&mut OriginState> {
+        self.sessions[sid].switch.as_mut()?.origins.get_mut(&origin)
     }
 
     fn is_old_worker(&self, sid: usize, key: usize) -> bool {
@@ -228,18 +251,14 @@ impl Broker {
     }
 
     /// `k` from the old worker: it has sent on everything it will from the origin in `slot`.
-    pub fn on_relayed_all(&mut self, id: &str, slot: u16, now_ms: u64) {
+    fn on_relayed_all(&mut self, id: &str, slot: u16, now_ms: u64) {
         let Some(&sid) = self.by_id.get(id) else {
             return;
         };
         let Some(origin) = self.origin_of_slot(slot) else {
             return;
         };
-        if let Some(st) = self.sessions[sid]
-            .switch
-            .as_mut()
-            .and_then(|sw| sw.origins.get_mut(&origin))
-        {
+        if let Some(st) = self.origin_state(sid, origin) {
             st.k = true;
         }
         self.settle(sid, now_ms);
@@ -310,11 +329,7 @@ impl Broker {
                 self.release_all(sid, now_ms);
                 continue;
             }
-            if let Some(st) = self.sessions[sid]
-                .switch
-                .as_mut()
-                .and_then(|sw| sw.origins.get_mut(&key))
-            {
+            if let Some(st) = self.origin_state(sid, key) {
                 st.j = true;
                 st.k = true;
             }
@@ -347,14 +362,14 @@ impl Broker {
 
     /// `F` from the old worker of client `id`: tell its new worker (in `n_slot`) that
     /// everything the old one forwarded here for it is in.
-    pub fn on_fence(&mut self, id: &str, n_slot: u16) {
+    fn on_fence(&mut self, id: &str, n_slot: u16) {
         if let Some(n) = self.origin_of_slot(n_slot).filter(|&k| k != HERE) {
             self.mesh.push(n, id_frame(b'G', id, &[]));
         }
     }
 
     /// `f` from the old worker: the slots whose `G` the client `id` waits for here.
-    pub fn on_fence_list(&mut self, id: &str, slots: &[u8]) {
+    fn on_fence_list(&mut self, id: &str, slots: &[u8]) {
         // A `G` can overtake the `f` (it comes over another link): those already in count.
         let passed = self.gates.remove(id).map(|(p, _)| p).unwrap_or_default();
         let waiting: Vec<u16> = slots
@@ -370,7 +385,7 @@ impl Broker {
     }
 
     /// `G` from the sibling on link `key` for client `id`.
-    pub fn on_fence_passed(&mut self, key: usize, id: &str) {
+    fn on_fence_passed(&mut self, key: usize, id: &str) {
         if let Some(slot) = self.mesh.link(key).map(|l| l.slot as u16) {
             self.fence_passed(id, slot);
         }
