@@ -21,7 +21,9 @@ use slab::Slab;
 use crate::core::event::Posted;
 use crate::log;
 use crate::mqtt::auth::{Authority, Op, Refusal};
-use crate::mqtt::codec::{ConnackCode, Connect, Packet, Publish, QoS, Subscribe, Unsubscribe};
+use crate::mqtt::codec::{
+    self, ConnackCode, Connect, Packet, Publish, QoS, Subscribe, Unsubscribe,
+};
 use crate::mqtt::ingest::{Ack, Ingest, Origin};
 use crate::mqtt::mesh::Mesh;
 use crate::mqtt::router::Unsubscribed;
@@ -194,7 +196,9 @@ impl Broker {
 
     /// Connection `token` waits for [`Broker::routing_ready`]; it is woken then.
     pub fn wait_ready(&mut self, token: Token) {
-        self.unready.push(token);
+        if !self.unready.contains(&token) {
+            self.unready.push(token);
+        }
     }
 
     /// Wakes the waiting connections once the siblings' filters are all in.
@@ -669,10 +673,11 @@ impl Broker {
         let sid = done.session.sid;
         // [MQTT-3.8.4-1], [MQTT-3.8.4-4], [MQTT-3.8.4-5]: one SUBACK, a code per filter in order.
         let id = done.pkid.to_be_bytes();
-        s.out.push(0x90);
-        push_length(&mut s.out, 2 + done.codes.len());
-        s.out.extend_from_slice(&id);
-        s.out.extend_from_slice(&done.codes);
+        // The codes are one per filter of a packet under max_packet_size: the header fits.
+        if codec::write_fixed_header(0x90, 2 + done.codes.len(), &mut s.out).is_ok() {
+            s.out.extend_from_slice(&id);
+            s.out.extend_from_slice(&done.codes);
+        }
         self.wake(sid);
         // [MQTT-3.3.1-6], [MQTT-3.8.4-3]: the retained messages matching each filter, with
         // RETAIN set, after the SUBACK.
@@ -1026,22 +1031,9 @@ fn flush_held(s: &mut Session) {
     }
 }
 
-/// Appends a remaining length (2.2.3).
-fn push_length(out: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let d = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(d);
-            return;
-        }
-        out.push(d | 0x80);
-    }
-}
-
 #[path = "switch.rs"]
 mod switch;
-pub use switch::{parse_id as switch_id, Via, HERE};
+pub use switch::{Via, HERE};
 
 #[cfg(test)]
 #[path = "broker_tests.rs"]
