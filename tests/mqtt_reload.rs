@@ -258,7 +258,12 @@ fn quit_closes_mqtt_connections() {
     assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
     let mut b = [0u8; 1];
     c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    assert_eq!(c.read(&mut b).unwrap_or(0), 0, "closed");
+    // End of stream or a reset: the server closed it. A timeout (still open) fails.
+    match c.read(&mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the connection is still open: {other:?}"),
+    }
 }
 
 /// Streams numbered messages at `qos` from one client to another on `topic` while `reloads`
