@@ -49,16 +49,24 @@ pub struct Limits {
     pub max_packet_size: usize,
 }
 
+impl Limits {
+    /// The limits `[mqtt]` sets.
+    pub fn from_conf(c: &crate::core::config::MqttConf) -> Limits {
+        Limits {
+            max_inflight: c.max_inflight as usize,
+            max_queued: c.max_queued as usize,
+            max_out_bytes: c.max_outbound.0 as usize,
+            max_keepalive: c.max_keepalive.0.as_secs().min(u64::from(u16::MAX)) as u16,
+            stall_ms: c.stall_timeout.0.as_millis() as u64,
+            max_packet_size: c.max_packet_size.0 as usize,
+        }
+    }
+}
+
+/// The defaults of `[mqtt]`.
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            max_inflight: 20,
-            max_queued: 1000,
-            max_out_bytes: 1 << 20,
-            max_keepalive: 1200,
-            stall_ms: 60_000,
-            max_packet_size: 64 * 1024,
-        }
+        Limits::from_conf(&crate::core::config::MqttConf::default())
     }
 }
 

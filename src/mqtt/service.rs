@@ -58,14 +58,7 @@ impl MqttPrepared {
             .ok_or("the mqtt stats zone is missing")?
             .clone();
         let c = &self.conf;
-        let limits = Limits {
-            max_inflight: c.max_inflight as usize,
-            max_queued: c.max_queued as usize,
-            max_out_bytes: c.max_outbound.0 as usize,
-            max_keepalive: c.max_keepalive.0.as_secs().min(u64::from(u16::MAX)) as u16,
-            stall_ms: c.stall_timeout.0.as_millis() as u64,
-            max_packet_size: c.max_packet_size.0 as usize,
-        };
+        let limits = Limits::from_conf(c);
         let auth: Rc<dyn crate::mqtt::auth::Authority> = self.auth.clone();
         let broker = Broker::new(
             limits,
