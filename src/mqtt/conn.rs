@@ -4,7 +4,7 @@
 //!
 //! Owns the socket, the read buffer and the decoder. A CONNECT whose client belongs to a sibling
 //! worker (see [`crate::mqtt::mesh::Mesh::owner`]) is not served here: the socket and the bytes
-//! read so far go to that worker ([`crate::mqtt::handoff`]). Never blocks.
+//! read so far go to that worker (`Frame::Handed`). Never blocks.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -20,8 +20,8 @@ use mio::net::TcpStream;
 use crate::core::event::{Conn, Cx, Next, Ready};
 use crate::log;
 use crate::mqtt::broker::{Broker, Close, SessionRef};
-use crate::mqtt::codec::{self, Decode, Decoder, Packet};
-use crate::mqtt::handoff;
+use crate::mqtt::codec::{self, Connack, ConnackCode, Decode, Decoder, Packet};
+use crate::mqtt::mesh::Frame;
 
 /// Time a new connection has to send its CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -228,7 +228,7 @@ impl MqttConn {
             return Next::Close;
         };
         if !handed && !c.client_id.is_empty() {
-            let owner = self.broker.borrow().mesh.owner(&c.client_id);
+            let owner = self.broker.borrow().owner(&c.client_id);
             if let Some(link) = owner {
                 return self.hand_over(cx, link, c);
             }
@@ -250,11 +250,22 @@ impl MqttConn {
                     "mqtt client {}: CONNECT refused ({code:?})",
                     self.peer
                 );
-                self.out.extend_from_slice(&[0x20, 2, 0, code as u8]);
-                self.state = State::Closing;
+                self.refuse(code);
                 Next::Keep
             }
         }
+    }
+
+    /// Answers CONNACK with a refusal, then closes once it is written ([MQTT-3.2.2-5]).
+    fn refuse(&mut self, code: ConnackCode) {
+        let connack = Packet::Connack(Connack {
+            session_present: false,
+            code,
+        });
+        if codec::encode(&connack, &mut self.out).is_err() {
+            self.out.clear();
+        }
+        self.state = State::Closing;
     }
 
     /// Passes the socket, with the CONNECT and whatever followed it, to the sibling `link`.
@@ -267,11 +278,8 @@ impl MqttConn {
         let Some(fd) = self.detach(cx) else {
             return Next::Close;
         };
-        let frame = handoff::connect_frame(&read, fd);
-        let mut b = self.broker.borrow_mut();
-        if b.mesh.push_frame(link, frame) {
-            b.stats.handed_over();
-        }
+        let frame = Frame::Handed { read };
+        self.broker.borrow_mut().hand_over(link, &frame, fd);
         Next::Close
     }
 
@@ -282,8 +290,8 @@ impl MqttConn {
         let Some(fd) = self.detach(cx) else {
             return Next::Close;
         };
-        let frame = handoff::raw_frame(&read, fd);
-        self.broker.borrow_mut().mesh.push_frame(link, frame);
+        let frame = Frame::Raw { read };
+        self.broker.borrow_mut().hand_over(link, &frame, fd);
         Next::Close
     }
 
@@ -313,19 +321,10 @@ impl MqttConn {
         let Some(fd) = self.detach(cx) else {
             return self.end(cx, false);
         };
-        let mut b = self.broker.borrow_mut();
-        let Some(s) = b.export(session, link, cx.now_ms()) else {
-            return Next::Close;
-        };
         let keep_alive = (idle_ms / 1500) as u16;
-        let frame = handoff::live_frame(&s, keep_alive, &self.buf, fd);
-        if !b.mesh.push_frame(link, frame) {
-            log!(
-                Warn,
-                "mqtt client {}: session lost: sibling gone",
-                s.client_id
-            );
-        }
+        self.broker
+            .borrow_mut()
+            .move_live(session, link, keep_alive, &self.buf, fd, cx.now_ms());
         Next::Close
     }
 
@@ -349,8 +348,7 @@ impl MqttConn {
         match self.state {
             State::Connect { .. } => match e.connack_code() {
                 Some(code) => {
-                    self.out.extend_from_slice(&[0x20, 2, 0, code as u8]);
-                    self.state = State::Closing;
+                    self.refuse(code);
                     Next::Keep
                 }
                 None => Next::Close,
@@ -368,7 +366,7 @@ impl MqttConn {
             }
             State::Live { session, idle_ms } => {
                 let b = self.broker.borrow();
-                let stall = b.limits.stall_ms;
+                let stall = b.limits().stall_ms;
                 let mut at = u64::MAX;
                 if idle_ms > 0 {
                     at = self.last_in_ms + idle_ms;
@@ -482,7 +480,7 @@ impl Conn for MqttConn {
                     log!(Info, "mqtt client {}: keep-alive timeout", self.peer);
                     return self.end(cx, true);
                 }
-                let stall = self.broker.borrow().limits.stall_ms;
+                let stall = self.broker.borrow().limits().stall_ms;
                 let oldest = self
                     .broker
                     .borrow()
@@ -505,10 +503,7 @@ impl Conn for MqttConn {
     }
 
     fn drain(&mut self, cx: &mut Cx<'_>) -> Next {
-        let successors = {
-            let b = self.broker.borrow();
-            b.mesh.newest() > b.mesh.generation
-        };
+        let successors = self.broker.borrow().has_successors();
         match self.state {
             // The broker moves the session, and wakes this connection to go with it.
             State::Live { .. } if successors => Next::Keep,
@@ -518,7 +513,7 @@ impl Conn for MqttConn {
             // Not yet a client: a newer worker takes the socket and what was read, and hands
             // it on to the owner once the CONNECT names the client.
             State::Connect { .. } if successors => {
-                let link = self.broker.borrow().mesh.any_successor();
+                let link = self.broker.borrow().any_successor();
                 match link {
                     Some(link) => self.hand_raw(cx, link),
                     None => Next::Close,

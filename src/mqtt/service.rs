@@ -19,7 +19,7 @@ use crate::mqtt::auth::{Acl, FileAuthority, Passwords};
 use crate::mqtt::broker::{Broker, Limits};
 use crate::mqtt::conn::MqttConn;
 use crate::mqtt::ingest::NoIngest;
-use crate::mqtt::mesh;
+use crate::mqtt::link;
 use crate::mqtt::stats::{self, Stats};
 
 /// What every worker of a cycle shares, built in the master: an unreadable or malformed
@@ -60,17 +60,17 @@ impl MqttPrepared {
         let c = &self.conf;
         let limits = Limits::from_conf(c);
         let auth: Rc<dyn crate::mqtt::auth::Authority> = self.auth.clone();
-        let broker = Broker::new(
+        let broker = Rc::new(RefCell::new(Broker::new(
             limits,
             auth,
             Box::new(NoIngest),
             ctx.posted.clone(),
             Stats::new(zone, ctx.slot),
             (ctx.slot, ctx.generation),
-        );
+        )));
         let peers = std::mem::take(&mut *ctx.peers.borrow_mut());
         for p in peers {
-            mesh::adopt(&broker, &ctx.posted, p.slot, p.generation, p.fd, true);
+            link::adopt(&broker, &ctx.posted, p.slot, p.generation, p.fd, true);
         }
         Ok(MqttService {
             broker,
@@ -142,11 +142,11 @@ impl Service for MqttService {
     ) -> Option<Box<dyn Conn>> {
         if !self.admit(peer.ip(), cx.now_ms()) {
             log!(Info, "mqtt client {peer}: connect_rate exceeded: closing");
-            self.broker.borrow().stats.refused();
+            self.broker.borrow().stats().refused();
             return None;
         }
         let _ = stream.set_nodelay(true);
-        let max = self.broker.borrow().limits.max_packet_size;
+        let max = self.broker.borrow().limits().max_packet_size;
         Some(Box::new(MqttConn::new(
             Rc::clone(&self.broker),
             stream,
@@ -157,7 +157,7 @@ impl Service for MqttService {
     }
 
     fn peer(&mut self, peer: Peer) -> Option<Peer> {
-        mesh::adopt(
+        link::adopt(
             &self.broker,
             &self.posted,
             peer.slot,
@@ -178,6 +178,6 @@ impl Service for MqttService {
 
     fn busy(&self) -> bool {
         let b = self.broker.borrow();
-        b.mesh.busy() || b.forwarding()
+        b.mesh().busy() || b.forwarding()
     }
 }

@@ -28,9 +28,6 @@ use bytes::{Buf, Bytes, BytesMut};
 
 pub use connack::{Connack, ConnackCode};
 pub use connect::{Connect, Will};
-/// The fixed header (type and flags byte, remaining length), for packets the broker writes
-/// straight into a session's output.
-pub(crate) use fixed::write as write_fixed_header;
 pub use publish::{encode_publish, Publish};
 pub use suback::{Suback, SubackCode};
 pub use subscribe::Subscribe;

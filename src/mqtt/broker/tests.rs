@@ -9,8 +9,9 @@ use mio::Token;
 use super::*;
 use crate::core::shm::Zone;
 use crate::mqtt::auth::FileAuthority;
-use crate::mqtt::codec::{Decode, Decoder, Will};
-use crate::mqtt::ingest::NoIngest;
+use crate::mqtt::codec::{ConnackCode, Connect, Decode, Decoder, Publish, Subscribe, Will};
+use crate::mqtt::ingest::{Ack, NoIngest, Origin};
+use crate::mqtt::session::Message;
 
 /// Holds back the acknowledgement of every message whose payload starts with "slow".
 #[derive(Default)]
@@ -35,14 +36,14 @@ fn broker_with(limits: Limits, hook: Box<dyn Ingest>) -> Rc<RefCell<Broker>> {
         allow_anonymous: true,
         ..FileAuthority::default()
     });
-    Broker::new(
+    Rc::new(RefCell::new(Broker::new(
         limits,
         auth,
         hook,
         Posted::new(),
         Stats::new(zone, 0),
         (0, 0),
-    )
+    )))
 }
 
 fn broker() -> Rc<RefCell<Broker>> {
@@ -252,7 +253,7 @@ fn inflight_window_and_queue_limits() {
         .unwrap();
     assert_eq!(out(&b, sub).len(), 1);
     let s = b.borrow();
-    let t = crate::mqtt::stats::totals(&s.stats_zone());
+    let t = crate::mqtt::stats::totals(&s.stats().zone());
     assert_eq!(t.dropped[1], ("queue_full", 1), "the fifth did not fit");
 }
 
@@ -449,7 +450,7 @@ fn second_connect_is_a_violation_mqtt_3_1_0_2() {
 #[test]
 fn suback_waits_for_the_siblings_to_have_the_filter() {
     let b = broker();
-    let key = b.borrow_mut().mesh.add(1, 0);
+    let key = b.borrow_mut().mesh_mut().add(1, 0, None, false);
     let s = online(&b, "s", true, 1);
     b.borrow_mut()
         .packet(s, subscribe(&[("a/b", QoS::AtLeastOnce)], 5), 0)
@@ -457,7 +458,7 @@ fn suback_waits_for_the_siblings_to_have_the_filter() {
     assert_eq!(out(&b, s), vec![], "no SUBACK before the sibling answered");
     let frames: Vec<Vec<u8>> = b
         .borrow()
-        .mesh
+        .mesh()
         .link(key)
         .unwrap()
         .out

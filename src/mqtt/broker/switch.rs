@@ -26,9 +26,15 @@
 //! `G`, and N reads the client's next packets only when all have. A `G` may overtake the `f`
 //! (they come over different links) and is remembered.
 
-use super::*;
-use crate::core::queue::Msg;
-use crate::mqtt::session::{OriginState, Switch};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mio::Token;
+
+use super::Broker;
+use crate::mqtt::codec::QoS;
+use crate::mqtt::mesh::Frame;
+use crate::mqtt::session::{Message, OriginState, Switch};
 
 /// Marks a gate set up by `f` (one without it only remembers `G`s that came first).
 const GATE_OPEN: usize = usize::MAX;
@@ -45,39 +51,38 @@ pub enum Via {
     Direct,
 }
 
-fn id_frame(kind: u8, id: &str, tail: &[u8]) -> Msg {
-    let len = (id.len() as u16).to_le_bytes();
-    Msg::from_parts(&[&[kind], &len, id.as_bytes(), tail])
-}
-
-/// Reads `id length, id, rest`.
-fn parse_id(body: &[u8]) -> Option<(&str, &[u8])> {
-    let n = usize::from(u16::from_le_bytes(body.get(..2)?.try_into().ok()?));
-    let id = std::str::from_utf8(body.get(2..2 + n)?).ok()?;
-    Some((id, &body[2 + n..]))
-}
-
-/// A worker slot at the head of `rest`.
-fn parse_slot(rest: &[u8]) -> Option<u16> {
-    Some(u16::from_le_bytes(rest.get(..2)?.try_into().ok()?))
+/// Clients moved here whose earlier messages may still be on their way from the old worker
+/// through siblings: the slots yet to say they are past them, and the connections waiting.
+#[derive(Default)]
+pub(super) struct Fences {
+    gates: HashMap<Arc<str>, (Vec<u16>, Vec<Token>)>,
 }
 
 impl Broker {
-    /// A frame of the switch and fence protocols (`W J K k F f G`) from the sibling on link
-    /// `key`; `None` if it does not parse.
-    pub fn switch_frame(&mut self, key: usize, kind: u8, body: &[u8], now_ms: u64) -> Option<()> {
-        let (id, rest) = parse_id(body)?;
-        match kind {
-            b'W' => self.on_switch(key, id, parse_slot(rest)?),
-            b'J' => self.on_direct_from(key, id, rest.first() == Some(&1), now_ms),
-            b'K' => self.on_origin_switched(key, id),
-            b'k' => self.on_relayed_all(id, parse_slot(rest)?, now_ms),
-            b'F' => self.on_fence(id, parse_slot(rest)?),
-            b'f' => self.on_fence_list(id, rest),
-            b'G' => self.on_fence_passed(key, id),
-            _ => return None,
+    /// A frame of the switch and fence protocols from the sibling on link `key`.
+    pub(super) fn switch_frame(&mut self, key: usize, frame: Frame, now_ms: u64) {
+        match frame {
+            Frame::Switch {
+                client_id,
+                old_slot,
+            } => self.on_switch(key, &client_id, old_slot),
+            Frame::Direct {
+                client_id,
+                no_relay,
+            } => self.on_direct_from(key, &client_id, no_relay, now_ms),
+            Frame::OriginSwitched { client_id } => self.on_origin_switched(key, &client_id),
+            Frame::RelayedAll {
+                client_id,
+                origin_slot,
+            } => self.on_relayed_all(&client_id, origin_slot, now_ms),
+            Frame::Fence {
+                client_id,
+                new_slot,
+            } => self.on_fence(&client_id, new_slot),
+            Frame::FenceList { client_id, slots } => self.on_fence_list(&client_id, &slots),
+            Frame::FencePassed { client_id } => self.on_fence_passed(key, &client_id),
+            _ => {}
         }
-        Some(())
     }
 
     /// The link key of the sibling in `slot`, or `HERE` for this worker.
@@ -113,22 +118,21 @@ impl Broker {
         );
         let id = Arc::clone(&self.sessions[sid].client_id);
         self.sessions[sid].switch = Some(Box::new(sw));
-        let w = id_frame(b'W', &id, &o_slot.to_le_bytes());
-        for k in keys {
-            self.mesh.push(k, w.clone());
-        }
+        self.mesh.broadcast(&Frame::Switch {
+            client_id: (*id).into(),
+            old_slot: o_slot,
+        });
     }
 
     /// On N: a moved offline session lost to a connected one here; O's stub needs no switch.
     pub(super) fn refuse_switch(&mut self, id: &str, from: usize) {
-        let keys: Vec<usize> = self.mesh.links().map(|(k, _)| k).collect();
         let Some(o_slot) = self.mesh.link(from).map(|l| l.slot as u16) else {
             return;
         };
-        let w = id_frame(b'W', id, &o_slot.to_le_bytes());
-        for k in keys {
-            self.mesh.push(k, w.clone());
-        }
+        self.mesh.broadcast(&Frame::Switch {
+            client_id: id.into(),
+            old_slot: o_slot,
+        });
     }
 
     /// A stub on O routes a message: sent on while its origin has not switched.
@@ -138,8 +142,14 @@ impl Broker {
             return;
         };
         if s.relay_pending.contains(&origin) {
-            let frame = crate::mqtt::mesh::directed_frame(&s.client_id, msg, qos, retain);
-            self.mesh.push(to, frame);
+            let mut msg = msg.clone();
+            msg.qos = qos;
+            msg.retain = retain;
+            let frame = Frame::Directed {
+                client_id: (*s.client_id).into(),
+                msg,
+            };
+            self.mesh.push(to, &frame);
         }
     }
 
@@ -176,10 +186,13 @@ impl Broker {
     fn on_switch(&mut self, key: usize, id: &str, o_slot: u16) {
         if usize::from(o_slot) == self.mesh.slot {
             // The old worker: its own clients switch now, and so do the new worker's.
-            self.mesh.push(key, id_frame(b'J', id, &[0]));
+            self.mesh.push(key, &direct(id, false));
             if let Some(n_slot) = self.mesh.link(key).map(|l| l.slot as u16) {
-                self.mesh
-                    .push(key, id_frame(b'k', id, &n_slot.to_le_bytes()));
+                let k = Frame::RelayedAll {
+                    client_id: id.into(),
+                    origin_slot: n_slot,
+                };
+                self.mesh.push(key, &k);
             }
             self.stopped_relaying(id, HERE);
             self.stopped_relaying(id, key);
@@ -187,17 +200,22 @@ impl Broker {
         }
         match self.origin_of_slot(o_slot) {
             Some(o) if o != HERE => {
-                self.mesh.push(o, id_frame(b'K', id, &[]));
-                self.mesh.push(key, id_frame(b'J', id, &[0]));
+                let k = Frame::OriginSwitched {
+                    client_id: id.into(),
+                };
+                self.mesh.push(o, &k);
+                self.mesh.push(key, &direct(id, false));
             }
             // No link to the old worker: nothing of this worker's is on the way through it.
-            _ => self.mesh.push(key, id_frame(b'J', id, &[1])),
+            _ => {
+                self.mesh.push(key, &direct(id, true));
+            }
         }
     }
 
     /// `K` from the sibling on link `key`: it sends this stub's client nothing more here.
     fn on_origin_switched(&mut self, key: usize, id: &str) {
-        let Some(&sid) = self.moved.get(id) else {
+        let Some(&sid) = self.moves.moved.get(id) else {
             return;
         };
         let (Some(to), Some(slot)) = (
@@ -206,18 +224,22 @@ impl Broker {
         ) else {
             return;
         };
-        self.mesh.push(to, id_frame(b'k', id, &slot.to_le_bytes()));
+        let k = Frame::RelayedAll {
+            client_id: id.into(),
+            origin_slot: slot,
+        };
+        self.mesh.push(to, &k);
         self.stopped_relaying(id, key);
     }
 
     fn stopped_relaying(&mut self, id: &str, origin: usize) {
-        let Some(&sid) = self.moved.get(id) else {
+        let Some(&sid) = self.moves.moved.get(id) else {
             return;
         };
         let s = &mut self.sessions[sid];
         s.relay_pending.retain(|&o| o != origin);
         if s.relay_pending.is_empty() {
-            self.moved.remove(id);
+            self.moves.moved.remove(id);
             self.drop_stub(sid);
         }
     }
@@ -306,13 +328,14 @@ impl Broker {
             self.fences_link_gone(slot);
         }
         let stubs: Vec<(Arc<str>, usize)> = self
+            .moves
             .moved
             .iter()
             .map(|(id, &sid)| (Arc::clone(id), sid))
             .collect();
         for (id, sid) in stubs {
             if self.sessions[sid].moved_to == Some(key) {
-                self.moved.remove(&id);
+                self.moves.moved.remove(&id);
                 self.drop_stub(sid);
             } else {
                 self.stopped_relaying(&id, key);
@@ -351,35 +374,51 @@ impl Broker {
             .filter(|(k, _)| *k != to)
             .map(|(k, l)| (k, l.slot as u16))
             .collect();
-        let f = id_frame(b'F', id, &n_slot.to_le_bytes());
-        let mut slots = Vec::with_capacity(2 * others.len());
+        let f = Frame::Fence {
+            client_id: id.into(),
+            new_slot: n_slot,
+        };
+        let mut slots = Vec::with_capacity(others.len());
         for (k, slot) in others {
-            self.mesh.push(k, f.clone());
-            slots.extend_from_slice(&slot.to_le_bytes());
+            self.mesh.push(k, &f);
+            slots.push(slot);
         }
-        self.mesh.push(to, id_frame(b'f', id, &slots));
+        let list = Frame::FenceList {
+            client_id: id.into(),
+            slots,
+        };
+        self.mesh.push(to, &list);
     }
 
     /// `F` from the old worker of client `id`: tell its new worker (in `n_slot`) that
     /// everything the old one forwarded here for it is in.
     fn on_fence(&mut self, id: &str, n_slot: u16) {
         if let Some(n) = self.origin_of_slot(n_slot).filter(|&k| k != HERE) {
-            self.mesh.push(n, id_frame(b'G', id, &[]));
+            let g = Frame::FencePassed {
+                client_id: id.into(),
+            };
+            self.mesh.push(n, &g);
         }
     }
 
     /// `f` from the old worker: the slots whose `G` the client `id` waits for here.
-    fn on_fence_list(&mut self, id: &str, slots: &[u8]) {
+    fn on_fence_list(&mut self, id: &str, slots: &[u16]) {
         // A `G` can overtake the `f` (it comes over another link): those already in count.
-        let passed = self.gates.remove(id).map(|(p, _)| p).unwrap_or_default();
+        let passed = self
+            .fences
+            .gates
+            .remove(id)
+            .map(|(p, _)| p)
+            .unwrap_or_default();
         let waiting: Vec<u16> = slots
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .iter()
+            .copied()
             .filter(|&s| self.origin_of_slot(s).is_some_and(|k| k != HERE))
             .filter(|s| !passed.contains(s))
             .collect();
         if !waiting.is_empty() {
-            self.gates
+            self.fences
+                .gates
                 .insert(Arc::from(id), (waiting, vec![Token(GATE_OPEN)]));
         }
     }
@@ -392,9 +431,11 @@ impl Broker {
     }
 
     fn fence_passed(&mut self, id: &str, slot: u16) {
-        let Some((waiting, tokens)) = self.gates.get_mut(id) else {
+        let Some((waiting, tokens)) = self.fences.gates.get_mut(id) else {
             // Before the `f`: remembered as passed (no token marks such an entry).
-            self.gates.insert(Arc::from(id), (vec![slot], Vec::new()));
+            self.fences
+                .gates
+                .insert(Arc::from(id), (vec![slot], Vec::new()));
             return;
         };
         if !tokens.contains(&Token(GATE_OPEN)) {
@@ -403,7 +444,7 @@ impl Broker {
         }
         waiting.retain(|&s| s != slot);
         if waiting.is_empty() {
-            if let Some((_, tokens)) = self.gates.remove(id) {
+            if let Some((_, tokens)) = self.fences.gates.remove(id) {
                 for t in tokens.into_iter().filter(|t| t.0 != GATE_OPEN) {
                     self.posted.post(t);
                 }
@@ -413,13 +454,13 @@ impl Broker {
 
     /// Whether any client waits for a fence (the common case, none, costs one test).
     pub fn fencing(&self) -> bool {
-        !self.gates.is_empty()
+        !self.fences.gates.is_empty()
     }
 
     /// Whether connection `token` of client `id` must wait before reading (see `fence`);
     /// it is woken when it may go on.
     pub fn fenced(&mut self, id: &str, token: Token) -> bool {
-        match self.gates.get_mut(id) {
+        match self.fences.gates.get_mut(id) {
             Some((_, tokens)) if tokens.contains(&Token(GATE_OPEN)) => {
                 if !tokens.contains(&token) {
                     tokens.push(token);
@@ -433,6 +474,7 @@ impl Broker {
     /// The sibling in `slot` is gone: no client waits for it.
     pub(super) fn fences_link_gone(&mut self, slot: u16) {
         let ids: Vec<Arc<str>> = self
+            .fences
             .gates
             .iter()
             .filter(|(_, (_, t))| t.contains(&Token(GATE_OPEN)))
@@ -441,5 +483,13 @@ impl Broker {
         for id in ids {
             self.fence_passed(&id, slot);
         }
+    }
+}
+
+/// `J` for client `id`.
+fn direct(id: &str, no_relay: bool) -> Frame {
+    Frame::Direct {
+        client_id: id.into(),
+        no_relay,
     }
 }

@@ -1,0 +1,190 @@
+//! CONNECT and the end of a connection (3.1, 3.2, 3.14): credentials, the client identifier's
+//! rules, the session to resume or start, a connection of the same client to end (takeover),
+//! and the will when a connection ends without DISCONNECT.
+
+use std::sync::Arc;
+
+use mio::Token;
+
+use super::{Broker, SessionRef};
+use crate::mqtt::auth::{Op, Refusal};
+use crate::mqtt::codec::{Connack, ConnackCode, Connect, Packet};
+use crate::mqtt::router::ClientKey;
+use crate::mqtt::session::{Message, Session};
+use crate::mqtt::stats::Drop;
+
+/// What a successful CONNECT gave the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connected {
+    pub session: SessionRef,
+    pub session_present: bool,
+    /// Seconds after which silence ends the connection (1.5 x the effective keep-alive), or 0.
+    pub keep_alive: u16,
+}
+
+impl Broker {
+    /// CONNECT on connection `token` (3.1.4): credentials, the client identifier's rules, the
+    /// session to resume or start, a connection of the same client to end. On success the
+    /// CONNACK is in the session's output; on refusal the caller sends CONNACK with the code and
+    /// closes ([MQTT-3.2.2-5]).
+    pub fn connect(
+        &mut self,
+        c: Connect,
+        token: Token,
+        now_ms: u64,
+    ) -> Result<Connected, ConnackCode> {
+        let client_id = self.client_identifier(&c)?;
+        if let Err(r) = self
+            .auth
+            .connect(&client_id, c.username.as_deref(), c.password.as_deref())
+        {
+            self.stats.refused();
+            return Err(match r {
+                Refusal::BadCredentials => ConnackCode::BadUsernameOrPassword,
+                Refusal::NotAuthorised => ConnackCode::NotAuthorized,
+            });
+        }
+        let keep_alive = match c.keep_alive {
+            0 => 0,
+            k => k.min(self.limits.max_keepalive),
+        };
+        let present = self.take_over(&client_id, c.clean_session);
+        let sid = match self.by_id.get(&client_id) {
+            Some(&sid) => sid,
+            None => self.insert(Session::new(Arc::clone(&client_id), c.clean_session)),
+        };
+        let s = &mut self.sessions[sid];
+        s.clean = c.clean_session;
+        s.username = c.username.map(Into::into);
+        s.will = c.will.map(Box::new);
+        s.conn = Some(token);
+        s.woken = false;
+        // CONNACK: session present only for a resumed session ([MQTT-3.2.2-1],
+        // [MQTT-3.2.2-2], [MQTT-3.2.2-3]).
+        s.write(&Packet::Connack(Connack {
+            session_present: present,
+            code: ConnackCode::Accepted,
+        }));
+        if present {
+            s.resend_inflight(now_ms);
+        }
+        let r = SessionRef {
+            sid,
+            epoch: s.epoch,
+        };
+        self.pump(sid, now_ms);
+        self.stats.connected(true);
+        Ok(Connected {
+            session: r,
+            session_present: present,
+            keep_alive,
+        })
+    }
+
+    /// The client identifier of a CONNECT: its own, or one made up for an empty one.
+    fn client_identifier(&mut self, c: &Connect) -> Result<Arc<str>, ConnackCode> {
+        if !c.client_id.is_empty() {
+            return Ok(c.client_id.as_str().into());
+        }
+        // [MQTT-3.1.3-7], [MQTT-3.1.3-8]: a zero-length identifier only with a clean session,
+        // and then the server makes one up ([MQTT-3.1.3-6]).
+        if !c.clean_session {
+            self.stats.refused();
+            return Err(ConnackCode::IdentifierRejected);
+        }
+        self.anonymous += 1;
+        let id = format!(
+            "auto-{}-{}-{}",
+            std::process::id(),
+            self.slot,
+            self.anonymous
+        );
+        Ok(id.into())
+    }
+
+    /// [MQTT-3.1.4-2]: a connection of the same client ends; its session is resumed (true) or
+    /// discarded ([MQTT-3.1.2-4], [MQTT-3.1.2-6]).
+    fn take_over(&mut self, client_id: &str, clean: bool) -> bool {
+        let Some(&sid) = self.by_id.get(client_id) else {
+            return false;
+        };
+        let old = &mut self.sessions[sid];
+        if let Some(t) = old.conn.take() {
+            old.will = None;
+            old.woken = false;
+            old.out.clear();
+            old.held.clear();
+            self.posted.post(t);
+            self.stats.connected(false);
+        }
+        if clean || old.clean {
+            self.discard(sid);
+            return false;
+        }
+        true
+    }
+
+    /// Stores a session under a new epoch, with its subscriptions.
+    pub(super) fn insert(&mut self, mut s: Session) -> usize {
+        s.epoch = self.next_epoch;
+        self.next_epoch += 1;
+        let id = Arc::clone(&s.client_id);
+        let subs = std::mem::take(&mut s.subs);
+        let sid = self.sessions.insert(s);
+        self.by_id.insert(id, sid);
+        for (f, q) in subs {
+            self.subscribe_one(sid, &f, q);
+        }
+        self.stats.sessions(self.sessions.len());
+        sid
+    }
+
+    /// Ends a session: its subscriptions go, and so do filters no one else here uses.
+    pub(super) fn discard(&mut self, sid: usize) {
+        let s = self.sessions.remove(sid);
+        self.by_id.remove(&s.client_id);
+        for f in self.tree.remove_client(ClientKey(sid as u32)) {
+            self.mesh.unsubscribe(&f);
+        }
+        self.tickets.forget_session(sid);
+        self.stats.sessions(self.sessions.len());
+    }
+
+    /// The connection of `r` ended. `will`: it ended without DISCONNECT, so the will is
+    /// published ([MQTT-3.1.2-8]); not after DISCONNECT ([MQTT-3.1.2-10]) or when the worker
+    /// hands the client to a sibling. A clean session ends with its connection
+    /// ([MQTT-3.1.2-6]); another stays for the client's return ([MQTT-3.1.2-4]).
+    pub fn disconnected(&mut self, r: SessionRef, token: Token, will: bool, now_ms: u64) {
+        if !self.serves(r, token) {
+            return;
+        }
+        self.stats.connected(false);
+        let s = &mut self.sessions[r.sid];
+        s.conn = None;
+        s.woken = false;
+        s.out = Vec::new();
+        s.held.clear();
+        let last_will = s.will.take();
+        let (id, user) = (Arc::clone(&s.client_id), s.username.clone());
+        if s.clean {
+            self.discard(r.sid);
+        }
+        let (true, Some(w)) = (will, last_will) else {
+            return;
+        };
+        if !self
+            .auth
+            .allows(&id, user.as_deref(), Op::Publish, &w.topic)
+        {
+            self.stats.dropped(Drop::NotAuthorised);
+            return;
+        }
+        let msg = Message {
+            topic: w.topic.into(),
+            payload: w.message,
+            qos: w.qos,
+            retain: w.retain,
+        };
+        self.publish_local(&msg, now_ms);
+    }
+}
