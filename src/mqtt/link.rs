@@ -51,20 +51,9 @@ pub fn adopt(
                 );
                 return None;
             }
-            let key = {
-                let mut b = broker.borrow_mut();
-                let snapshot = b.snapshot();
-                let mesh = b.mesh_mut();
-                let key = mesh.add(slot, generation, Some(cx.token()), initial);
-                for f in &snapshot {
-                    mesh.push(key, f);
-                }
-                // The end of the snapshot: the sibling has every filter of this worker.
-                mesh.push(key, &Frame::SnapshotEnd);
-                mesh.announce();
-                b.joined(key);
-                key
-            };
+            let key = broker
+                .borrow_mut()
+                .link_up(slot, generation, cx.token(), initial);
             log!(
                 Info,
                 "linked to worker slot {slot} (generation {generation})"
@@ -81,9 +70,7 @@ impl PeerConn {
         if let Some(l) = b.mesh().link(self.key) {
             log!(Info, "link to worker slot {} closed ({why})", l.slot);
         }
-        b.left(self.key, now_ms);
-        b.mesh_mut().remove(self.key);
-        b.routing_ready_check();
+        b.link_down(self.key, now_ms);
         Next::Close
     }
 
@@ -143,7 +130,7 @@ impl PeerConn {
     /// Writes what the mesh queued for the sibling, until the socket takes no more.
     fn send(&mut self, now_ms: u64) -> Next {
         let mut b = self.broker.borrow_mut();
-        let Some(link) = b.mesh_mut().link_mut(self.key) else {
+        let Some(link) = b.link_mut(self.key) else {
             return Next::Close;
         };
         link.woken = false;

@@ -177,7 +177,6 @@ impl Service for MqttService {
     }
 
     fn busy(&self) -> bool {
-        let b = self.broker.borrow();
-        b.mesh().busy() || b.forwarding()
+        self.broker.borrow().busy()
     }
 }

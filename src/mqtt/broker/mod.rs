@@ -180,10 +180,6 @@ impl Broker {
         &self.mesh
     }
 
-    pub fn mesh_mut(&mut self) -> &mut Mesh {
-        &mut self.mesh
-    }
-
     /// The live session of `r`, unless it was taken over or discarded.
     pub fn session(&self, r: SessionRef) -> Option<&Session> {
         self.sessions.get(r.sid).filter(|s| s.epoch == r.epoch)

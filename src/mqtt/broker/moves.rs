@@ -84,10 +84,39 @@ impl Broker {
         self.mesh.any_successor()
     }
 
+    /// A link to the sibling in `slot` is up, served by the loop's connection `token`: the
+    /// sibling is sent this worker's filters and retained store, and the clients it now owns.
+    /// `initial`: the sibling was running when this worker started (see
+    /// [`Broker::routing_ready`]). Returns the link's key.
+    pub fn link_up(&mut self, slot: usize, generation: u64, token: Token, initial: bool) -> usize {
+        let snapshot = self.snapshot();
+        let key = self.mesh.add(slot, generation, Some(token), initial);
+        for f in &snapshot {
+            self.mesh.push(key, f);
+        }
+        // The end of the snapshot: the sibling has every filter of this worker.
+        self.mesh.push(key, &Frame::SnapshotEnd);
+        self.mesh.announce();
+        self.joined(key);
+        key
+    }
+
+    /// The link `key` closed.
+    pub fn link_down(&mut self, key: usize, now_ms: u64) {
+        self.left(key, now_ms);
+        self.mesh.remove(key);
+        self.routing_ready_check();
+    }
+
+    /// The link `key`, to write what is queued for it.
+    pub fn link_mut(&mut self, key: usize) -> Option<&mut crate::mqtt::mesh::Link> {
+        self.mesh.link_mut(key)
+    }
+
     /// Sibling `key` joined. When it is of the newest generation (a worker started or
     /// restarted beside this one), the clients the owner map now gives it move there: offline
     /// sessions at once, live ones through their connections.
-    pub fn joined(&mut self, key: usize) {
+    fn joined(&mut self, key: usize) {
         let newest = self.mesh.newest();
         if self.mesh.link(key).is_none_or(|l| l.generation != newest)
             || self.mesh.generation != newest
@@ -107,7 +136,7 @@ impl Broker {
 
     /// Sibling `key` is gone: nothing moves to it any more, no SUBACK waits for it, no stub or
     /// switch waits for its word.
-    pub fn left(&mut self, key: usize, now_ms: u64) {
+    fn left(&mut self, key: usize, now_ms: u64) {
         for (_, s) in self.sessions.iter_mut() {
             if s.move_to == Some(key) {
                 s.move_to = None;
@@ -203,9 +232,10 @@ impl Broker {
         self.stats.sessions(self.sessions.len());
     }
 
-    /// Stubs wait for their siblings' word: a stopping worker stays until they are gone.
-    pub fn forwarding(&self) -> bool {
-        !self.moves.moved.is_empty() || self.moves.drain_since.is_some()
+    /// Work a stopping worker must finish before it exits: frames waiting for a sibling, and
+    /// stubs waiting for their siblings' word.
+    pub fn busy(&self) -> bool {
+        self.mesh.busy() || !self.moves.moved.is_empty() || self.moves.drain_since.is_some()
     }
 
     /// A message a stub sent on: delivered to the session it stood for.

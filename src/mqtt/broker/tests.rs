@@ -450,7 +450,7 @@ fn second_connect_is_a_violation_mqtt_3_1_0_2() {
 #[test]
 fn suback_waits_for_the_siblings_to_have_the_filter() {
     let b = broker();
-    let key = b.borrow_mut().mesh_mut().add(1, 0, None, false);
+    let key = b.borrow_mut().mesh.add(1, 0, None, false);
     let s = online(&b, "s", true, 1);
     b.borrow_mut()
         .packet(s, subscribe(&[("a/b", QoS::AtLeastOnce)], 5), 0)
