@@ -9,7 +9,7 @@ use crate::core::process::{App, Prepared, Services, WorkerCtx};
 use crate::core::shm::Zones;
 use crate::http::runtime::{Http, HttpPrepared, Module};
 use crate::http::stats as hstats;
-use crate::mqtt::service::{self as mqtt, MqttPrepared};
+use crate::mqtt::service::{self as mqtt, MqttPrepared, NoHooks};
 
 /// The whole server: HTTP with every module.
 pub struct Bizzy {
@@ -46,7 +46,7 @@ impl App for Bizzy {
         if conf.mqtt.listen.is_empty() {
             return Ok(());
         }
-        MqttPrepared::build(conf).map(drop)
+        MqttPrepared::build(conf, Rc::new(NoHooks)).map(drop)
     }
 
     fn reaped(&self, zones: &Zones, slot: usize) {
@@ -67,7 +67,7 @@ impl App for Bizzy {
         let mqtt = if conf.mqtt.listen.is_empty() {
             None
         } else {
-            Some(MqttPrepared::build(&conf)?)
+            Some(MqttPrepared::build(&conf, Rc::new(NoHooks))?)
         };
         Ok(Box::new(Both {
             http: HttpPrepared {

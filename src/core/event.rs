@@ -71,6 +71,10 @@ impl Posted {
     fn take(&self) -> Vec<Token> {
         std::mem::take(&mut *self.queue.borrow_mut())
     }
+    /// Whether wake-ups or connections wait for the loop's next turn.
+    fn pending(&self) -> bool {
+        !self.queue.borrow().is_empty() || !self.adopt.borrow().is_empty()
+    }
     fn take_adopted(&self) -> Vec<(Adopt, bool)> {
         std::mem::take(&mut *self.adopt.borrow_mut())
     }
@@ -354,6 +358,11 @@ impl EventLoop {
     }
 
     fn poll_timeout(&self, drain_deadline: Option<u64>) -> Option<Duration> {
+        // Wake-ups posted after the last run of the queue (by a service's idle work, such as a
+        // hook releasing held acknowledgements) must not wait for the next event.
+        if self.posted.pending() {
+            return Some(Duration::ZERO);
+        }
         let now = self.clock.now_ms();
         let next = [self.timers.next(), drain_deadline, self.accept_paused_until]
             .into_iter()

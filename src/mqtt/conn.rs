@@ -19,8 +19,8 @@ use mio::net::TcpStream;
 
 use crate::core::event::{Conn, Cx, Next, Ready};
 use crate::log;
-use crate::mqtt::broker::{Broker, Close, SessionRef};
-use crate::mqtt::codec::{self, Connack, ConnackCode, Decode, Decoder, Packet};
+use crate::mqtt::broker::{Admission, Broker, Close, Connected, SessionRef};
+use crate::mqtt::codec::{self, Connack, ConnackCode, Connect, Decode, Decoder, Packet};
 use crate::mqtt::mesh::Frame;
 
 /// Time a new connection has to send its CONNECT.
@@ -33,6 +33,9 @@ enum State {
     /// Waiting for CONNECT. `handed`: a sibling passed this connection here, so it is served
     /// here whatever the owner map says now.
     Connect { handed: bool },
+    /// The authority answers the CONNECT later (ticket `ticket`): nothing else is read until
+    /// it has, and the CONNECT deadline still runs.
+    Authorizing { connect: Connect, ticket: u64 },
     Live {
         session: SessionRef,
         /// Silence allowed, ms (1.5 x keep-alive, [MQTT-3.1.2-24]); 0: none.
@@ -54,6 +57,11 @@ pub struct MqttConn {
     last_in_ms: u64,
     /// Since when output has been waiting for the socket.
     blocked_since: Option<u64>,
+    /// A PUBLISH waits in `buf` for the ingest hook to have room; nothing more is read.
+    ingest_blocked: bool,
+    /// The server is stopping: the connection closes once the acknowledgements the ingest hook
+    /// holds for it are sent, and reads nothing meanwhile.
+    quitting: bool,
 }
 
 impl MqttConn {
@@ -74,6 +82,8 @@ impl MqttConn {
             out: Vec::new(),
             last_in_ms: now_ms,
             blocked_since: None,
+            ingest_blocked: false,
+            quitting: false,
         }
     }
 
@@ -185,6 +195,10 @@ impl MqttConn {
     /// Decodes and acts on every whole packet in the buffer.
     fn process(&mut self, cx: &mut Cx<'_>) -> Next {
         loop {
+            if self.publish_waits(cx) {
+                self.ingest_blocked = true;
+                return Next::Keep;
+            }
             let packet = match self.decoder.decode(&mut self.buf) {
                 Ok(Some(p)) => p,
                 Ok(None) => return Next::Keep,
@@ -206,19 +220,27 @@ impl MqttConn {
                         }
                     }
                 }
-                State::Closing => return Next::Keep,
+                State::Authorizing { .. } | State::Closing => return Next::Keep,
             };
             if next == Next::Close {
                 return next;
             }
-            if matches!(self.state, State::Closing) {
+            if !matches!(self.state, State::Live { .. }) {
                 return Next::Keep;
             }
         }
     }
 
+    /// Whether the next packet is a PUBLISH the ingest hook has no room for (the hook wakes
+    /// the connection when it has).
+    fn publish_waits(&mut self, cx: &Cx<'_>) -> bool {
+        matches!(self.state, State::Live { .. })
+            && self.buf.first().is_some_and(|b| b >> 4 == 3)
+            && !self.broker.borrow_mut().ingest_room(cx.token())
+    }
+
     fn on_connect(&mut self, cx: &mut Cx<'_>, p: Packet, handed: bool) -> Next {
-        let Packet::Connect(c) = p else {
+        let Packet::Connect(mut c) = p else {
             // [MQTT-3.1.0-1]: the first packet must be CONNECT.
             log!(
                 Info,
@@ -234,30 +256,63 @@ impl MqttConn {
             }
         }
         let token = cx.token();
-        let res = self.broker.borrow_mut().connect(c, token, cx.now_ms());
+        let res = self.broker.borrow_mut().connect(&mut c, token, cx.now_ms());
         match res {
-            Ok(done) => {
-                self.state = State::Live {
-                    session: done.session,
-                    idle_ms: u64::from(done.keep_alive) * 1500,
-                };
-                self.arm(cx);
-                Next::Keep
-            }
-            Err(code) => {
-                log!(
-                    Info,
-                    "mqtt client {}: CONNECT refused ({code:?})",
-                    self.peer
-                );
-                self.refuse(code);
-                Next::Keep
+            Admission::Accepted(done) => self.go_live(done),
+            Admission::Refused(code) => self.refuse(code),
+            Admission::Waiting(ticket) => {
+                self.state = State::Authorizing { connect: c, ticket };
             }
         }
+        self.arm(cx);
+        Next::Keep
+    }
+
+    fn go_live(&mut self, done: Connected) {
+        self.state = State::Live {
+            session: done.session,
+            idle_ms: u64::from(done.keep_alive) * 1500,
+        };
+    }
+
+    /// A parked CONNECT: the authority's answer, if it came. `None`: go on reading.
+    fn authorized(&mut self, cx: &mut Cx<'_>) -> Option<Next> {
+        let State::Authorizing { ticket, .. } = self.state else {
+            return None;
+        };
+        let answer = self.broker.borrow_mut().login_answer(ticket);
+        let State::Authorizing { mut connect, .. } =
+            std::mem::replace(&mut self.state, State::Closing)
+        else {
+            return None;
+        };
+        match answer {
+            None => {
+                self.state = State::Authorizing { connect, ticket };
+                return Some(self.write_only(cx));
+            }
+            Some(Ok(())) => {
+                let done = self
+                    .broker
+                    .borrow_mut()
+                    .admit(&mut connect, cx.token(), cx.now_ms());
+                self.go_live(done);
+            }
+            Some(Err(r)) => {
+                let code = self.broker.borrow().refused(r);
+                self.refuse(code);
+            }
+        }
+        None
     }
 
     /// Answers CONNACK with a refusal, then closes once it is written ([MQTT-3.2.2-5]).
     fn refuse(&mut self, code: ConnackCode) {
+        log!(
+            Info,
+            "mqtt client {}: CONNECT refused ({code:?})",
+            self.peer
+        );
         let connack = Packet::Connack(Connack {
             session_present: false,
             code,
@@ -361,7 +416,7 @@ impl MqttConn {
     fn arm(&mut self, cx: &mut Cx<'_>) {
         let now = cx.now_ms();
         let deadline = match self.state {
-            State::Connect { .. } | State::Closing => {
+            State::Connect { .. } | State::Authorizing { .. } | State::Closing => {
                 self.last_in_ms + CONNECT_TIMEOUT.as_millis() as u64
             }
             State::Live { session, idle_ms } => {
@@ -386,6 +441,111 @@ impl MqttConn {
         };
         cx.set_timeout(Duration::from_millis(deadline.saturating_sub(now)));
     }
+
+    /// Writes what waits and reads nothing: the client's bytes wait in the socket.
+    fn write_only(&mut self, cx: &mut Cx<'_>) -> Next {
+        if let Err(e) = self.flush(cx.now_ms()) {
+            log!(Info, "mqtt client {}: write failed ({e})", self.peer);
+            return self.end(cx, true);
+        }
+        Next::Keep
+    }
+
+    /// What keeps a live connection from reading this turn: a newer connection of its client,
+    /// a move to another worker or the end of the server (each once the acknowledgements the
+    /// ingest hook holds are sent), or a fence after a move. `None`: it reads.
+    fn held_back(&mut self, cx: &mut Cx<'_>) -> Option<Next> {
+        let State::Live { session, .. } = self.state else {
+            return None;
+        };
+        let (serves, moving, holds) = {
+            let b = self.broker.borrow();
+            (
+                b.serves(session, cx.token()),
+                b.moving(session),
+                b.holds_acks(session),
+            )
+        };
+        if !serves {
+            // Taken over by a newer connection of the client ([MQTT-3.1.4-2]).
+            return Some(Next::Close);
+        }
+        if moving.is_some() || self.quitting {
+            return Some(match (holds, moving) {
+                (true, _) => self.write_only(cx),
+                (false, Some(link)) => self.move_live(cx, link),
+                (false, None) => {
+                    let _ = self.flush(cx.now_ms());
+                    self.end(cx, false)
+                }
+            });
+        }
+        let fenced = {
+            let mut b = self.broker.borrow_mut();
+            b.fencing() && {
+                let id = b.session(session).map(|s| Arc::clone(&s.client_id));
+                id.is_some_and(|id| b.fenced(&id, cx.token()))
+            }
+        };
+        // Just moved here: what the client sends waits in the socket until its earlier
+        // messages are past every sibling.
+        fenced.then(|| self.write_only(cx))
+    }
+
+    /// Reads and acts on what the client sent; `Some` ends the turn with that answer.
+    fn read_and_process(&mut self, cx: &mut Cx<'_>) -> Option<Next> {
+        if self.ingest_blocked {
+            // A PUBLISH waited for the ingest hook: try it again before reading more.
+            self.ingest_blocked = false;
+            if self.process(cx) == Next::Close {
+                return Some(Next::Close);
+            }
+            if self.ingest_blocked {
+                // The client is there, only the hook is not: no keep-alive runs out for it.
+                self.last_in_ms = cx.now_ms();
+                return None;
+            }
+        }
+        match self.fill(cx) {
+            Ok(true) => {}
+            Ok(false) => {
+                if self.process(cx) == Next::Close {
+                    return Some(Next::Close);
+                }
+                return Some(self.end(cx, true));
+            }
+            Err(e) => {
+                log!(Info, "mqtt client {}: read failed ({e})", self.peer);
+                return Some(self.end(cx, true));
+            }
+        }
+        if self.process(cx) == Next::Close {
+            return Some(Next::Close);
+        }
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            // An idle connection holds no read buffer (thousands of sensors mostly wait).
+            self.buf = BytesMut::new();
+        }
+        None
+    }
+
+    /// A parked CONNECT on a stopping worker: a newer worker takes the socket with the CONNECT
+    /// and asks its own authority.
+    fn hand_parked(&mut self, cx: &mut Cx<'_>, link: usize) -> Next {
+        let State::Authorizing { connect, ticket } =
+            std::mem::replace(&mut self.state, State::Closing)
+        else {
+            return Next::Close;
+        };
+        self.broker.borrow_mut().login_abandoned(ticket);
+        let mut read = Vec::with_capacity(64 + self.buf.len());
+        if codec::encode(&Packet::Connect(connect), &mut read).is_err() {
+            return Next::Close;
+        }
+        read.extend_from_slice(&self.buf);
+        self.buf = BytesMut::from(&read[..]);
+        self.hand_raw(cx, link)
+    }
 }
 
 impl Conn for MqttConn {
@@ -394,61 +554,17 @@ impl Conn for MqttConn {
             // A new worker reads no client before it knows every running sibling's filters;
             // what the client sends waits in the socket.
             self.broker.borrow_mut().wait_ready(cx.token());
-            if let Err(e) = self.flush(cx.now_ms()) {
-                log!(Info, "mqtt client {}: write failed ({e})", self.peer);
-                return self.end(cx, true);
-            }
-            return Next::Keep;
+            return self.write_only(cx);
         }
-        if let State::Live { session, .. } = self.state {
-            let (serves, moving) = {
-                let b = self.broker.borrow();
-                (b.serves(session, cx.token()), b.moving(session))
-            };
-            if !serves {
-                // Taken over by a newer connection of the client ([MQTT-3.1.4-2]).
-                return Next::Close;
-            }
-            if let Some(link) = moving {
-                return self.move_live(cx, link);
-            }
-            let fenced = {
-                let mut b = self.broker.borrow_mut();
-                b.fencing() && {
-                    let id = b.session(session).map(|s| Arc::clone(&s.client_id));
-                    id.is_some_and(|id| b.fenced(&id, cx.token()))
-                }
-            };
-            if fenced {
-                // Just moved here: what the client sends waits in the socket until its
-                // earlier messages are past every sibling.
-                if let Err(e) = self.flush(cx.now_ms()) {
-                    log!(Info, "mqtt client {}: write failed ({e})", self.peer);
-                    return self.end(cx, true);
-                }
-                return Next::Keep;
-            }
+        if let Some(next) = self.authorized(cx) {
+            return next;
+        }
+        if let Some(next) = self.held_back(cx) {
+            return next;
         }
         if ev.readable || ev.woken || ev.closed {
-            match self.fill(cx) {
-                Ok(true) => {}
-                Ok(false) => {
-                    if self.process(cx) == Next::Close {
-                        return Next::Close;
-                    }
-                    return self.end(cx, true);
-                }
-                Err(e) => {
-                    log!(Info, "mqtt client {}: read failed ({e})", self.peer);
-                    return self.end(cx, true);
-                }
-            }
-            if self.process(cx) == Next::Close {
-                return Next::Close;
-            }
-            if self.buf.is_empty() && self.buf.capacity() > 0 {
-                // An idle connection holds no read buffer (thousands of sensors mostly wait).
-                self.buf = BytesMut::new();
+            if let Some(next) = self.read_and_process(cx) {
+                return next;
             }
         }
         if let Err(e) = self.flush(cx.now_ms()) {
@@ -465,7 +581,7 @@ impl Conn for MqttConn {
     fn timeout(&mut self, cx: &mut Cx<'_>) -> Next {
         let now = cx.now_ms();
         match self.state {
-            State::Connect { .. } | State::Closing => {
+            State::Connect { .. } | State::Authorizing { .. } | State::Closing => {
                 log!(
                     Info,
                     "mqtt client {}: no CONNECT in time: closing",
@@ -503,23 +619,37 @@ impl Conn for MqttConn {
     }
 
     fn drain(&mut self, cx: &mut Cx<'_>) -> Next {
-        let successors = self.broker.borrow().has_successors();
-        match self.state {
+        let (successors, link) = {
+            let b = self.broker.borrow();
+            (b.has_successors(), b.any_successor())
+        };
+        match (&self.state, link) {
             // The broker moves the session, and wakes this connection to go with it.
-            State::Live { .. } if successors => Next::Keep,
+            (State::Live { .. }, _) if successors => Next::Keep,
             // No newer worker to take the client: the server is stopping. The session ends
-            // with the server, which is not the client's failure: no will.
-            State::Live { .. } => self.end(cx, false),
+            // with the server, which is not the client's failure (no will), once what the
+            // ingest hook holds for it is acknowledged; it reads nothing more.
+            (State::Live { .. }, _) => {
+                self.quitting = true;
+                self.held_back(cx).unwrap_or(Next::Keep)
+            }
             // Not yet a client: a newer worker takes the socket and what was read, and hands
             // it on to the owner once the CONNECT names the client.
-            State::Connect { .. } if successors => {
-                let link = self.broker.borrow().any_successor();
-                match link {
-                    Some(link) => self.hand_raw(cx, link),
-                    None => Next::Close,
-                }
-            }
+            (State::Connect { .. }, Some(link)) => self.hand_raw(cx, link),
+            (State::Authorizing { .. }, Some(link)) => self.hand_parked(cx, link),
             _ => Next::Close,
+        }
+    }
+}
+
+impl Drop for MqttConn {
+    fn drop(&mut self) {
+        if let State::Authorizing { ticket, .. } = self.state {
+            // The loop drops connections outside any broker call; should it ever not, the
+            // ticket's answer is simply never picked up.
+            if let Ok(mut b) = self.broker.try_borrow_mut() {
+                b.login_abandoned(ticket);
+            }
         }
     }
 }

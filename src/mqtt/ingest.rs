@@ -1,8 +1,19 @@
 //! The hook the MQTT layer calls on every PUBLISH it accepts: the seam where sensor reports
-//! leave MQTT for ingest (decoding, storage). A hook may hold the acknowledgement of a QoS 1 or 2
-//! message (PUBACK, PUBREC) until the message is durable: it answers [`Ack::Later`] and, when
-//! the report is committed, calls [`crate::mqtt::broker::Broker::durable`] with the ticket it
-//! was given. Acknowledgements still leave in the order the messages arrived ([MQTT-4.6.0-2]).
+//! leave MQTT for ingest (decoding, storage). The wiring installs one per worker
+//! ([`crate::mqtt::service::Hooks`]).
+//!
+//! A hook may hold the acknowledgement of a QoS 1 or 2 message (PUBACK, PUBREC) until the
+//! message is durable: it answers [`Ack::Later`] and, when the report is committed, completes
+//! the ticket it was given through its [`Acks`] handle. Acknowledgements still leave in the
+//! order the messages arrived ([MQTT-4.6.0-2]), never before their ticket is completed: a
+//! session with a held acknowledgement moves to another worker, or ends with a stopping server,
+//! only once it is released. The broker calls [`Ingest::flush`] once per loop turn, after every
+//! connection had its turn, so a hook can send what a turn gathered as one batch. A hook that
+//! cannot take more ([`Ingest::has_room`] false) stops the connections from reading PUBLISH
+//! packets until it can: the client's bytes wait in the kernel (TCP back-pressure).
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use crate::mqtt::session::Message;
 
@@ -11,7 +22,7 @@ use crate::mqtt::session::Message;
 pub enum Ack {
     /// Now: nothing to wait for.
     Now,
-    /// When the hook calls `Broker::durable` with the ticket it was given.
+    /// When the hook completes the ticket through its [`Acks`] handle.
     Later,
 }
 
@@ -24,12 +35,44 @@ pub struct Origin<'a> {
 
 /// Called on the worker's event-loop thread: must not block.
 pub trait Ingest {
-    /// A PUBLISH the ACL allowed. `ticket` identifies it for a later `Broker::durable`; QoS 0
+    /// A PUBLISH the ACL allowed. `ticket` identifies it for [`Acks::durable`]; QoS 0
     /// messages have nothing to acknowledge and their answer is ignored.
     fn publish(&mut self, origin: Origin<'_>, msg: &Message, ticket: u64) -> Ack;
+
+    /// Once per loop turn, after the turn's packets: send what was gathered.
+    fn flush(&mut self) {}
+
+    /// Whether the hook can take another message now. While it cannot, no connection reads a
+    /// PUBLISH; the broker asks again every loop turn.
+    fn has_room(&self) -> bool {
+        true
+    }
 }
 
-/// The hook of this build: every message is acknowledged at once.
+/// The hook's side of held acknowledgements: completes tickets from the loop thread (for
+/// example when the worker's I/O thread answers that a batch is committed). Cheap to clone;
+/// the broker collects the completed tickets once per loop turn.
+#[derive(Debug, Clone, Default)]
+pub struct Acks(Rc<RefCell<Vec<u64>>>);
+
+impl Acks {
+    /// The message of `ticket` is durable: its acknowledgement may leave.
+    pub fn durable(&self, ticket: u64) {
+        self.0.borrow_mut().push(ticket);
+    }
+
+    /// The tickets completed since the last call.
+    pub(crate) fn take(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+
+    /// Whether tickets wait to be collected.
+    pub(crate) fn pending(&self) -> bool {
+        !self.0.borrow().is_empty()
+    }
+}
+
+/// The hook of a worker without ingest: every message is acknowledged at once.
 #[derive(Debug, Default)]
 pub struct NoIngest;
 

@@ -1,6 +1,8 @@
 //! The MQTT side of a worker: what the master prepares for every worker of a cycle (the
-//! `[mqtt]` limits, the password and ACL files, read and checked before any worker starts), and
-//! the per-worker [`MqttService`] that the event loop hands accepted sockets and sibling links.
+//! `[mqtt]` limits, the password and ACL files, read and checked before any worker starts), the
+//! [`Hooks`] the wiring installs in every worker's broker (who may log in, where accepted
+//! messages go), and the per-worker [`MqttService`] that the event loop hands accepted sockets
+//! and sibling links.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,22 +17,50 @@ use crate::core::event::{Conn, Cx, Service};
 use crate::core::process::WorkerCtx;
 use crate::core::shm::Zones;
 use crate::log;
-use crate::mqtt::auth::{Acl, FileAuthority, Passwords};
-use crate::mqtt::broker::{Broker, Limits};
+use crate::mqtt::auth::{Acl, Authority, FileAuthority, Passwords, Verdicts};
+use crate::mqtt::broker::{self, Broker, Limits};
 use crate::mqtt::conn::MqttConn;
-use crate::mqtt::ingest::NoIngest;
+use crate::mqtt::ingest::{Acks, Ingest, NoIngest};
 use crate::mqtt::link;
 use crate::mqtt::stats::{self, Stats};
+
+/// What the wiring installs in every worker's broker, made in the worker after fork (so a hook
+/// may start threads there). The defaults: mosquitto's files alone, and no ingest.
+pub trait Hooks {
+    /// The worker's authority. `files` answers for `[mqtt]`'s password and ACL files (and
+    /// `allow_anonymous`); an authority that answers a CONNECT later does so through
+    /// `verdicts`.
+    fn authority(
+        &self,
+        _ctx: &WorkerCtx<'_>,
+        files: Rc<FileAuthority>,
+        _verdicts: &Verdicts,
+    ) -> Rc<dyn Authority> {
+        files
+    }
+
+    /// The worker's ingest hook; it completes the acknowledgements it holds through `acks`.
+    fn ingest(&self, _ctx: &WorkerCtx<'_>, _acks: &Acks) -> Box<dyn Ingest> {
+        Box::new(NoIngest)
+    }
+}
+
+/// The hooks of a server without product modules.
+#[derive(Debug, Default)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {}
 
 /// What every worker of a cycle shares, built in the master: an unreadable or malformed
 /// password or ACL file refuses the configuration (`bizzy -t` says which line).
 pub struct MqttPrepared {
     conf: MqttConf,
     auth: Rc<FileAuthority>,
+    hooks: Rc<dyn Hooks>,
 }
 
 impl MqttPrepared {
-    pub fn build(conf: &Conf) -> Result<MqttPrepared, String> {
+    pub fn build(conf: &Conf, hooks: Rc<dyn Hooks>) -> Result<MqttPrepared, String> {
         let m = &conf.mqtt;
         let passwords = match &m.password_file {
             Some(p) => Some(Passwords::load(p).map_err(|e| format!("mqtt.password_file: {e}"))?),
@@ -47,6 +77,7 @@ impl MqttPrepared {
                 passwords,
                 acl,
             }),
+            hooks,
         })
     }
 
@@ -59,11 +90,17 @@ impl MqttPrepared {
             .clone();
         let c = &self.conf;
         let limits = Limits::from_conf(c);
-        let auth: Rc<dyn crate::mqtt::auth::Authority> = self.auth.clone();
+        let verdicts = Verdicts::default();
+        let acks = Acks::default();
+        let hooks = broker::Hooks {
+            authority: self.hooks.authority(ctx, Rc::clone(&self.auth), &verdicts),
+            verdicts,
+            ingest: self.hooks.ingest(ctx, &acks),
+            acks,
+        };
         let broker = Rc::new(RefCell::new(Broker::new(
             limits,
-            auth,
-            Box::new(NoIngest),
+            hooks,
             ctx.posted.clone(),
             Stats::new(zone, ctx.slot),
             (ctx.slot, ctx.generation),

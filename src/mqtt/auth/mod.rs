@@ -1,9 +1,18 @@
 //! Who may connect, publish and subscribe: the [`Authority`] trait the MQTT layer asks, and the
 //! file-backed authority in mosquitto's formats (`mqtt.password_file`, `mqtt.acl_file`). The
 //! database-backed store of sensors and display tokens implements the same trait.
+//!
+//! A CONNECT may be answered later ([`Verdict::Later`]): an authority that must ask another
+//! thread (a database) answers the CONNECT's ticket through its [`Verdicts`] handle. Meanwhile
+//! the connection is parked: nothing else is read from it, its CONNECT deadline still runs, and
+//! the CONNACK goes out when the answer comes. Topic rights ([`Authority::allows`]) are asked on
+//! every packet and must answer at once.
 
 pub mod acl;
 pub mod passwd;
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 pub use acl::{Acl, Op};
 pub use passwd::Passwords;
@@ -17,15 +26,37 @@ pub enum Refusal {
     NotAuthorised,
 }
 
-/// What the MQTT layer asks before it lets a client in or acts for it.
+/// A CONNECT's credentials.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    pub client_id: &'a str,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a [u8]>,
+}
+
+/// An authority's answer to a CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Refuse(Refusal),
+    /// The answer comes later, through [`Verdicts::answer`] with the CONNECT's ticket.
+    Later,
+}
+
+impl From<Result<(), Refusal>> for Verdict {
+    fn from(r: Result<(), Refusal>) -> Verdict {
+        match r {
+            Ok(()) => Verdict::Allow,
+            Err(r) => Verdict::Refuse(r),
+        }
+    }
+}
+
+/// What the MQTT layer asks before it lets a client in or acts for it. Called on the worker's
+/// event-loop thread: must not block.
 pub trait Authority {
-    /// Checks a CONNECT's credentials; `Ok` carries nothing yet (the identity is the username).
-    fn connect(
-        &self,
-        client_id: &str,
-        username: Option<&str>,
-        password: Option<&[u8]>,
-    ) -> Result<(), Refusal>;
+    /// Checks a CONNECT's credentials; `ticket` names the CONNECT for a later answer.
+    fn connect(&self, login: &Login<'_>, ticket: u64) -> Verdict;
     /// Whether the client may publish to `topic`, subscribe to a filter, or receive a message
     /// on `topic`.
     fn allows(&self, client_id: &str, username: Option<&str>, op: Op, topic: &str) -> bool;
@@ -33,6 +64,31 @@ pub trait Authority {
     /// the check on its hot path.
     fn screens_delivery(&self) -> bool {
         false
+    }
+}
+
+/// The answers of an authority that said [`Verdict::Later`], from the loop thread. Cheap to
+/// clone; the broker collects them once per loop turn and wakes the parked connections.
+#[derive(Debug, Clone, Default)]
+pub struct Verdicts(Rc<RefCell<Vec<Answer>>>);
+
+/// A CONNECT's ticket and the authority's late answer to it.
+pub type Answer = (u64, Result<(), Refusal>);
+
+impl Verdicts {
+    /// The answer to the CONNECT of `ticket`.
+    pub fn answer(&self, ticket: u64, verdict: Result<(), Refusal>) {
+        self.0.borrow_mut().push((ticket, verdict));
+    }
+
+    /// The answers given since the last call.
+    pub(crate) fn take(&self) -> Vec<Answer> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+
+    /// Whether answers wait to be collected.
+    pub(crate) fn pending(&self) -> bool {
+        !self.0.borrow().is_empty()
     }
 }
 
@@ -44,13 +100,9 @@ pub struct FileAuthority {
     pub acl: Option<Acl>,
 }
 
-impl Authority for FileAuthority {
-    fn connect(
-        &self,
-        _client_id: &str,
-        username: Option<&str>,
-        password: Option<&[u8]>,
-    ) -> Result<(), Refusal> {
+impl FileAuthority {
+    /// The password file's answer, and `allow_anonymous`'s.
+    pub fn check(&self, username: Option<&str>, password: Option<&[u8]>) -> Result<(), Refusal> {
         match (username, &self.passwords) {
             (None, _) if self.allow_anonymous => Ok(()),
             (None, _) => Err(Refusal::NotAuthorised),
@@ -61,6 +113,12 @@ impl Authority for FileAuthority {
             (Some(_), None) if self.allow_anonymous => Ok(()),
             (Some(_), None) => Err(Refusal::NotAuthorised),
         }
+    }
+}
+
+impl Authority for FileAuthority {
+    fn connect(&self, login: &Login<'_>, _ticket: u64) -> Verdict {
+        self.check(login.username, login.password).into()
     }
 
     fn allows(&self, client_id: &str, username: Option<&str>, op: Op, topic: &str) -> bool {
@@ -82,9 +140,9 @@ mod tests {
     #[test]
     fn anonymous_only_when_allowed() {
         let mut a = FileAuthority::default();
-        assert_eq!(a.connect("c", None, None), Err(Refusal::NotAuthorised));
+        assert_eq!(a.check(None, None), Err(Refusal::NotAuthorised));
         a.allow_anonymous = true;
-        assert_eq!(a.connect("c", None, None), Ok(()));
+        assert_eq!(a.check(None, None), Ok(()));
     }
 
     #[test]
@@ -95,17 +153,14 @@ mod tests {
             passwords: Some(Passwords::parse(line).unwrap()),
             acl: None,
         };
-        assert_eq!(a.connect("c", Some("u"), Some(b"s3cret")), Ok(()));
+        assert_eq!(a.check(Some("u"), Some(b"s3cret")), Ok(()));
         assert_eq!(
-            a.connect("c", Some("u"), Some(b"nope")),
+            a.check(Some("u"), Some(b"nope")),
             Err(Refusal::BadCredentials)
         );
+        assert_eq!(a.check(Some("u"), None), Err(Refusal::BadCredentials));
         assert_eq!(
-            a.connect("c", Some("u"), None),
-            Err(Refusal::BadCredentials)
-        );
-        assert_eq!(
-            a.connect("c", Some("x"), Some(b"s3cret")),
+            a.check(Some("x"), Some(b"s3cret")),
             Err(Refusal::BadCredentials)
         );
         assert!(

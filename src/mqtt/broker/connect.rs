@@ -2,12 +2,13 @@
 //! rules, the session to resume or start, a connection of the same client to end (takeover),
 //! and the will when a connection ends without DISCONNECT.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use mio::Token;
 
 use super::{Broker, SessionRef};
-use crate::mqtt::auth::{Op, Refusal};
+use crate::mqtt::auth::{Login, Op, Refusal, Verdict};
 use crate::mqtt::codec::{Connack, ConnackCode, Connect, Packet};
 use crate::mqtt::router::ClientKey;
 use crate::mqtt::session::{Message, Session};
@@ -22,28 +23,89 @@ pub struct Connected {
     pub keep_alive: u16,
 }
 
+/// What became of a CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The client is in: the CONNACK is in its session's output.
+    Accepted(Connected),
+    /// Send CONNACK with this code and close ([MQTT-3.2.2-5]).
+    Refused(ConnackCode),
+    /// The authority answers later, for this ticket: the connection waits, reading nothing,
+    /// until it is woken and [`Broker::login_answer`] has the answer.
+    Waiting(u64),
+}
+
+/// CONNECTs whose authority answers later: the connection waiting for each ticket, and the
+/// answers not yet picked up.
+#[derive(Default)]
+pub(super) struct Logins {
+    next: u64,
+    waiting: HashMap<u64, Token>,
+    answered: HashMap<u64, Result<(), Refusal>>,
+}
+
 impl Broker {
-    /// CONNECT on connection `token` (3.1.4): credentials, the client identifier's rules, the
-    /// session to resume or start, a connection of the same client to end. On success the
-    /// CONNACK is in the session's output; on refusal the caller sends CONNACK with the code and
-    /// closes ([MQTT-3.2.2-5]).
-    pub fn connect(
-        &mut self,
-        c: Connect,
-        token: Token,
-        now_ms: u64,
-    ) -> Result<Connected, ConnackCode> {
-        let client_id = self.client_identifier(&c)?;
-        if let Err(r) = self
-            .auth
-            .connect(&client_id, c.username.as_deref(), c.password.as_deref())
-        {
-            self.stats.refused();
-            return Err(match r {
-                Refusal::BadCredentials => ConnackCode::BadUsernameOrPassword,
-                Refusal::NotAuthorised => ConnackCode::NotAuthorized,
-            });
+    /// CONNECT on connection `token` (3.1.4): the client identifier's rules, then the
+    /// credentials; see [`Broker::admit`] for the rest. An empty client identifier is replaced
+    /// in `c` by the one made up for it.
+    pub fn connect(&mut self, c: &mut Connect, token: Token, now_ms: u64) -> Admission {
+        if let Err(code) = self.client_identifier(c) {
+            return Admission::Refused(code);
         }
+        self.logins.next += 1;
+        let ticket = self.logins.next;
+        let login = Login {
+            client_id: &c.client_id,
+            username: c.username.as_deref(),
+            password: c.password.as_deref(),
+        };
+        match self.auth.connect(&login, ticket) {
+            Verdict::Allow => Admission::Accepted(self.admit(c, token, now_ms)),
+            Verdict::Refuse(r) => Admission::Refused(self.refused(r)),
+            Verdict::Later => {
+                self.logins.waiting.insert(ticket, token);
+                Admission::Waiting(ticket)
+            }
+        }
+    }
+
+    /// The CONNACK code of a refusal, counted.
+    pub fn refused(&self, r: Refusal) -> ConnackCode {
+        self.stats.refused();
+        match r {
+            Refusal::BadCredentials => ConnackCode::BadUsernameOrPassword,
+            Refusal::NotAuthorised => ConnackCode::NotAuthorized,
+        }
+    }
+
+    /// The authority's late answer to the CONNECT of `ticket`, once it came.
+    pub fn login_answer(&mut self, ticket: u64) -> Option<Result<(), Refusal>> {
+        self.logins.answered.remove(&ticket)
+    }
+
+    /// The connection waiting for `ticket` is gone: its answer, if it comes, goes nowhere.
+    pub fn login_abandoned(&mut self, ticket: u64) {
+        self.logins.waiting.remove(&ticket);
+        self.logins.answered.remove(&ticket);
+    }
+
+    /// Picks up the authority's late answers and wakes the connections waiting for them.
+    pub(super) fn collect_verdicts(&mut self) {
+        if !self.verdicts.pending() {
+            return;
+        }
+        for (ticket, verdict) in self.verdicts.take() {
+            if let Some(token) = self.logins.waiting.remove(&ticket) {
+                self.logins.answered.insert(ticket, verdict);
+                self.posted.post(token);
+            }
+        }
+    }
+
+    /// A CONNECT whose credentials the authority accepted: the session to resume or start, a
+    /// connection of the same client to end. The CONNACK is in the session's output.
+    pub fn admit(&mut self, c: &mut Connect, token: Token, now_ms: u64) -> Connected {
+        let client_id: Arc<str> = c.client_id.as_str().into();
         let keep_alive = match c.keep_alive {
             0 => 0,
             k => k.min(self.limits.max_keepalive),
@@ -55,8 +117,8 @@ impl Broker {
         };
         let s = &mut self.sessions[sid];
         s.clean = c.clean_session;
-        s.username = c.username.map(Into::into);
-        s.will = c.will.map(Box::new);
+        s.username = c.username.take().map(Into::into);
+        s.will = c.will.take().map(Box::new);
         s.conn = Some(token);
         s.woken = false;
         // CONNACK: session present only for a resumed session ([MQTT-3.2.2-1],
@@ -74,17 +136,17 @@ impl Broker {
         };
         self.pump(sid, now_ms);
         self.stats.connected(true);
-        Ok(Connected {
+        Connected {
             session: r,
             session_present: present,
             keep_alive,
-        })
+        }
     }
 
     /// The client identifier of a CONNECT: its own, or one made up for an empty one.
-    fn client_identifier(&mut self, c: &Connect) -> Result<Arc<str>, ConnackCode> {
+    fn client_identifier(&mut self, c: &mut Connect) -> Result<(), ConnackCode> {
         if !c.client_id.is_empty() {
-            return Ok(c.client_id.as_str().into());
+            return Ok(());
         }
         // [MQTT-3.1.3-7], [MQTT-3.1.3-8]: a zero-length identifier only with a clean session,
         // and then the server makes one up ([MQTT-3.1.3-6]).
@@ -93,13 +155,13 @@ impl Broker {
             return Err(ConnackCode::IdentifierRejected);
         }
         self.anonymous += 1;
-        let id = format!(
+        c.client_id = format!(
             "auto-{}-{}-{}",
             std::process::id(),
             self.slot,
             self.anonymous
         );
-        Ok(id.into())
+        Ok(())
     }
 
     /// [MQTT-3.1.4-2]: a connection of the same client ends; its session is resumed (true) or

@@ -40,15 +40,15 @@ use slab::Slab;
 
 use crate::core::config::MqttConf;
 use crate::core::event::Posted;
-use crate::mqtt::auth::Authority;
+use crate::mqtt::auth::{Authority, Verdicts};
 use crate::mqtt::codec::{Packet, QoS};
-use crate::mqtt::ingest::Ingest;
+use crate::mqtt::ingest::{Acks, Ingest};
 use crate::mqtt::mesh::{Frame, Mesh};
 use crate::mqtt::router::{ClientKey, SubscriptionTree};
 use crate::mqtt::session::{Flight, Session};
 use crate::mqtt::stats::Stats;
 
-pub use connect::Connected;
+pub use connect::{Admission, Connected};
 pub use switch::{Via, HERE};
 
 /// Per-client limits, from `[mqtt]`.
@@ -106,10 +106,37 @@ pub enum Close {
     Violation(&'static str),
 }
 
+/// The hooks a worker's broker calls, installed by the wiring.
+pub struct Hooks {
+    /// Who may connect, publish and subscribe.
+    pub authority: Rc<dyn Authority>,
+    /// Where the authority's late answers to CONNECTs arrive.
+    pub verdicts: Verdicts,
+    /// Where accepted messages go.
+    pub ingest: Box<dyn Ingest>,
+    /// Where the ingest hook completes the acknowledgements it holds.
+    pub acks: Acks,
+}
+
+impl Hooks {
+    /// `authority` answering at once, and no ingest.
+    pub fn with_authority(authority: Rc<dyn Authority>) -> Hooks {
+        Hooks {
+            authority,
+            verdicts: Verdicts::default(),
+            ingest: Box::new(crate::mqtt::ingest::NoIngest),
+            acks: Acks::default(),
+        }
+    }
+}
+
 pub struct Broker {
     limits: Limits,
     auth: Rc<dyn Authority>,
+    verdicts: Verdicts,
     hook: Box<dyn Ingest>,
+    acks: Acks,
+    logins: connect::Logins,
     sessions: Slab<Session>,
     by_id: HashMap<Arc<str>, usize>,
     next_epoch: u64,
@@ -134,16 +161,18 @@ pub struct Broker {
 impl Broker {
     pub fn new(
         limits: Limits,
-        auth: Rc<dyn Authority>,
-        hook: Box<dyn Ingest>,
+        hooks: Hooks,
         posted: Posted,
         stats: Stats,
         (slot, generation): (usize, u64),
     ) -> Broker {
         Broker {
             limits,
-            auth,
-            hook,
+            auth: hooks.authority,
+            verdicts: hooks.verdicts,
+            hook: hooks.ingest,
+            acks: hooks.acks,
+            logins: connect::Logins::default(),
             sessions: Slab::new(),
             by_id: HashMap::new(),
             next_epoch: 1,
@@ -216,6 +245,18 @@ impl Broker {
         }
     }
 
+    /// Once per loop turn, after every connection had its turn: the hooks' answers are picked
+    /// up (held acknowledgements released, parked CONNECTs woken), the ingest hook sends what
+    /// the turn gathered, connections waiting for it to have room are woken when it has, and a
+    /// stopping worker moves its sessions when it may.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.collect_acks();
+        self.collect_verdicts();
+        self.hook.flush();
+        self.room_check();
+        self.move_when_linked(now_ms);
+    }
+
     /// Posts the session's connection so that it writes what waits.
     fn wake(&mut self, sid: usize) {
         let s = &mut self.sessions[sid];
@@ -269,7 +310,7 @@ impl Broker {
             }
             Frame::Links(slots) => {
                 self.mesh.peer_linked(key, slots);
-                self.tick(now_ms);
+                self.move_when_linked(now_ms);
             }
             Frame::Barrier(seq) => {
                 self.mesh.push(key, &Frame::BarrierPassed(seq));

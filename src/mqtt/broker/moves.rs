@@ -154,13 +154,13 @@ impl Broker {
     pub fn drain(&mut self, now_ms: u64) {
         if self.mesh.has_successors() {
             self.moves.drain_since = Some(now_ms);
-            self.tick(now_ms);
+            self.move_when_linked(now_ms);
         }
     }
 
-    /// Called every loop turn: moves the sessions of a stopping worker once the newer workers
-    /// are linked (or after `MESH_WAIT_MS`, linked or not).
-    pub fn tick(&mut self, now_ms: u64) {
+    /// Moves the sessions of a stopping worker once the newer workers are linked (or after
+    /// `MESH_WAIT_MS`, linked or not).
+    pub(super) fn move_when_linked(&mut self, now_ms: u64) {
         let Some(since) = self.moves.drain_since else {
             return;
         };

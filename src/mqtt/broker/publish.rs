@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use mio::Token;
+
 use super::{Broker, SessionRef, Via, HERE};
 use crate::mqtt::auth::Op;
 use crate::mqtt::codec::{Packet, Publish, QoS};
@@ -14,11 +16,13 @@ use crate::mqtt::router::ClientKey;
 use crate::mqtt::session::{Flight, HeldAck, Inflight, Message, Session};
 use crate::mqtt::stats::Drop;
 
-/// The acknowledgements the ingest hook holds, by the ticket it was given.
+/// The acknowledgements the ingest hook holds, by the ticket it was given, and the
+/// connections waiting for it to have room.
 #[derive(Default)]
 pub(super) struct Tickets {
     next: u64,
     held: HashMap<u64, SessionRef>,
+    blocked: Vec<Token>,
 }
 
 impl Tickets {
@@ -35,7 +39,14 @@ impl Broker {
         let s = &self.sessions[r.sid];
         // QoS 2 method B (4.3.3): a PUBLISH whose identifier is not yet released is a
         // retransmission; it is acknowledged again and not delivered again ([MQTT-4.3.3-2]).
-        let repeat = qos == QoS::ExactlyOnce && s.incoming.contains(&pkid);
+        // A QoS 1 PUBLISH whose acknowledgement is still queued is the client's retransmission
+        // of it (an identifier is not reused before it is acknowledged): the queued
+        // acknowledgement answers both, and the hook does not see it twice.
+        let repeat = match qos {
+            QoS::ExactlyOnce => s.incoming.contains(&pkid),
+            QoS::AtLeastOnce => s.held.iter().any(|h| h.pkid == pkid && h.qos == qos),
+            QoS::AtMostOnce => false,
+        };
         let ticket = self.tickets.next + 1;
         let ack = if repeat {
             Ack::Now
@@ -98,9 +109,46 @@ impl Broker {
         ack
     }
 
+    /// Whether connection `token` may hand the broker a PUBLISH now: false while the ingest
+    /// hook has no room, and the connection is woken when it has.
+    pub fn ingest_room(&mut self, token: Token) -> bool {
+        if self.hook.has_room() {
+            return true;
+        }
+        if !self.tickets.blocked.contains(&token) {
+            self.tickets.blocked.push(token);
+        }
+        false
+    }
+
+    /// Wakes the connections waiting for the hook once it has room.
+    pub(super) fn room_check(&mut self) {
+        if !self.tickets.blocked.is_empty() && self.hook.has_room() {
+            for t in self.tickets.blocked.drain(..) {
+                self.posted.post(t);
+            }
+        }
+    }
+
+    /// Releases the acknowledgements whose tickets the hook completed.
+    pub(super) fn collect_acks(&mut self) {
+        if self.acks.pending() {
+            for ticket in self.acks.take() {
+                self.durable(ticket);
+            }
+        }
+    }
+
+    /// Whether the session of `r` has an acknowledgement the hook still holds: it may neither
+    /// move nor end with a stopping server before it is sent.
+    pub fn holds_acks(&self, r: SessionRef) -> bool {
+        self.session(r)
+            .is_some_and(|s| s.held.iter().any(|h| h.ticket.is_some()))
+    }
+
     /// The ingest hook made the message of `ticket` durable: its acknowledgement, and those
     /// queued behind it, can leave.
-    pub fn durable(&mut self, ticket: u64) {
+    fn durable(&mut self, ticket: u64) {
         let Some(r) = self.tickets.held.remove(&ticket) else {
             return;
         };

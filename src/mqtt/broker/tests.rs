@@ -10,7 +10,7 @@ use super::*;
 use crate::core::shm::Zone;
 use crate::mqtt::auth::FileAuthority;
 use crate::mqtt::codec::{ConnackCode, Connect, Decode, Decoder, Publish, Subscribe, Will};
-use crate::mqtt::ingest::{Ack, NoIngest, Origin};
+use crate::mqtt::ingest::{Ack, Acks, NoIngest, Origin};
 use crate::mqtt::session::Message;
 
 /// Holds back the acknowledgement of every message whose payload starts with "slow".
@@ -31,15 +31,25 @@ impl Ingest for Delaying {
 }
 
 fn broker_with(limits: Limits, hook: Box<dyn Ingest>) -> Rc<RefCell<Broker>> {
+    broker_acks(limits, hook, Acks::default())
+}
+
+/// A broker whose ingest hook completes tickets through `acks`.
+fn broker_acks(limits: Limits, hook: Box<dyn Ingest>, acks: Acks) -> Rc<RefCell<Broker>> {
     let zone = Zone::new("mqtt.test", crate::mqtt::stats::zone_size()).unwrap();
     let auth = Rc::new(FileAuthority {
         allow_anonymous: true,
         ..FileAuthority::default()
     });
+    let hooks = Hooks {
+        authority: auth,
+        verdicts: Default::default(),
+        ingest: hook,
+        acks,
+    };
     Rc::new(RefCell::new(Broker::new(
         limits,
-        auth,
-        hook,
+        hooks,
         Posted::new(),
         Stats::new(zone, 0),
         (0, 0),
@@ -94,11 +104,17 @@ fn subscribe(filters: &[(&str, QoS)], pkid: u16) -> Packet {
     })
 }
 
+/// CONNECT through the broker, with an authority that answers at once.
+fn login(b: &Rc<RefCell<Broker>>, mut c: Connect, token: usize) -> Result<Connected, ConnackCode> {
+    match b.borrow_mut().connect(&mut c, Token(token), 0) {
+        Admission::Accepted(done) => Ok(done),
+        Admission::Refused(code) => Err(code),
+        Admission::Waiting(t) => panic!("the file authority answered later ({t})"),
+    }
+}
+
 fn online(b: &Rc<RefCell<Broker>>, id: &str, clean: bool, token: usize) -> SessionRef {
-    let c = b
-        .borrow_mut()
-        .connect(connect(id, clean), Token(token), 0)
-        .unwrap();
+    let c = login(b, connect(id, clean), token).unwrap();
     let r = c.session;
     let p = out(b, r);
     assert!(matches!(p[0], Packet::Connack(_)));
@@ -109,7 +125,8 @@ fn online(b: &Rc<RefCell<Broker>>, id: &str, clean: bool, token: usize) -> Sessi
 fn held_acknowledgements_leave_in_arrival_order_mqtt_4_6_0_2() {
     let hook = Delaying::default();
     let held = Rc::clone(&hook.held);
-    let b = broker_with(Limits::default(), Box::new(hook));
+    let acks = Acks::default();
+    let b = broker_acks(Limits::default(), Box::new(hook), acks.clone());
     let r = online(&b, "sensor", true, 1);
     for (id, payload) in [(1, &b"slow"[..]), (2, b"fast"), (3, b"fast")] {
         let p = Packet::Publish(Publish {
@@ -128,7 +145,9 @@ fn held_acknowledgements_leave_in_arrival_order_mqtt_4_6_0_2() {
         "PUBACK 1 waits for the hook, 2 and 3 wait behind it"
     );
     let ticket = held.borrow()[0];
-    b.borrow_mut().durable(ticket);
+    acks.durable(ticket);
+    assert_eq!(out(&b, r), vec![], "released on the broker's next turn");
+    b.borrow_mut().tick(0);
     assert_eq!(
         out(&b, r),
         vec![Packet::Puback(1), Packet::Puback(2), Packet::Puback(3)]
@@ -136,10 +155,50 @@ fn held_acknowledgements_leave_in_arrival_order_mqtt_4_6_0_2() {
 }
 
 #[test]
+fn a_qos1_retransmission_of_a_held_publish_reaches_the_hook_once() {
+    let hook = Delaying::default();
+    let held = Rc::clone(&hook.held);
+    let acks = Acks::default();
+    let b = broker_acks(Limits::default(), Box::new(hook), acks.clone());
+    let r = online(&b, "sensor", false, 1);
+    b.borrow_mut()
+        .packet(r, publish("t", b"slow", QoS::AtLeastOnce, 4), 0)
+        .unwrap();
+    assert!(
+        b.borrow().holds_acks(r),
+        "a session with a held PUBACK says so"
+    );
+    let Packet::Publish(mut dup) = publish("t", b"slow", QoS::AtLeastOnce, 4) else {
+        unreachable!()
+    };
+    dup.dup = true;
+    b.borrow_mut().packet(r, Packet::Publish(dup), 0).unwrap();
+    assert_eq!(held.borrow().len(), 1, "the hook saw the message once");
+    assert_eq!(out(&b, r), vec![]);
+    acks.durable(held.borrow()[0]);
+    b.borrow_mut().tick(0);
+    assert_eq!(
+        out(&b, r),
+        vec![Packet::Puback(4)],
+        "one PUBACK answers both"
+    );
+    assert!(!b.borrow().holds_acks(r));
+    b.borrow_mut()
+        .packet(r, publish("t", b"slow", QoS::AtLeastOnce, 4), 0)
+        .unwrap();
+    assert_eq!(
+        held.borrow().len(),
+        2,
+        "once acknowledged, the identifier is new again"
+    );
+}
+
+#[test]
 fn held_pubrec_for_qos2_then_exactly_once_mqtt_4_3_3_2() {
     let hook = Delaying::default();
     let held = Rc::clone(&hook.held);
-    let b = broker_with(Limits::default(), Box::new(hook));
+    let acks = Acks::default();
+    let b = broker_acks(Limits::default(), Box::new(hook), acks.clone());
     let sub = online(&b, "display", true, 1);
     b.borrow_mut()
         .packet(sub, subscribe(&[("t", QoS::ExactlyOnce)], 1), 0)
@@ -155,7 +214,8 @@ fn held_pubrec_for_qos2_then_exactly_once_mqtt_4_3_3_2() {
         .packet(r, publish("t", b"slow", QoS::ExactlyOnce, 9), 0)
         .unwrap();
     assert_eq!(out(&b, r), vec![]);
-    b.borrow_mut().durable(held.borrow()[0]);
+    acks.durable(held.borrow()[0]);
+    b.borrow_mut().tick(0);
     assert_eq!(out(&b, r), vec![Packet::Pubrec(9)]);
     b.borrow_mut().packet(r, Packet::Pubrel(9), 0).unwrap();
     assert_eq!(out(&b, r), vec![Packet::Pubcomp(9)]);
@@ -277,10 +337,7 @@ fn persistent_session_queues_and_resends_with_dup_mqtt_4_4_0_1() {
     b.borrow_mut()
         .packet(p, publish("t", b"zero", QoS::AtMostOnce, 0), 0)
         .unwrap();
-    let c = b
-        .borrow_mut()
-        .connect(connect("s", false), Token(3), 0)
-        .unwrap();
+    let c = login(&b, connect("s", false), 3).unwrap();
     assert!(c.session_present, "[MQTT-3.2.2-2]");
     let got = out(&b, c.session);
     let Packet::Connack(ack) = &got[0] else {
@@ -311,10 +368,7 @@ fn clean_session_discards_and_reports_no_session_mqtt_3_2_2_1() {
         .packet(s, subscribe(&[("t", QoS::AtLeastOnce)], 1), 0)
         .unwrap();
     b.borrow_mut().disconnected(s, Token(1), false, 0);
-    let c = b
-        .borrow_mut()
-        .connect(connect("s", true), Token(2), 0)
-        .unwrap();
+    let c = login(&b, connect("s", true), 2).unwrap();
     assert!(!c.session_present);
     let p = online(&b, "p", true, 3);
     b.borrow_mut()
@@ -331,10 +385,7 @@ fn clean_session_discards_and_reports_no_session_mqtt_3_2_2_1() {
 fn takeover_ends_the_old_connection_mqtt_3_1_4_2() {
     let b = broker();
     let old = online(&b, "c", false, 1);
-    let new = b
-        .borrow_mut()
-        .connect(connect("c", false), Token(2), 0)
-        .unwrap();
+    let new = login(&b, connect("c", false), 2).unwrap();
     assert!(!b.borrow().serves(old, Token(1)));
     assert!(b.borrow().serves(new.session, Token(2)));
     assert!(new.session_present);
@@ -349,19 +400,11 @@ fn takeover_ends_the_old_connection_mqtt_3_1_4_2() {
 fn zero_length_client_id_rules_mqtt_3_1_3_7_and_8() {
     let b = broker();
     assert_eq!(
-        b.borrow_mut()
-            .connect(connect("", false), Token(1), 0)
-            .unwrap_err(),
+        login(&b, connect("", false), 1).unwrap_err(),
         ConnackCode::IdentifierRejected
     );
-    let a = b
-        .borrow_mut()
-        .connect(connect("", true), Token(2), 0)
-        .unwrap();
-    let c = b
-        .borrow_mut()
-        .connect(connect("", true), Token(3), 0)
-        .unwrap();
+    let a = login(&b, connect("", true), 2).unwrap();
+    let c = login(&b, connect("", true), 3).unwrap();
     assert_ne!(a.session, c.session, "each gets its own identifier");
     assert!(b.borrow().serves(a.session, Token(2)));
 }
@@ -382,7 +425,7 @@ fn will_on_failure_not_after_disconnect_mqtt_3_1_2_8_and_10() {
             qos: QoS::AtMostOnce,
             retain: false,
         });
-        let r = b.borrow_mut().connect(c, Token(token), 0).unwrap().session;
+        let r = login(&b, c, token).unwrap().session;
         if clean_end {
             assert_eq!(
                 b.borrow_mut().packet(r, Packet::Disconnect, 0),
