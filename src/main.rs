@@ -87,7 +87,7 @@ fn main() -> ExitCode {
         opts.conf.as_deref().unwrap_or(Path::new("conf/bizzy.toml")),
     );
     let app = Bizzy::default();
-    let conf = match Conf::load(&file, &prefix)
+    let conf = match Conf::load(&file, &prefix, app.sections())
         .map_err(|e| e.to_string())
         .and_then(|c| app.check(&c).map(|()| c))
     {

@@ -9,7 +9,8 @@ use std::rc::Rc;
 
 use regex::Regex;
 
-use crate::core::config::{covers, LocationConf, LocationMatch, ServerConf};
+use crate::core::config::covers;
+use crate::http::conf::{LocationConf, LocationMatch, ServerConf};
 use crate::http::phase::ContentHandler;
 
 pub struct Location {

@@ -1,5 +1,6 @@
 //! HTTP/1.1: request parsing, phases, filters and the connection state machine.
 
+pub mod conf;
 pub mod conn;
 pub mod date;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod response;
 pub mod runtime;
 pub mod stats;
 
+pub use conf::PROTOCOL;
 pub use error::HttpError;
 pub use phase::{Flow, Phase};
 pub use request::Request;

@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 
-use crate::core::config::{Conf, HandlerKind, ListenKind, LocationConf};
+use crate::core::config::Conf;
 use crate::core::event::{self, Posted, Service};
 use crate::core::process::{Prepared, Services, WorkerCtx};
 use crate::core::shm::Zones;
+use crate::http::conf::{HttpConf, LocationConf, PROTOCOL};
 use crate::http::conn::HttpConn;
 use crate::http::date::DateCache;
 use crate::http::filter::{self, Chains, Filter, GzipConf};
@@ -24,6 +25,10 @@ use crate::http::stats::{self, Stats};
 /// its handlers for a cycle.
 pub trait Module {
     fn name(&self) -> &'static str;
+    /// The names of the content handlers it serves, which locations may give as `handler`.
+    fn handlers(&self) -> &[&'static str] {
+        &[]
+    }
     /// Shared memory zones: (name, bytes).
     fn zones(&self, _conf: &Conf) -> Vec<(String, usize)> {
         Vec::new()
@@ -43,13 +48,15 @@ pub type ContentFactory = Box<dyn Fn(&LocationConf) -> Result<Rc<dyn ContentHand
 pub enum ContentKey {
     /// Locations with a `return`.
     Return,
-    /// Locations with `handler = ...`.
-    Handler(HandlerKind),
+    /// Locations with `handler = ...`: one of the module's [`Module::handlers`].
+    Handler(&'static str),
 }
 
 /// What modules register into during a cycle's preparation.
 pub struct Registry<'a> {
     pub conf: &'a Arc<Conf>,
+    /// The `[http]` section of `conf`.
+    pub http: &'a HttpConf,
     pub zones: &'a Zones,
     pub files: &'a [(PathBuf, std::fs::File)],
     handlers: Vec<Rc<dyn PhaseHandler>>,
@@ -75,7 +82,8 @@ impl Registry<'_> {
 
 /// A cycle's HTTP configuration, ready to serve.
 pub struct Http {
-    pub conf: Arc<Conf>,
+    /// The cycle's `[http]` section.
+    pub conf: HttpConf,
     pub servers: Servers,
     pub engine: Engine,
     pub chains: Chains,
@@ -91,8 +99,10 @@ impl Http {
         files: &[(PathBuf, std::fs::File)],
         modules: &[Box<dyn Module>],
     ) -> Result<Http, String> {
+        let h = conf.section::<HttpConf>();
         let mut reg = Registry {
             conf,
+            http: h,
             zones,
             files,
             handlers: Vec::new(),
@@ -103,7 +113,6 @@ impl Http {
         for m in modules {
             m.init(&mut reg).map_err(|e| format!("{}: {e}", m.name()))?;
         }
-        let h = &conf.http;
         reg.filters.extend(filter::builtin(GzipConf {
             types: h.gzip_types.clone(),
             min_length: h.gzip_min_length.0,
@@ -126,7 +135,7 @@ impl Http {
             "bizzy".to_string()
         };
         Ok(Http {
-            conf: conf.clone(),
+            conf: h.clone(),
             servers: Servers::new(&h.server, servers),
             engine: Engine::new(reg.handlers, reg.loggers),
             chains: Chains::new(reg.filters),
@@ -140,15 +149,18 @@ fn content_for(
     factories: &[(ContentKey, ContentFactory)],
     l: &LocationConf,
 ) -> Result<Rc<dyn ContentHandler>, String> {
-    let key = match (&l.return_, l.handler) {
-        (Some(_), _) => ContentKey::Return,
-        (None, Some(k)) => ContentKey::Handler(k),
-        (None, None) => return Err("no content: set `return` or `handler`".into()),
-    };
     let (_, f) = factories
         .iter()
-        .find(|(k, _)| *k == key)
-        .ok_or_else(|| format!("no module serves {key:?}"))?;
+        .find(|(k, _)| match (k, &l.return_, &l.handler) {
+            (ContentKey::Return, Some(_), _) => true,
+            (ContentKey::Handler(name), None, Some(h)) => name == h,
+            _ => false,
+        })
+        .ok_or_else(|| match (&l.return_, &l.handler) {
+            (Some(_), _) => "no module serves Return".to_string(),
+            (None, Some(h)) => format!("no module serves handler {h:?}"),
+            (None, None) => "no content: set `return` or `handler`".to_string(),
+        })?;
     f(l)
 }
 
@@ -180,7 +192,7 @@ impl Prepared for HttpPrepared {
             posted: ctx.posted.clone(),
             slot: ctx.slot,
         });
-        Ok(vec![(ListenKind::Http, Box::new(HttpService { worker }))])
+        Ok(vec![(PROTOCOL, Box::new(HttpService { worker }))])
     }
 }
 

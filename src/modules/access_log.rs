@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::core::config::{AccessLogFormat, Conf};
+use crate::core::config::Conf;
+use crate::http::conf::{AccessLogFormat, HttpConf};
 use crate::http::phase::{Logger, Outcome};
 use crate::http::response::json_string;
 use crate::http::runtime::{Module, Registry};
@@ -27,11 +28,15 @@ impl Module for AccessLogModule {
     }
 
     fn files(&self, conf: &Conf) -> Vec<PathBuf> {
-        conf.http.access_log.iter().cloned().collect()
+        conf.section::<HttpConf>()
+            .access_log
+            .iter()
+            .cloned()
+            .collect()
     }
 
     fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
-        let Some(path) = reg.conf.http.access_log.clone() else {
+        let Some(path) = reg.http.access_log.clone() else {
             return Ok(());
         };
         let file = reg
@@ -44,7 +49,7 @@ impl Module for AccessLogModule {
             .map_err(|e| format!("dup() failed ({e})"))?;
         reg.logger(Rc::new(AccessLog {
             path,
-            format: reg.conf.http.access_log_format,
+            format: reg.http.access_log_format,
             file: RefCell::new(file),
             buf: RefCell::new(Vec::new()),
             time: RefCell::new((u64::MAX, String::new())),

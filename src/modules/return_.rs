@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::core::config::LocationConf;
+use crate::http::conf::LocationConf;
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::response::Text;
 use crate::http::runtime::{ContentKey, Module, Registry};

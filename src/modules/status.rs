@@ -5,13 +5,16 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::core::config::{HandlerKind, LocationConf};
 use crate::core::shm::Zone;
 use crate::core::stats;
+use crate::http::conf::LocationConf;
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::stats as hstats;
 use crate::http::{Flow, HttpError, Request, Response};
+
+/// The `handler` of the locations this module answers.
+const HANDLER: &str = "status";
 
 pub struct StatusModule;
 
@@ -37,13 +40,17 @@ pub fn zones(reg: &Registry<'_>) -> Result<(Zone, Zone), String> {
 
 impl Module for StatusModule {
     fn name(&self) -> &'static str {
-        "status"
+        HANDLER
+    }
+
+    fn handlers(&self) -> &[&'static str] {
+        &[HANDLER]
     }
 
     fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
         let (core, http) = zones(reg)?;
         reg.content(
-            ContentKey::Handler(HandlerKind::Status),
+            ContentKey::Handler(HANDLER),
             Box::new(move |_: &LocationConf| {
                 Ok(Rc::new(Status {
                     core: core.clone(),

@@ -51,7 +51,7 @@ pub struct Limits {
 
 impl Limits {
     /// The limits `[mqtt]` sets.
-    pub fn from_conf(c: &crate::core::config::MqttConf) -> Limits {
+    pub fn from_conf(c: &crate::mqtt::conf::MqttConf) -> Limits {
         Limits {
             max_inflight: c.max_inflight as usize,
             max_queued: c.max_queued as usize,
@@ -66,7 +66,7 @@ impl Limits {
 /// The defaults of `[mqtt]`.
 impl Default for Limits {
     fn default() -> Limits {
-        Limits::from_conf(&crate::core::config::MqttConf::default())
+        Limits::from_conf(&crate::mqtt::conf::MqttConf::default())
     }
 }
 

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use mio::net::TcpStream;
 
-use crate::core::config::{Conf, MqttConf};
+use crate::core::config::Conf;
 use crate::core::event::Peer;
 use crate::core::event::{Conn, Cx, Service};
 use crate::core::process::WorkerCtx;
@@ -17,6 +17,7 @@ use crate::core::shm::Zones;
 use crate::log;
 use crate::mqtt::auth::{Acl, FileAuthority, Passwords};
 use crate::mqtt::broker::{Broker, Limits};
+use crate::mqtt::conf::MqttConf;
 use crate::mqtt::conn::MqttConn;
 use crate::mqtt::ingest::NoIngest;
 use crate::mqtt::mesh;
@@ -31,7 +32,7 @@ pub struct MqttPrepared {
 
 impl MqttPrepared {
     pub fn build(conf: &Conf) -> Result<MqttPrepared, String> {
-        let m = &conf.mqtt;
+        let m = conf.section::<MqttConf>();
         let passwords = match &m.password_file {
             Some(p) => Some(Passwords::load(p).map_err(|e| format!("mqtt.password_file: {e}"))?),
             None => None,

@@ -416,7 +416,11 @@ impl Master<'_> {
             return;
         }
         log!(Notice, "reconfiguring");
-        let conf = match Conf::load(&self.start.conf_file, &self.start.prefix) {
+        let conf = match Conf::load(
+            &self.start.conf_file,
+            &self.start.prefix,
+            self.app.sections(),
+        ) {
             Ok(c) => c,
             Err(e) => return log!(Crit, "{e}; keeping the running configuration"),
         };

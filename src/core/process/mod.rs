@@ -9,15 +9,17 @@ pub mod worker;
 
 use std::path::PathBuf;
 
-use crate::core::config::{Conf, ListenKind};
+use crate::core::config::{Conf, Protocol, Sections};
 pub use crate::core::event::Peer;
 use crate::core::event::Service;
 use crate::core::shm::Zones;
 
 /// What the protocol layers contribute to a cycle. Called in the master.
 pub trait App {
-    /// The kinds of listener this build serves; the master binds no other.
-    fn kinds(&self) -> &[ListenKind];
+    /// The configuration sections besides `[main]`, as the protocols and modules declared them.
+    fn sections(&self) -> &Sections;
+    /// The protocols this build serves; the master binds no other listener.
+    fn kinds(&self) -> &[Protocol];
     /// Shared memory zones the modules want for `conf`: (name, size in bytes).
     fn zones(&self, conf: &Conf) -> Vec<(String, usize)>;
     /// Log files besides the error log (access logs), opened by the master.
@@ -39,8 +41,8 @@ pub trait App {
     fn reaped(&self, _zones: &Zones, _slot: usize) {}
 }
 
-/// A worker's services, each with the kind of listener it serves.
-pub type Services = Vec<(ListenKind, Box<dyn Service>)>;
+/// A worker's services, each with the protocol of the listeners it serves.
+pub type Services = Vec<(Protocol, Box<dyn Service>)>;
 
 /// A cycle's prepared state, inherited by its workers through fork.
 pub trait Prepared {
