@@ -123,3 +123,6 @@ impl Prepared for Both {
 
 #[cfg(test)]
 mod conf_tests;
+
+#[cfg(test)]
+mod module_tests;

@@ -51,3 +51,27 @@ impl Section for AuthConf {
         self.certificates = resolve(prefix, &self.certificates);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::Conf;
+
+    fn err(text: &str) -> String {
+        match Conf::parse_only::<AuthConf>(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err("[auth]\nadmin_uids = [\"a\", \"a\"]\n");
+        assert_eq!(e, "conf/x.toml:2: auth.admin_uids[1]: a is given twice");
+        let e = err("[auth]\n\nfirebase_project_id = \"\"\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:3: auth.firebase_project_id: must not be empty"
+        );
+    }
+}

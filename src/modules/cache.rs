@@ -44,3 +44,27 @@ impl Section for CacheConf {
         check_no_repeats(&self.memcached, &at)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::Conf;
+
+    fn err(text: &str) -> String {
+        match Conf::parse_only::<CacheConf>(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err("[cache]\nmemcached = [\"127.0.0.1\"]\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:2: cache.memcached[0]: \"127.0.0.1\" is not host:port"
+        );
+        let e = err("[cache]\nsomething_else = 1\n");
+        assert_eq!(e, "conf/x.toml:2: cache.something_else: unknown key");
+    }
+}

@@ -56,3 +56,37 @@ impl Section for DatabaseConf {
         self.spool_dir = resolve(prefix, &self.spool_dir);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::Conf;
+
+    fn err(text: &str) -> String {
+        match Conf::parse_only::<DatabaseConf>(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err("[database]\nurl = \"mysql://x\"\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:2: database.url: \"mysql://x\" is not a postgresql:// URL"
+        );
+        let e = err("[database]\npool_size = 0\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:2: database.pool_size: must be between 1 and 1024, not 0"
+        );
+    }
+
+    #[test]
+    fn spool_dir_is_resolved() {
+        let conf = Conf::parse_only::<DatabaseConf>("").unwrap_or_else(|e| panic!("{e}"));
+        let db = conf.section::<DatabaseConf>();
+        assert_eq!(db.spool_dir, Path::new("/srv/bizzy/var/spool"));
+    }
+}

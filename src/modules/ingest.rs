@@ -39,3 +39,30 @@ impl Section for IngestConf {
         at_least(self.max_delta, 1, &at.key("max_delta"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::Conf;
+
+    fn err(text: &str) -> String {
+        match Conf::parse_only::<IngestConf>(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err("[ingest]\nwrap_window = 0\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:2: ingest.wrap_window: must be between 1 and 32767, not 0"
+        );
+        let e = err("[ingest]\nmax_clock_skew = \"0s\"\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:2: ingest.max_clock_skew: must be at least 1s, not 0s"
+        );
+    }
+}

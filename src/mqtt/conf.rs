@@ -142,3 +142,65 @@ impl Section for MqttConf {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::Conf;
+
+    fn err(text: &str) -> String {
+        match Conf::parse_only::<MqttConf>(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err("[mqtt]\nmax_keepalive = \"1d\"\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:2: mqtt.max_keepalive: must be between 1s and 65535s, not 1d"
+        );
+        let e = err("[mqtt]\nmax_keepalive = \"1500ms\"\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:2: mqtt.max_keepalive: must be whole seconds (MQTT keep-alives are)"
+        );
+        let e = err("[mqtt]\nmax_packet_size = \"1g\"\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:2: mqtt.max_packet_size: must be between 16 and 268435460, not 1g"
+        );
+        let e = err("[mqtt]\nconnect_rate = \"fast\"\n");
+        let want = "conf/x.toml:2: mqtt.connect_rate: \"fast\" is not a rate (write e.g. \"50r/s\" or \"600r/m\")";
+        assert_eq!(e, want);
+        let e = err("[mqtt]\nmax_infligt = 5\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:2: mqtt.max_infligt: unknown key (did you mean `max_inflight`?)"
+        );
+    }
+
+    #[test]
+    fn listens_and_resolves_its_files() {
+        let text =
+            "[mqtt]\nlisten = [\"1883\", \"[::1]:1884\"]\nbacklog = 9\nacl_file = \"conf/acl\"\n";
+        let conf = Conf::parse_only::<MqttConf>(text).unwrap_or_else(|e| panic!("{e}"));
+        let m = conf.section::<MqttConf>();
+        assert_eq!(
+            m.acl_file.as_deref(),
+            Some(Path::new("/srv/bizzy/conf/acl"))
+        );
+        let got: Vec<(String, Protocol, i32)> = conf
+            .listeners()
+            .into_iter()
+            .map(|l| (l.addr.to_string(), l.kind, l.backlog))
+            .collect();
+        let want = [
+            ("0.0.0.0:1883".to_string(), PROTOCOL, 9),
+            ("[::1]:1884".to_string(), PROTOCOL, 9),
+        ];
+        assert_eq!(got, want);
+    }
+}

@@ -610,55 +610,6 @@ fn servers_together_errors() {
     );
 }
 
-#[test]
-fn other_section_errors() {
-    let e = err("[mqtt]\nmax_keepalive = \"1d\"\n");
-    assert_eq!(
-        e,
-        "conf/x.toml:2: mqtt.max_keepalive: must be between 1s and 65535s, not 1d"
-    );
-    let e = err("[mqtt]\nmax_keepalive = \"1500ms\"\n");
-    assert_eq!(
-        e,
-        "conf/x.toml:2: mqtt.max_keepalive: must be whole seconds (MQTT keep-alives are)"
-    );
-    let e = err("[mqtt]\nmax_packet_size = \"1g\"\n");
-    assert_eq!(
-        e,
-        "conf/x.toml:2: mqtt.max_packet_size: must be between 16 and 268435460, not 1g"
-    );
-    let e = err("[mqtt]\nconnect_rate = \"fast\"\n");
-    let want = "conf/x.toml:2: mqtt.connect_rate: \"fast\" is not a rate (write e.g. \"50r/s\" or \"600r/m\")";
-    assert_eq!(e, want);
-    let e = err("[database]\nurl = \"mysql://x\"\n");
-    assert_eq!(
-        e,
-        "conf/x.toml:2: database.url: \"mysql://x\" is not a postgresql:// URL"
-    );
-    let e = err("[database]\npool_size = 0\n");
-    assert_eq!(
-        e,
-        "conf/x.toml:2: database.pool_size: must be between 1 and 1024, not 0"
-    );
-    let e = err("[cache]\nmemcached = [\"127.0.0.1\"]\n");
-    assert_eq!(
-        e,
-        "conf/x.toml:2: cache.memcached[0]: \"127.0.0.1\" is not host:port"
-    );
-    let e = err("[auth]\nadmin_uids = [\"a\", \"a\"]\n");
-    assert_eq!(e, "conf/x.toml:2: auth.admin_uids[1]: a is given twice");
-    let e = err("[ingest]\nwrap_window = 0\n");
-    assert_eq!(
-        e,
-        "conf/x.toml:2: ingest.wrap_window: must be between 1 and 32767, not 0"
-    );
-    let e = err("[ingest]\nmax_clock_skew = \"0s\"\n");
-    assert_eq!(
-        e,
-        "conf/x.toml:2: ingest.max_clock_skew: must be at least 1s, not 0s"
-    );
-}
-
 proptest::proptest! {
     #[test]
     fn any_text_gives_a_conf_or_an_error(text in "(\\PC|\n|\\[|\\]|=|\"){0,200}") {

@@ -77,7 +77,7 @@ struct Document {
 }
 
 impl Document {
-    /// Reads each top-level table, in the order of the file, with the section registered under
+    /// Reads each top-level table (in toml's order, by name) with the section registered under
     /// its name; a table the file leaves out takes its default.
     fn read(source: &Source<'_>, registered: &Sections) -> Result<Document, Unread> {
         let mut main = None;
@@ -248,6 +248,21 @@ impl Conf {
         let all = out.clone();
         out.retain(|l| !all.iter().any(|w| covers(w.addr, l.addr)));
         out
+    }
+}
+
+#[cfg(test)]
+impl Conf {
+    /// `text` read as `conf/x.toml` with the prefix `/srv/bizzy` and `T` the one section
+    /// registered, or the error as the operator reads it: for a section's own tests.
+    pub(crate) fn parse_only<T>(text: &str) -> Result<Conf, String>
+    where
+        T: Section + Default + serde::de::DeserializeOwned,
+    {
+        let mut sections = Sections::new();
+        sections.add::<T>();
+        let (file, prefix) = (Path::new("conf/x.toml"), Path::new("/srv/bizzy"));
+        Conf::parse(text, file, prefix, &sections).map_err(|e| e.to_string())
     }
 }
 
