@@ -9,7 +9,9 @@ use crate::core::config::{Conf, Protocol, Sections};
 use crate::core::process::{App, Prepared, Services, WorkerCtx};
 use crate::core::shm::Zones;
 use crate::http::conf::HttpSection;
-use crate::http::runtime::{Http, HttpPrepared, Module};
+use crate::http::module::Module;
+use crate::http::runtime::Http;
+use crate::http::service::HttpPrepared;
 use crate::http::stats as hstats;
 use crate::modules::{
     auth::AuthConf, cache::CacheConf, database::DatabaseConf, ingest::IngestConf,

@@ -6,11 +6,13 @@ pub mod date;
 pub mod error;
 pub mod filter;
 pub mod location;
+pub mod module;
 pub mod parse;
 pub mod phase;
 pub mod request;
 pub mod response;
 pub mod runtime;
+pub mod service;
 pub mod stats;
 
 pub use conf::PROTOCOL;

@@ -1,84 +1,21 @@
 //! The HTTP runtime of a cycle: modules register phase handlers, filters and location content
-//! handlers once, in the master; the result is inherited by every worker through fork, and each
-//! worker adds its own counters and date cache.
+//! handlers once, in the master ([`Http::build`]); the result is inherited by every worker
+//! through fork, and each worker adds its own counters and date cache ([`Worker`]).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use mio::net::TcpStream;
-
 use crate::core::config::Conf;
-use crate::core::event::{self, Posted, Service};
-use crate::core::process::{Prepared, Services, WorkerCtx};
+use crate::core::event::Posted;
 use crate::core::shm::Zones;
-use crate::http::conf::{HttpConf, LocationConf, PROTOCOL};
-use crate::http::conn::HttpConn;
+use crate::http::conf::{HttpConf, LocationConf};
 use crate::http::date::DateCache;
-use crate::http::filter::{self, Chains, Filter, GzipConf};
+use crate::http::filter::{self, Chains, GzipConf};
 use crate::http::location::{Location, Server, Servers};
-use crate::http::phase::{ContentHandler, Engine, Logger, PhaseHandler};
-use crate::http::stats::{self, Stats};
-
-/// A feature module (nginx's `ngx_module_t`): says what it needs from the master and registers
-/// its handlers for a cycle.
-pub trait Module {
-    fn name(&self) -> &'static str;
-    /// The names of the content handlers it serves, which locations may give as `handler`.
-    fn handlers(&self) -> &[&'static str] {
-        &[]
-    }
-    /// Shared memory zones: (name, bytes).
-    fn zones(&self, _conf: &Conf) -> Vec<(String, usize)> {
-        Vec::new()
-    }
-    /// Log files the master opens for it.
-    fn files(&self, _conf: &Conf) -> Vec<PathBuf> {
-        Vec::new()
-    }
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String>;
-}
-
-/// Makes the content handler of a location.
-pub type ContentFactory = Box<dyn Fn(&LocationConf) -> Result<Rc<dyn ContentHandler>, String>>;
-
-/// Which locations a content factory serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContentKey {
-    /// Locations with a `return`.
-    Return,
-    /// Locations with `handler = ...`: one of the module's [`Module::handlers`].
-    Handler(&'static str),
-}
-
-/// What modules register into during a cycle's preparation.
-pub struct Registry<'a> {
-    pub conf: &'a Arc<Conf>,
-    /// The `[http]` section of `conf`.
-    pub http: &'a HttpConf,
-    pub zones: &'a Zones,
-    pub files: &'a [(PathBuf, std::fs::File)],
-    handlers: Vec<Rc<dyn PhaseHandler>>,
-    loggers: Vec<Rc<dyn Logger>>,
-    filters: Vec<Rc<dyn Filter>>,
-    content: Vec<(ContentKey, ContentFactory)>,
-}
-
-impl Registry<'_> {
-    pub fn phase_handler(&mut self, h: Rc<dyn PhaseHandler>) {
-        self.handlers.push(h);
-    }
-    pub fn logger(&mut self, l: Rc<dyn Logger>) {
-        self.loggers.push(l);
-    }
-    pub fn filter(&mut self, f: Rc<dyn Filter>) {
-        self.filters.push(f);
-    }
-    pub fn content(&mut self, key: ContentKey, f: ContentFactory) {
-        self.content.push((key, f));
-    }
-}
+use crate::http::module::{ContentFactory, ContentKey, Module, Registry};
+use crate::http::phase::{ContentHandler, Engine};
+use crate::http::stats::Stats;
 
 /// A cycle's HTTP configuration, ready to serve.
 pub struct Http {
@@ -119,16 +56,7 @@ impl Http {
             level: h.gzip_comp_level,
             default_on: h.gzip,
         }));
-        let mut servers = Vec::with_capacity(h.server.len());
-        for (si, s) in h.server.iter().enumerate() {
-            let mut locs = Vec::with_capacity(s.location.len());
-            for (li, l) in s.location.iter().enumerate() {
-                let content = content_for(&reg.content, l)
-                    .map_err(|e| format!("http.server[{si}].location[{li}]: {e}"))?;
-                locs.push(Location::new(l.clone(), content)?);
-            }
-            servers.push(Server::new(s, locs));
-        }
+        let (servers, contents) = locations(h, &reg.content)?;
         let server_header = if h.server_tokens {
             format!("bizzy/{}", env!("CARGO_PKG_VERSION"))
         } else {
@@ -137,12 +65,35 @@ impl Http {
         Ok(Http {
             conf: h.clone(),
             servers: Servers::new(&h.server, servers),
-            engine: Engine::new(reg.handlers, reg.loggers),
+            engine: Engine::new(reg.handlers, reg.loggers, contents),
             chains: Chains::new(reg.filters),
             server_header,
             zones: zones.clone(),
         })
     }
+}
+
+/// The content handler of each location, by id.
+type Contents = Vec<Rc<dyn ContentHandler>>;
+
+/// Every server with its locations, and the content handler of each location by id.
+fn locations(
+    h: &HttpConf,
+    factories: &[(ContentKey, ContentFactory)],
+) -> Result<(Vec<Server>, Contents), String> {
+    let mut servers = Vec::with_capacity(h.server.len());
+    let mut contents = Vec::new();
+    for (si, s) in h.server.iter().enumerate() {
+        let mut locs = Vec::with_capacity(s.location.len());
+        for (li, l) in s.location.iter().enumerate() {
+            let content = content_for(factories, l)
+                .map_err(|e| format!("http.server[{si}].location[{li}]: {e}"))?;
+            locs.push(Location::new(l.clone(), contents.len())?);
+            contents.push(content);
+        }
+        servers.push(Server::new(s, locs));
+    }
+    Ok((servers, contents))
 }
 
 fn content_for(
@@ -171,66 +122,4 @@ pub struct Worker {
     pub date: DateCache,
     pub posted: Posted,
     pub slot: usize,
-}
-
-/// The prepared state a cycle hands to its workers.
-pub struct HttpPrepared {
-    pub http: Rc<Http>,
-}
-
-impl Prepared for HttpPrepared {
-    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, String> {
-        let zone = ctx
-            .zones
-            .get(stats::ZONE)
-            .ok_or("the http stats zone is missing")?
-            .clone();
-        let worker = Rc::new(Worker {
-            http: self.http.clone(),
-            stats: Stats::new(zone, ctx.slot),
-            date: DateCache::default(),
-            posted: ctx.posted.clone(),
-            slot: ctx.slot,
-        });
-        Ok(vec![(PROTOCOL, Box::new(HttpService { worker }))])
-    }
-}
-
-/// The HTTP side of a worker's event loop.
-pub struct HttpService {
-    worker: Rc<Worker>,
-}
-
-impl Service for HttpService {
-    fn accept(
-        &mut self,
-        cx: &mut event::Cx<'_>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        listen: SocketAddr,
-    ) -> Option<Box<dyn event::Conn>> {
-        Some(Box::new(HttpConn::new(
-            self.worker.clone(),
-            stream,
-            peer,
-            listen,
-            cx,
-        )))
-    }
-
-    fn idle(&mut self, _now_ms: u64) {
-        for l in &self.worker.http.engine.loggers {
-            l.flush();
-        }
-    }
-
-    fn stop(&mut self) {
-        self.idle(0);
-    }
-
-    fn reopen(&mut self, files: &[(PathBuf, std::fs::File)]) {
-        for l in &self.worker.http.engine.loggers {
-            l.reopen(files);
-        }
-    }
 }

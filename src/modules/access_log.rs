@@ -13,9 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::core::config::Conf;
 use crate::http::conf::{AccessLogFormat, HttpConf};
+use crate::http::module::{Module, Registry};
 use crate::http::phase::{Logger, Outcome};
 use crate::http::response::json_string;
-use crate::http::runtime::{Module, Registry};
 use crate::http::Request;
 
 pub struct AccessLogModule;

@@ -4,8 +4,8 @@
 use std::rc::Rc;
 
 use crate::http::conf::LocationConf;
+use crate::http::module::{ContentKey, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
-use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::{Flow, HttpError, Request, Response};
 
 /// The `handler` of the locations this module answers.

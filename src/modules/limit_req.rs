@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::core::config::Conf;
 use crate::core::shm::Zone;
 use crate::http::conf::{HttpConf, LimitReqZoneConf};
+use crate::http::module::{Module, Registry};
 use crate::http::phase::{Cx, Phase, PhaseHandler};
-use crate::http::runtime::{Module, Registry};
 use crate::http::{Flow, HttpError, Request, Response};
 
 pub struct LimitReqModule;

@@ -15,7 +15,7 @@ pub mod return_;
 pub mod static_;
 pub mod status;
 
-use crate::http::runtime::Module;
+use crate::http::module::Module;
 
 /// Every module, in registration order (which is the order of handlers within a phase, and of
 /// the handler names an unknown `handler` error lists).

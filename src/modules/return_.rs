@@ -7,9 +7,9 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::http::conf::LocationConf;
+use crate::http::module::{ContentKey, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::response::Text;
-use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::{Flow, HttpError, Request, Response};
 
 pub struct ReturnModule;

@@ -15,10 +15,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::http::conf::{LocationConf, STATIC_HANDLER};
+use crate::http::module::{ContentKey, Module, Registry};
 use crate::http::parse::Method;
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::response::Body;
-use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::{Flow, HttpError, Request, Response};
 
 /// The `handler` of the locations this module answers.

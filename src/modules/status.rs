@@ -8,8 +8,8 @@ use bytes::Bytes;
 use crate::core::shm::Zone;
 use crate::core::stats;
 use crate::http::conf::LocationConf;
+use crate::http::module::{ContentKey, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
-use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::stats as hstats;
 use crate::http::{Flow, HttpError, Request, Response};
 

@@ -12,8 +12,9 @@ use crate::core::config::{between, Conf, Invalid, KeyPath, Section, Sections};
 use crate::core::shm::Zones;
 use crate::core::stats;
 use crate::http::conf::LocationConf;
+use crate::http::module::{ContentKey, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
-use crate::http::runtime::{ContentKey, Http, Module, Registry};
+use crate::http::runtime::Http;
 use crate::http::stats as hstats;
 use crate::http::{Flow, HttpError, Request, Response};
 
