@@ -60,7 +60,7 @@ mod tests {
     fn err(text: &str) -> String {
         match Conf::parse_only::<AuthConf>(text) {
             Ok(_) => panic!("accepted:\n{text}"),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         }
     }
 

@@ -48,7 +48,7 @@ mod tests {
     fn err(text: &str) -> String {
         match Conf::parse_only::<IngestConf>(text) {
             Ok(_) => panic!("accepted:\n{text}"),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         }
     }
 

@@ -31,7 +31,7 @@ pub use error::{
 };
 pub use main_conf::{auto_worker_processes, LogLevel, MainConf};
 pub use section::{AnySection, Listener, Protocol, Section, SectionKind, Sections};
-pub use units::{listen_list, parse_listen, Dur, Rate, Size};
+pub use units::{listen_list, parse_listen, Dur, Rate, Size, UnitError};
 
 use error::Source;
 
@@ -254,15 +254,15 @@ impl Conf {
 #[cfg(test)]
 impl Conf {
     /// `text` read as `conf/x.toml` with the prefix `/srv/bizzy` and `T` the one section
-    /// registered, or the error as the operator reads it: for a section's own tests.
-    pub(crate) fn parse_only<T>(text: &str) -> Result<Conf, String>
+    /// registered: for a section's own tests.
+    pub(crate) fn parse_only<T>(text: &str) -> Result<Conf, ConfError>
     where
         T: Section + Default + serde::de::DeserializeOwned,
     {
         let mut sections = Sections::new();
         sections.add::<T>();
         let (file, prefix) = (Path::new("conf/x.toml"), Path::new("/srv/bizzy"));
-        Conf::parse(text, file, prefix, &sections).map_err(|e| e.to_string())
+        Conf::parse(text, file, prefix, &sections)
     }
 }
 
