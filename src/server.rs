@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::core::config::{Conf, Protocol, Sections};
-use crate::core::process::{App, Prepared, Services, WorkerCtx};
+use crate::core::process::{App, AppError, Prepared, Services, WorkerCtx};
 use crate::core::shm::Zones;
 use crate::http::conf::HttpSection;
 use crate::http::module::Module;
@@ -71,11 +71,11 @@ impl App for Bizzy {
         self.modules.iter().flat_map(|m| m.files(conf)).collect()
     }
 
-    fn check(&self, conf: &Conf) -> Result<(), String> {
+    fn check(&self, conf: &Conf) -> Result<(), AppError> {
         if conf.section::<MqttConf>().listen.is_empty() {
             return Ok(());
         }
-        MqttPrepared::build(conf).map(drop)
+        MqttPrepared::build(conf).map(drop).map_err(AppError::from)
     }
 
     fn reaped(&self, zones: &Zones, slot: usize) {
@@ -90,7 +90,7 @@ impl App for Bizzy {
         conf: &Conf,
         zones: &Zones,
         files: &[(PathBuf, std::fs::File)],
-    ) -> Result<Box<dyn Prepared>, String> {
+    ) -> Result<Box<dyn Prepared>, AppError> {
         let conf = Arc::new(conf.clone());
         let http = Http::build(&conf, zones, files, &self.modules)?;
         let mqtt = if conf.section::<MqttConf>().listen.is_empty() {
@@ -114,7 +114,7 @@ struct Both {
 }
 
 impl Prepared for Both {
-    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, String> {
+    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, AppError> {
         let mut s = self.http.services(ctx)?;
         if let Some(m) = &self.mqtt {
             s.push((MQTT, Box::new(m.service(ctx)?)));

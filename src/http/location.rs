@@ -23,9 +23,9 @@ pub struct Location {
 }
 
 impl Location {
-    pub fn new(conf: LocationConf, id: usize) -> Result<Location, String> {
+    pub fn new(conf: LocationConf, id: usize) -> Result<Location, regex::Error> {
         let regex = match &conf.matcher {
-            LocationMatch::Regex(r) => Some(Regex::new(r).map_err(|e| e.to_string())?),
+            LocationMatch::Regex(r) => Some(Regex::new(r)?),
             _ => None,
         };
         Ok(Location { conf, id, regex })

@@ -3,8 +3,10 @@
 //! filters, loggers and the content handlers of locations, by [`ContentKey`].
 //!
 //! Used in the master, once per cycle, by [`super::runtime::Http::build`]; nothing here runs
-//! per request.
+//! per request. What goes wrong there is an [`InitError`], which refuses the configuration.
 
+use std::fmt;
+use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,6 +16,52 @@ use crate::core::shm::Zones;
 use crate::http::conf::{HttpConf, LocationConf};
 use crate::http::filter::Filter;
 use crate::http::phase::{ContentHandler, Logger, PhaseHandler};
+
+/// Why a cycle's HTTP state could not be built.
+#[derive(Debug)]
+pub enum InitError {
+    /// Something the cycle should hold for a module or location is not there; says what.
+    Missing(&'static str),
+    /// The shared-memory zone of a `limit_req_zone` was not made.
+    ZoneNotMade(String),
+    /// A system call failed.
+    Io { call: &'static str, err: io::Error },
+    /// A location's regex does not compile.
+    Regex(regex::Error),
+    /// A location with neither `return` nor `handler`.
+    NoContent,
+    /// No module serves the location's `return` (`None`) or its handler.
+    NotServed(Option<String>),
+    /// An error of the module or location named by `at`.
+    In { at: String, source: Box<InitError> },
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::Missing(what) => f.write_str(what),
+            InitError::ZoneNotMade(name) => write!(f, "zone {name} was not made"),
+            InitError::Io { call, err } => write!(f, "{call} failed ({err})"),
+            InitError::Regex(e) => e.fmt(f),
+            InitError::NoContent => f.write_str("no content: set `return` or `handler`"),
+            InitError::NotServed(None) => f.write_str("no module serves Return"),
+            InitError::NotServed(Some(h)) => write!(f, "no module serves handler {h:?}"),
+            InitError::In { at, source } => write!(f, "{at}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for InitError {}
+
+impl InitError {
+    /// This error, said to be about `at` (a module, a location).
+    pub fn at(self, at: impl Into<String>) -> InitError {
+        InitError::In {
+            at: at.into(),
+            source: Box::new(self),
+        }
+    }
+}
 
 /// A feature module (nginx's `ngx_module_t`): says what it needs from the master and registers
 /// its handlers for a cycle.
@@ -31,11 +79,11 @@ pub trait Module {
     fn files(&self, _conf: &Conf) -> Vec<PathBuf> {
         Vec::new()
     }
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String>;
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError>;
 }
 
 /// Makes the content handler of a location.
-pub type ContentFactory = Box<dyn Fn(&LocationConf) -> Result<Rc<dyn ContentHandler>, String>>;
+pub type ContentFactory = Box<dyn Fn(&LocationConf) -> Result<Rc<dyn ContentHandler>, InitError>>;
 
 /// Which locations a content factory serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

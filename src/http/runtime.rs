@@ -13,7 +13,7 @@ use crate::http::conf::{HttpConf, LocationConf};
 use crate::http::date::DateCache;
 use crate::http::filter::{self, Chains, GzipConf};
 use crate::http::location::{Location, Server, Servers};
-use crate::http::module::{ContentFactory, ContentKey, Module, Registry};
+use crate::http::module::{ContentFactory, ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Engine};
 use crate::http::stats::Stats;
 
@@ -35,7 +35,7 @@ impl Http {
         zones: &Zones,
         files: &[(PathBuf, std::fs::File)],
         modules: &[Box<dyn Module>],
-    ) -> Result<Http, String> {
+    ) -> Result<Http, InitError> {
         let h = conf.section::<HttpConf>();
         let mut reg = Registry {
             conf,
@@ -48,7 +48,7 @@ impl Http {
             content: Vec::new(),
         };
         for m in modules {
-            m.init(&mut reg).map_err(|e| format!("{}: {e}", m.name()))?;
+            m.init(&mut reg).map_err(|e| e.at(m.name()))?;
         }
         reg.filters.extend(filter::builtin(GzipConf {
             types: h.gzip_types.clone(),
@@ -80,15 +80,15 @@ type Contents = Vec<Rc<dyn ContentHandler>>;
 fn locations(
     h: &HttpConf,
     factories: &[(ContentKey, ContentFactory)],
-) -> Result<(Vec<Server>, Contents), String> {
+) -> Result<(Vec<Server>, Contents), InitError> {
     let mut servers = Vec::with_capacity(h.server.len());
     let mut contents = Vec::new();
     for (si, s) in h.server.iter().enumerate() {
         let mut locs = Vec::with_capacity(s.location.len());
         for (li, l) in s.location.iter().enumerate() {
             let content = content_for(factories, l)
-                .map_err(|e| format!("http.server[{si}].location[{li}]: {e}"))?;
-            locs.push(Location::new(l.clone(), contents.len())?);
+                .map_err(|e| e.at(format!("http.server[{si}].location[{li}]")))?;
+            locs.push(Location::new(l.clone(), contents.len()).map_err(InitError::Regex)?);
             contents.push(content);
         }
         servers.push(Server::new(s, locs));
@@ -99,7 +99,7 @@ fn locations(
 fn content_for(
     factories: &[(ContentKey, ContentFactory)],
     l: &LocationConf,
-) -> Result<Rc<dyn ContentHandler>, String> {
+) -> Result<Rc<dyn ContentHandler>, InitError> {
     let (_, f) = factories
         .iter()
         .find(|(k, _)| match (k, &l.return_, &l.handler) {
@@ -108,9 +108,9 @@ fn content_for(
             _ => false,
         })
         .ok_or_else(|| match (&l.return_, &l.handler) {
-            (Some(_), _) => "no module serves Return".to_string(),
-            (None, Some(h)) => format!("no module serves handler {h:?}"),
-            (None, None) => "no content: set `return` or `handler`".to_string(),
+            (Some(_), _) => InitError::NotServed(None),
+            (None, Some(h)) => InitError::NotServed(Some(h.clone())),
+            (None, None) => InitError::NoContent,
         })?;
     f(l)
 }

@@ -8,10 +8,11 @@ use std::rc::Rc;
 use mio::net::TcpStream;
 
 use crate::core::event::{self, Service};
-use crate::core::process::{Prepared, Services, WorkerCtx};
+use crate::core::process::{AppError, Prepared, Services, WorkerCtx};
 use crate::http::conf::PROTOCOL;
 use crate::http::conn::HttpConn;
 use crate::http::date::DateCache;
+use crate::http::module::InitError;
 use crate::http::runtime::{Http, Worker};
 use crate::http::stats::{self, Stats};
 
@@ -21,11 +22,11 @@ pub struct HttpPrepared {
 }
 
 impl Prepared for HttpPrepared {
-    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, String> {
+    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, AppError> {
         let zone = ctx
             .zones
             .get(stats::ZONE)
-            .ok_or("the http stats zone is missing")?
+            .ok_or(InitError::Missing("the http stats zone is missing"))?
             .clone();
         let worker = Rc::new(Worker {
             http: self.http.clone(),

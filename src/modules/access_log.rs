@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::core::config::Conf;
 use crate::http::conf::{AccessLogFormat, HttpConf};
-use crate::http::module::{Module, Registry};
+use crate::http::module::{InitError, Module, Registry};
 use crate::http::phase::{Logger, Outcome};
 use crate::http::response::json_string;
 use crate::http::Request;
@@ -35,7 +35,7 @@ impl Module for AccessLogModule {
             .collect()
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         let Some(path) = reg.http.access_log.clone() else {
             return Ok(());
         };
@@ -43,10 +43,10 @@ impl Module for AccessLogModule {
             .files
             .iter()
             .find(|(p, _)| *p == path)
-            .ok_or("access log file was not opened")?
+            .ok_or(InitError::Missing("access log file was not opened"))?
             .1
             .try_clone()
-            .map_err(|e| format!("dup() failed ({e})"))?;
+            .map_err(|err| InitError::Io { call: "dup()", err })?;
         reg.logger(Rc::new(AccessLog {
             path,
             format: reg.http.access_log_format,

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use crate::http::conf::LocationConf;
-use crate::http::module::{ContentKey, Module, Registry};
+use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::{Flow, HttpError, Request, Response};
 
@@ -24,7 +24,7 @@ impl Module for ApiModule {
         &[HANDLER]
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         reg.content(
             ContentKey::Handler(HANDLER),
             Box::new(|_: &LocationConf| Ok(Rc::new(Api) as Rc<dyn ContentHandler>)),

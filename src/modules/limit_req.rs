@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::core::config::Conf;
 use crate::core::shm::Zone;
 use crate::http::conf::{HttpConf, LimitReqZoneConf};
-use crate::http::module::{Module, Registry};
+use crate::http::module::{InitError, Module, Registry};
 use crate::http::phase::{Cx, Phase, PhaseHandler};
 use crate::http::{Flow, HttpError, Request, Response};
 
@@ -56,13 +56,13 @@ impl Module for LimitReqModule {
             .collect()
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         let mut zones = Vec::new();
         for (name, z) in &reg.http.limit_req_zone {
             let shm = reg
                 .zones
                 .get(&zone_name(name))
-                .ok_or_else(|| format!("zone {name} was not made"))?
+                .ok_or_else(|| InitError::ZoneNotMade(name.clone()))?
                 .clone();
             zones.push((name.clone(), Bucketed::new(shm, z.clone())));
         }

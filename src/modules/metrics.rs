@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crate::core::shm::Zone;
 use crate::core::stats;
 use crate::http::conf::LocationConf;
-use crate::http::module::{ContentKey, Module, Registry};
+use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::stats as hstats;
 use crate::http::{Flow, HttpError, Request, Response};
@@ -35,7 +35,7 @@ impl Module for MetricsModule {
         &[HANDLER]
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         let (core, http) = crate::modules::status::zones(reg)?;
         let mqtt = reg.zones.get(mstats::ZONE).cloned();
         reg.content(

@@ -15,7 +15,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::http::conf::{LocationConf, STATIC_HANDLER};
-use crate::http::module::{ContentKey, Module, Registry};
+use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::parse::Method;
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::response::Body;
@@ -46,7 +46,7 @@ impl Module for StaticModule {
         &[HANDLER]
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         let mut types: HashMap<String, Rc<str>> = MIME
             .iter()
             .map(|(e, t)| (e.to_string(), Rc::from(*t)))
@@ -59,7 +59,10 @@ impl Module for StaticModule {
         reg.content(
             ContentKey::Handler(HANDLER),
             Box::new(move |l: &LocationConf| {
-                let root = l.root.clone().ok_or("static needs root")?;
+                let root = l
+                    .root
+                    .clone()
+                    .ok_or(InitError::Missing("static needs root"))?;
                 Ok(Rc::new(Static {
                     root,
                     index: l.index.clone(),

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::core::shm::Zone;
 use crate::core::stats;
 use crate::http::conf::LocationConf;
-use crate::http::module::{ContentKey, Module, Registry};
+use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::stats as hstats;
 use crate::http::{Flow, HttpError, Request, Response};
@@ -24,16 +24,16 @@ struct Status {
 }
 
 /// The zones every counter page reads.
-pub fn zones(reg: &Registry<'_>) -> Result<(Zone, Zone), String> {
+pub fn zones(reg: &Registry<'_>) -> Result<(Zone, Zone), InitError> {
     let core = reg
         .zones
         .get(stats::ZONE)
-        .ok_or("core stats zone missing")?
+        .ok_or(InitError::Missing("core stats zone missing"))?
         .clone();
     let http = reg
         .zones
         .get(hstats::ZONE)
-        .ok_or("http stats zone missing")?
+        .ok_or(InitError::Missing("http stats zone missing"))?
         .clone();
     Ok((core, http))
 }
@@ -47,7 +47,7 @@ impl Module for StatusModule {
         &[HANDLER]
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         let (core, http) = zones(reg)?;
         reg.content(
             ContentKey::Handler(HANDLER),

@@ -12,7 +12,7 @@ use crate::core::config::{between, Conf, Invalid, KeyPath, Section, Sections};
 use crate::core::shm::Zones;
 use crate::core::stats;
 use crate::http::conf::LocationConf;
-use crate::http::module::{ContentKey, Module, Registry};
+use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::runtime::Http;
 use crate::http::stats as hstats;
@@ -62,7 +62,7 @@ impl Module for GreetModule {
         &["greet"]
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         let greet = reg.conf.section::<GreetConf>();
         let text = greet.text.repeat(greet.times as usize);
         let made = self.made.clone();

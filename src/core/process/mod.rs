@@ -2,6 +2,7 @@
 //! give the master so that it can build cycles without knowing them.
 
 pub mod channel;
+pub mod error;
 pub mod master;
 pub mod signals;
 pub mod title;
@@ -13,6 +14,8 @@ use crate::core::config::{Conf, Protocol, Sections};
 pub use crate::core::event::Peer;
 use crate::core::event::Service;
 use crate::core::shm::Zones;
+
+pub use error::{AppError, ProcessError};
 
 /// What the protocol layers contribute to a cycle. Called in the master.
 pub trait App {
@@ -31,10 +34,10 @@ pub trait App {
         conf: &Conf,
         zones: &Zones,
         files: &[(PathBuf, std::fs::File)],
-    ) -> Result<Box<dyn Prepared>, String>;
+    ) -> Result<Box<dyn Prepared>, AppError>;
     /// Checks what the configuration names besides itself (password and ACL files), for `-t`
     /// and `-s` before anything is started or signalled.
-    fn check(&self, _conf: &Conf) -> Result<(), String> {
+    fn check(&self, _conf: &Conf) -> Result<(), AppError> {
         Ok(())
     }
     /// A worker in `slot` died: reset the gauges it could not reset itself.
@@ -47,7 +50,7 @@ pub type Services = Vec<(Protocol, Box<dyn Service>)>;
 /// A cycle's prepared state, inherited by its workers through fork.
 pub trait Prepared {
     /// In a new worker: one service per listener kind this process serves.
-    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, String>;
+    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, AppError>;
 }
 
 /// What a new worker knows about itself.
