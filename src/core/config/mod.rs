@@ -129,9 +129,9 @@ impl Document {
     }
 }
 
-/// An address belongs to one section, and within a section to one protocol; nor may one be the
-/// wildcard of another's port (they would share one socket, see [`Conf::listeners`]). A
-/// section's own repeats are its own `validate()`'s business.
+/// An address belongs to one section, nor may it be the wildcard of another section's address
+/// of the same port (they would share one socket, see [`Conf::listeners`]); the error names the
+/// later one. Within a section, addresses are its own `validate()`'s business.
 fn check_shared_addresses(sections: &[Vec<Listener>]) -> Result<(), Invalid> {
     for (i, listeners) in sections.iter().enumerate() {
         for l in listeners {
