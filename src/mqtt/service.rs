@@ -188,8 +188,11 @@ impl Service for MqttService {
 /// Why MQTT could not be prepared for a cycle, or started in a worker.
 #[derive(Debug)]
 pub enum PrepareError {
+    /// `mqtt.password_file` cannot be read or a line of it is wrong.
     PasswordFile(PasswdError),
+    /// `mqtt.acl_file` cannot be read or a line of it is wrong.
     AclFile(AclError),
+    /// The worker's counters zone was not made for this cycle.
     NoStatsZone,
 }
 

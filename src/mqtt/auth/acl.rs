@@ -316,10 +316,12 @@ pattern write status/%u
 /// Why an ACL file was refused: `path: cannot read: reason` or `path:line: what is wrong`.
 #[derive(Debug)]
 pub enum AclError {
+    /// The file cannot be read.
     Read {
         path: std::path::PathBuf,
         err: std::io::Error,
     },
+    /// A line of the file is wrong (1-based).
     Line {
         path: std::path::PathBuf,
         line: usize,

@@ -202,10 +202,12 @@ display:$7$101$fRrIjkXdQBnEnYiI$BB2vGb4HusqcHE+Qw94U3+2IuedeFOQo9rJ+O/9VTo4ByXms
 /// Why a password file was refused: `path: cannot read: reason` or `path:line: what is wrong`.
 #[derive(Debug)]
 pub enum PasswdError {
+    /// The file cannot be read.
     Read {
         path: std::path::PathBuf,
         err: std::io::Error,
     },
+    /// A line of the file is wrong (1-based).
     Line {
         path: std::path::PathBuf,
         line: usize,
