@@ -69,12 +69,18 @@ pub trait Section: Any + Clone + fmt::Debug + PartialEq + Serialize + Send + Syn
 
 /// A section value with its type erased, as [`super::Conf`] stores it.
 pub trait AnySection: Any + fmt::Debug + Send + Sync {
+    /// [`Section::NAME`].
     fn name(&self) -> &'static str;
+    /// For [`super::Conf::get`] to downcast.
     fn as_any(&self) -> &dyn Any;
     fn clone_box(&self) -> Box<dyn AnySection>;
+    /// Equality with a section of any type (false across types).
     fn same(&self, other: &dyn AnySection) -> bool;
+    /// [`Section::validate`].
     fn validate(&self) -> Result<(), Invalid>;
+    /// [`Section::resolve`].
     fn resolve(&mut self, prefix: &Path);
+    /// [`Section::listeners`].
     fn listeners(&self) -> Vec<Listener>;
     /// The section as a TOML document of one table, `[name]` and its keys.
     fn to_toml(&self) -> Result<String, toml::ser::Error>;

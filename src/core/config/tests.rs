@@ -84,7 +84,7 @@ impl Section for ChatConf {
                 addr: *addr,
                 protocol: Protocol {
                     name: "chat",
-                    label: "a chat",
+                    label: "chat",
                 },
                 backlog: 9,
                 at: owner.key("listen").index(i),
