@@ -1,11 +1,12 @@
 //! The `bizzy` command: nginx's command line (`-c`, `-p`, `-t`, `-T`, `-q`, `-s`, `-V`).
 
 use std::ffi::OsString;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bizzy::core::config::Conf;
-use bizzy::core::process::{master, title, App};
+use bizzy::core::process::{master, title, App, AppError};
 use bizzy::server::Bizzy;
 
 const USAGE: &str = "\
@@ -34,16 +35,34 @@ struct Opts {
     help: bool,
 }
 
-fn parse_args(args: &[OsString]) -> Result<Opts, String> {
+/// A command line that cannot be followed.
+#[derive(Debug)]
+enum ArgError {
+    NotUtf8,
+    NeedsValue(&'static str),
+    Invalid(String),
+}
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArgError::NotUtf8 => f.write_str("arguments must be UTF-8"),
+            ArgError::NeedsValue(name) => write!(f, "option \"{name}\" requires a value"),
+            ArgError::Invalid(option) => write!(f, "invalid option: \"{option}\""),
+        }
+    }
+}
+
+fn parse_args(args: &[OsString]) -> Result<Opts, ArgError> {
     let mut o = Opts::default();
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
-        let a = a.to_str().ok_or("arguments must be UTF-8")?;
-        let mut value = |name: &str| -> Result<String, String> {
+        let a = a.to_str().ok_or(ArgError::NotUtf8)?;
+        let mut value = |name: &'static str| -> Result<String, ArgError> {
             it.next()
                 .and_then(|v| v.to_str())
                 .map(str::to_string)
-                .ok_or_else(|| format!("option \"{name}\" requires a value"))
+                .ok_or(ArgError::NeedsValue(name))
         };
         match a {
             "-c" => o.conf = Some(PathBuf::from(value("-c")?)),
@@ -57,7 +76,7 @@ fn parse_args(args: &[OsString]) -> Result<Opts, String> {
             "-q" => o.quiet = true,
             "-V" | "-v" => o.version = true,
             "-h" | "-?" | "--help" => o.help = true,
-            other => return Err(format!("invalid option: \"{other}\"")),
+            other => return Err(ArgError::Invalid(other.to_string())),
         }
     }
     Ok(o)
@@ -87,8 +106,8 @@ fn main() -> ExitCode {
         opts.conf.as_deref().unwrap_or(Path::new("conf/bizzy.toml")),
     );
     let app = Bizzy::default();
-    let conf = match Conf::load(&file, &prefix)
-        .map_err(|e| e.to_string())
+    let conf = match Conf::load(&file, &prefix, app.sections())
+        .map_err(AppError::from)
         .and_then(|c| app.check(&c).map(|()| c))
     {
         Ok(c) => c,

@@ -1,32 +1,61 @@
-//! Wires the modules and protocols into the engine: the [`App`] the master builds cycles with.
+//! Wires the modules and protocols into the engine: the [`App`] the master builds cycles with,
+//! and the configuration sections each part declared ([`sections`]).
 
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::core::config::{Conf, ListenKind};
-use crate::core::process::{App, Prepared, Services, WorkerCtx};
+use crate::core::config::{Conf, Protocol, Sections};
+use crate::core::process::{App, AppError, Prepared, Services, WorkerCtx};
 use crate::core::shm::Zones;
-use crate::http::runtime::{Http, HttpPrepared, Module};
+use crate::http::conf::HttpSection;
+use crate::http::module::Module;
+use crate::http::runtime::Http;
+use crate::http::service::HttpPrepared;
 use crate::http::stats as hstats;
+use crate::modules::{
+    auth::AuthConf, cache::CacheConf, database::DatabaseConf, ingest::IngestConf,
+};
+use crate::mqtt::conf::{MqttConf, PROTOCOL as MQTT};
 use crate::mqtt::service::{self as mqtt, MqttPrepared, NoHooks};
 
 /// The whole server: HTTP with every module.
 pub struct Bizzy {
     modules: Vec<Box<dyn Module>>,
+    sections: Sections,
 }
 
 impl Default for Bizzy {
     fn default() -> Self {
+        let modules = crate::modules::all();
         Bizzy {
-            modules: crate::modules::all(),
+            sections: sections(&modules),
+            modules,
         }
     }
 }
 
+/// Every configuration section, in the order `bizzy -T` prints them: `[http]` (whose locations
+/// may name the content handlers of `modules`), `[mqtt]`, then the product modules' sections.
+pub fn sections(modules: &[Box<dyn Module>]) -> Sections {
+    let handlers = modules.iter().flat_map(|m| m.handlers()).copied().collect();
+    let mut s = Sections::new();
+    s.add_kind(Box::new(HttpSection::new(handlers)))
+        .add::<MqttConf>()
+        .add::<DatabaseConf>()
+        .add::<CacheConf>()
+        .add::<AuthConf>()
+        .add::<IngestConf>();
+    s
+}
+
 impl App for Bizzy {
-    fn kinds(&self) -> &[ListenKind] {
-        &[ListenKind::Http, ListenKind::Mqtt]
+    fn sections(&self) -> &Sections {
+        &self.sections
+    }
+
+    fn kinds(&self) -> &[Protocol] {
+        &[crate::http::PROTOCOL, MQTT]
     }
 
     fn zones(&self, conf: &Conf) -> Vec<(String, usize)> {
@@ -42,11 +71,13 @@ impl App for Bizzy {
         self.modules.iter().flat_map(|m| m.files(conf)).collect()
     }
 
-    fn check(&self, conf: &Conf) -> Result<(), String> {
-        if conf.mqtt.listen.is_empty() {
+    fn check(&self, conf: &Conf) -> Result<(), AppError> {
+        if conf.section::<MqttConf>().listen.is_empty() {
             return Ok(());
         }
-        MqttPrepared::build(conf, Rc::new(NoHooks)).map(drop)
+        MqttPrepared::build(conf, Rc::new(NoHooks))
+            .map(drop)
+            .map_err(AppError::from)
     }
 
     fn reaped(&self, zones: &Zones, slot: usize) {
@@ -61,10 +92,10 @@ impl App for Bizzy {
         conf: &Conf,
         zones: &Zones,
         files: &[(PathBuf, std::fs::File)],
-    ) -> Result<Box<dyn Prepared>, String> {
+    ) -> Result<Box<dyn Prepared>, AppError> {
         let conf = Arc::new(conf.clone());
         let http = Http::build(&conf, zones, files, &self.modules)?;
-        let mqtt = if conf.mqtt.listen.is_empty() {
+        let mqtt = if conf.section::<MqttConf>().listen.is_empty() {
             None
         } else {
             Some(MqttPrepared::build(&conf, Rc::new(NoHooks))?)
@@ -85,11 +116,17 @@ struct Both {
 }
 
 impl Prepared for Both {
-    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, String> {
+    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, AppError> {
         let mut s = self.http.services(ctx)?;
         if let Some(m) = &self.mqtt {
-            s.push((ListenKind::Mqtt, Box::new(m.service(ctx)?)));
+            s.push((MQTT, Box::new(m.service(ctx)?)));
         }
         Ok(s)
     }
 }
+
+#[cfg(test)]
+mod conf_tests;
+
+#[cfg(test)]
+mod module_tests;

@@ -189,7 +189,8 @@ fn run_worker(
     waker: mpsc::Sender<Arc<Waker>>,
 ) {
     let text = "[main]\nworker_shutdown_timeout = \"10s\"\n[mqtt]\nallow_anonymous = true\n";
-    let conf = Conf::parse(text, Path::new("test.toml"), Path::new("/tmp")).unwrap();
+    let sections = bizzy::server::sections(&bizzy::modules::all());
+    let conf = Conf::parse(text, Path::new("test.toml"), Path::new("/tmp"), &sections).unwrap();
     let zones = Zones::build(
         &[
             (

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::core::config::Conf;
 use crate::core::listen::{self, Listening};
 use crate::core::log;
-use crate::core::process::{App, Prepared};
+use crate::core::process::{App, Prepared, ProcessError};
 use crate::core::shm::Zones;
 use crate::core::stats;
 
@@ -32,25 +32,24 @@ impl Cycle {
         app: &dyn App,
         old_listening: &[Listening],
         old_zones: Option<&Zones>,
-    ) -> Result<Cycle, String> {
+    ) -> Result<Cycle, ProcessError> {
         let conf = Arc::new(conf);
         let error_log = log::open(&conf.main.error_log)
-            .map_err(|e| format!("open() \"{}\" failed ({e})", conf.main.error_log.display()))?;
+            .map_err(|e| ProcessError::open(&conf.main.error_log, e))?;
         let mut files = Vec::new();
         for path in app.files(&conf) {
-            let f = log::open(&path)
-                .map_err(|e| format!("open() \"{}\" failed ({e})", path.display()))?;
+            let f = log::open(&path).map_err(|e| ProcessError::open(&path, e))?;
             files.push((path, f));
         }
         let mut wanted = app.zones(&conf);
         wanted.push((stats::ZONE.to_string(), stats::zone_size()));
-        let zones = Zones::build(&wanted, old_zones).map_err(|e| format!("mmap() failed ({e})"))?;
+        let zones = Zones::build(&wanted, old_zones).map_err(|e| ProcessError::io("mmap()", e))?;
         let specs: Vec<_> = conf
             .listeners()
             .into_iter()
             .filter(|l| app.kinds().contains(&l.kind))
             .collect();
-        let listening = listen::open_all(&specs, old_listening).map_err(|e| e.to_string())?;
+        let listening = listen::open_all(&specs, old_listening).map_err(ProcessError::Listen)?;
         let prepared = app.prepare(&conf, &zones, &files)?;
         Ok(Cycle {
             conf,

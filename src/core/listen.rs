@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::core::config::{ListenKind, ListenSpec};
+use crate::core::config::{self, ListenSpec};
 
 /// The environment variable that carries inherited listening descriptors: `3;4;7;`.
 pub const INHERIT_ENV: &str = "BIZZY";
@@ -17,7 +17,7 @@ pub const INHERIT_ENV: &str = "BIZZY";
 #[derive(Debug)]
 pub struct Listening {
     pub addr: SocketAddr,
-    pub kind: ListenKind,
+    pub kind: config::Protocol,
     pub backlog: i32,
     pub socket: TcpListener,
 }
@@ -55,7 +55,7 @@ impl Listening {
         set_cloexec(fd, true)?;
         Ok(Listening {
             addr,
-            kind: ListenKind::Http,
+            kind: config::Protocol::INHERITED,
             backlog: 511,
             socket: s.into(),
         })
@@ -161,10 +161,15 @@ pub fn dup(l: &Listening) -> io::Result<Listening> {
 mod tests {
     use super::*;
 
+    const TEST: config::Protocol = config::Protocol {
+        name: "test",
+        label: "TEST",
+    };
+
     fn spec(addr: &str) -> ListenSpec {
         ListenSpec {
             addr: addr.parse().unwrap(),
-            kind: ListenKind::Http,
+            kind: TEST,
             backlog: 16,
         }
     }

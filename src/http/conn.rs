@@ -133,7 +133,7 @@ impl HttpConn {
         listen: SocketAddr,
         cx: &mut Cx<'_>,
     ) -> HttpConn {
-        cx.set_timeout(w.http.conf.http.client_header_timeout.0);
+        cx.set_timeout(w.http.conf.client_header_timeout.0);
         let listen = w.http.servers.address(listen, || stream.local_addr().ok());
         let mut c = HttpConn {
             stream,
@@ -178,7 +178,7 @@ impl HttpConn {
                 return Next::Close;
             }
             if !self.out.is_empty() {
-                cx.set_timeout(self.w.http.conf.http.send_timeout.0);
+                cx.set_timeout(self.w.http.conf.send_timeout.0);
                 self.set_stat(Stat::Writing);
                 return Next::Keep;
             }
@@ -213,7 +213,7 @@ impl HttpConn {
 
     /// Sets the deadline and gauge for a connection waiting for bytes.
     fn idle_or_reading(&mut self, cx: &mut Cx<'_>) {
-        let h = &self.w.http.conf.http;
+        let h = &self.w.http.conf;
         if self.pending.is_some() {
             cx.set_timeout(h.client_body_timeout.0);
             self.set_stat(Stat::Reading);
@@ -243,7 +243,7 @@ impl HttpConn {
 
     /// Reads once into the buffer. Ok(true): new bytes; Ok(false): would block.
     fn read(&mut self, cx: &mut Cx<'_>) -> Result<bool, ()> {
-        let h = &self.w.http.conf.http;
+        let h = &self.w.http.conf;
         if self.rbuf.capacity() - self.rbuf.len() < 512 {
             let want = (h.client_header_buffer_size.0 as usize).max(1024);
             self.rbuf.reserve(want.max(self.rbuf.len()));
@@ -284,7 +284,7 @@ impl HttpConn {
     }
 
     fn limits(&self) -> Limits {
-        let h = &self.w.http.conf.http;
+        let h = &self.w.http.conf;
         Limits {
             max_line: h.large_client_header_buffers.0 as usize,
             max_head: h.large_client_header_buffers.0 as usize,
@@ -318,7 +318,7 @@ impl HttpConn {
                 if self.request_start.is_none() {
                     self.request_start = Some(cx.now_ms());
                 }
-                let max = self.w.http.conf.http.client_max_body_size.0;
+                let max = self.w.http.conf.client_max_body_size.0;
                 let chunked = match head.framing {
                     Framing::Length(n) if max > 0 && n > max => {
                         self.fail(HttpError::Status {
@@ -415,7 +415,7 @@ impl HttpConn {
         let mut req = Request::new(raw, head, headers, path, query, body, self.peer, start);
         let http = &self.w.http;
         req.server = http.servers.select(self.listen, req.host());
-        let h = &http.conf.http;
+        let h = &http.conf;
         if self.draining
             || cx.draining()
             || self.served + 1 >= h.keepalive_requests
@@ -746,7 +746,7 @@ impl Conn for HttpConn {
             && self.request_start.is_none()
             && !self.lingering
         {
-            cx.set_timeout(self.w.http.conf.http.keepalive_drain.0);
+            cx.set_timeout(self.w.http.conf.keepalive_drain.0);
         }
         Next::Keep
     }

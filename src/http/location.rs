@@ -9,26 +9,26 @@ use std::rc::Rc;
 
 use regex::Regex;
 
-use crate::core::config::{covers, LocationConf, LocationMatch, ServerConf};
-use crate::http::phase::ContentHandler;
+use crate::core::config::covers;
+use crate::http::conf::{LocationConf, LocationMatch, ServerConf};
 
+/// A location of a cycle: its configuration, and its place in the cycle's table of content
+/// handlers (kept by the phase engine, so that a request names its location without this
+/// file knowing handlers).
 pub struct Location {
     pub conf: LocationConf,
-    pub content: Rc<dyn ContentHandler>,
+    /// The index of its content handler in [`crate::http::phase::Engine`].
+    pub id: usize,
     regex: Option<Regex>,
 }
 
 impl Location {
-    pub fn new(conf: LocationConf, content: Rc<dyn ContentHandler>) -> Result<Location, String> {
+    pub fn new(conf: LocationConf, id: usize) -> Result<Location, regex::Error> {
         let regex = match &conf.matcher {
-            LocationMatch::Regex(r) => Some(Regex::new(r).map_err(|e| e.to_string())?),
+            LocationMatch::Regex(r) => Some(Regex::new(r)?),
             _ => None,
         };
-        Ok(Location {
-            conf,
-            content,
-            regex,
-        })
+        Ok(Location { conf, id, regex })
     }
 
     /// The matcher's text, for logs and tests.

@@ -79,12 +79,15 @@ pub trait Logger {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resume(usize);
 
-/// The handlers of every phase before content, flattened in phase order.
+/// The handlers of every phase before content, flattened in phase order, and the content
+/// handler of every location.
 #[derive(Default, Clone)]
 pub struct Engine {
     handlers: Vec<Rc<dyn PhaseHandler>>,
     /// For each handler, the index of the first handler of the next phase.
     next_phase: Vec<usize>,
+    /// By location id.
+    contents: Vec<Rc<dyn ContentHandler>>,
     pub loggers: Vec<Rc<dyn Logger>>,
 }
 
@@ -95,8 +98,13 @@ pub enum Ran {
 }
 
 impl Engine {
-    /// Builds the engine from handlers in registration order.
-    pub fn new(mut handlers: Vec<Rc<dyn PhaseHandler>>, loggers: Vec<Rc<dyn Logger>>) -> Engine {
+    /// Builds the engine from handlers in registration order and the content handlers of the
+    /// locations, by id.
+    pub fn new(
+        mut handlers: Vec<Rc<dyn PhaseHandler>>,
+        loggers: Vec<Rc<dyn Logger>>,
+        contents: Vec<Rc<dyn ContentHandler>>,
+    ) -> Engine {
         handlers
             .retain(|h| !matches!(h.phase(), Phase::FindLocation | Phase::Content | Phase::Log));
         handlers.sort_by_key(|h| h.phase());
@@ -111,6 +119,7 @@ impl Engine {
         Engine {
             handlers,
             next_phase,
+            contents,
             loggers,
         }
     }
@@ -147,10 +156,15 @@ impl Engine {
     }
 
     fn content(&self, req: &mut Request, cx: &mut Cx<'_>, i: usize) -> Result<Ran, HttpError> {
-        let Some(loc) = req.location.clone() else {
+        let Some(id) = req.location.as_ref().map(|l| l.id) else {
             return Ok(Ran::Done(Response::error_page(404)));
         };
-        match loc.content.handle(req, cx)? {
+        let content = self
+            .contents
+            .get(id)
+            .expect("a location's id indexes the content handlers of its own cycle")
+            .clone();
+        match content.handle(req, cx)? {
             Flow::Done(r) => Ok(Ran::Done(r)),
             Flow::Wait => Ok(Ran::Wait(Resume(i))),
             Flow::Next | Flow::NextPhase => Ok(Ran::Done(Response::error_page(404))),
@@ -230,7 +244,7 @@ mod tests {
     fn a_waiting_handler_resumes_where_it_parked() {
         let waits = Rc::new(WaitOnce(Phase::Access, Cell::new(0)));
         let before = Rc::new(WaitOnce(Phase::Rewrite, Cell::new(1)));
-        let engine = Engine::new(vec![waits.clone(), before.clone()], Vec::new());
+        let engine = Engine::new(vec![waits.clone(), before.clone()], Vec::new(), Vec::new());
         let posted = Posted::new();
         let mut cx = cx(&posted);
         let mut req = request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -261,6 +275,7 @@ mod tests {
         let skipped = Rc::new(WaitOnce(Phase::Access, Cell::new(5)));
         let engine = Engine::new(
             vec![Rc::new(Skip(Phase::Access)), skipped.clone()],
+            Vec::new(),
             Vec::new(),
         );
         let posted = Posted::new();

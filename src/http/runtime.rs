@@ -1,81 +1,26 @@
 //! The HTTP runtime of a cycle: modules register phase handlers, filters and location content
-//! handlers once, in the master; the result is inherited by every worker through fork, and each
-//! worker adds its own counters and date cache.
+//! handlers once, in the master ([`Http::build`]); the result is inherited by every worker
+//! through fork, and each worker adds its own counters and date cache ([`Worker`]).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use mio::net::TcpStream;
-
-use crate::core::config::{Conf, HandlerKind, ListenKind, LocationConf};
-use crate::core::event::{self, Posted, Service};
-use crate::core::process::{Prepared, Services, WorkerCtx};
+use crate::core::config::Conf;
+use crate::core::event::Posted;
 use crate::core::shm::Zones;
-use crate::http::conn::HttpConn;
+use crate::http::conf::{HttpConf, LocationConf};
 use crate::http::date::DateCache;
-use crate::http::filter::{self, Chains, Filter, GzipConf};
+use crate::http::filter::{self, Chains, GzipConf};
 use crate::http::location::{Location, Server, Servers};
-use crate::http::phase::{ContentHandler, Engine, Logger, PhaseHandler};
-use crate::http::stats::{self, Stats};
-
-/// A feature module (nginx's `ngx_module_t`): says what it needs from the master and registers
-/// its handlers for a cycle.
-pub trait Module {
-    fn name(&self) -> &'static str;
-    /// Shared memory zones: (name, bytes).
-    fn zones(&self, _conf: &Conf) -> Vec<(String, usize)> {
-        Vec::new()
-    }
-    /// Log files the master opens for it.
-    fn files(&self, _conf: &Conf) -> Vec<PathBuf> {
-        Vec::new()
-    }
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String>;
-}
-
-/// Makes the content handler of a location.
-pub type ContentFactory = Box<dyn Fn(&LocationConf) -> Result<Rc<dyn ContentHandler>, String>>;
-
-/// Which locations a content factory serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContentKey {
-    /// Locations with a `return`.
-    Return,
-    /// Locations with `handler = ...`.
-    Handler(HandlerKind),
-}
-
-/// What modules register into during a cycle's preparation.
-pub struct Registry<'a> {
-    pub conf: &'a Arc<Conf>,
-    pub zones: &'a Zones,
-    pub files: &'a [(PathBuf, std::fs::File)],
-    handlers: Vec<Rc<dyn PhaseHandler>>,
-    loggers: Vec<Rc<dyn Logger>>,
-    filters: Vec<Rc<dyn Filter>>,
-    content: Vec<(ContentKey, ContentFactory)>,
-}
-
-impl Registry<'_> {
-    pub fn phase_handler(&mut self, h: Rc<dyn PhaseHandler>) {
-        self.handlers.push(h);
-    }
-    pub fn logger(&mut self, l: Rc<dyn Logger>) {
-        self.loggers.push(l);
-    }
-    pub fn filter(&mut self, f: Rc<dyn Filter>) {
-        self.filters.push(f);
-    }
-    pub fn content(&mut self, key: ContentKey, f: ContentFactory) {
-        self.content.push((key, f));
-    }
-}
+use crate::http::module::{ContentFactory, ContentKey, InitError, Module, Registry};
+use crate::http::phase::{ContentHandler, Engine};
+use crate::http::stats::Stats;
 
 /// A cycle's HTTP configuration, ready to serve.
 pub struct Http {
-    pub conf: Arc<Conf>,
+    /// The cycle's `[http]` section.
+    pub conf: HttpConf,
     pub servers: Servers,
     pub engine: Engine,
     pub chains: Chains,
@@ -90,9 +35,11 @@ impl Http {
         zones: &Zones,
         files: &[(PathBuf, std::fs::File)],
         modules: &[Box<dyn Module>],
-    ) -> Result<Http, String> {
+    ) -> Result<Http, InitError> {
+        let h = conf.section::<HttpConf>();
         let mut reg = Registry {
             conf,
+            http: h,
             zones,
             files,
             handlers: Vec::new(),
@@ -101,34 +48,24 @@ impl Http {
             content: Vec::new(),
         };
         for m in modules {
-            m.init(&mut reg).map_err(|e| format!("{}: {e}", m.name()))?;
+            m.init(&mut reg).map_err(|e| e.at(m.name()))?;
         }
-        let h = &conf.http;
         reg.filters.extend(filter::builtin(GzipConf {
             types: h.gzip_types.clone(),
             min_length: h.gzip_min_length.0,
             level: h.gzip_comp_level,
             default_on: h.gzip,
         }));
-        let mut servers = Vec::with_capacity(h.server.len());
-        for (si, s) in h.server.iter().enumerate() {
-            let mut locs = Vec::with_capacity(s.location.len());
-            for (li, l) in s.location.iter().enumerate() {
-                let content = content_for(&reg.content, l)
-                    .map_err(|e| format!("http.server[{si}].location[{li}]: {e}"))?;
-                locs.push(Location::new(l.clone(), content)?);
-            }
-            servers.push(Server::new(s, locs));
-        }
+        let (servers, contents) = locations(h, &reg.content)?;
         let server_header = if h.server_tokens {
             format!("bizzy/{}", env!("CARGO_PKG_VERSION"))
         } else {
             "bizzy".to_string()
         };
         Ok(Http {
-            conf: conf.clone(),
+            conf: h.clone(),
             servers: Servers::new(&h.server, servers),
-            engine: Engine::new(reg.handlers, reg.loggers),
+            engine: Engine::new(reg.handlers, reg.loggers, contents),
             chains: Chains::new(reg.filters),
             server_header,
             zones: zones.clone(),
@@ -136,19 +73,45 @@ impl Http {
     }
 }
 
+/// The content handler of each location, by id.
+type Contents = Vec<Rc<dyn ContentHandler>>;
+
+/// Every server with its locations, and the content handler of each location by id.
+fn locations(
+    h: &HttpConf,
+    factories: &[(ContentKey, ContentFactory)],
+) -> Result<(Vec<Server>, Contents), InitError> {
+    let mut servers = Vec::with_capacity(h.server.len());
+    let mut contents = Vec::new();
+    for (si, s) in h.server.iter().enumerate() {
+        let mut locs = Vec::with_capacity(s.location.len());
+        for (li, l) in s.location.iter().enumerate() {
+            let content = content_for(factories, l)
+                .map_err(|e| e.at(format!("http.server[{si}].location[{li}]")))?;
+            locs.push(Location::new(l.clone(), contents.len()).map_err(InitError::Regex)?);
+            contents.push(content);
+        }
+        servers.push(Server::new(s, locs));
+    }
+    Ok((servers, contents))
+}
+
 fn content_for(
     factories: &[(ContentKey, ContentFactory)],
     l: &LocationConf,
-) -> Result<Rc<dyn ContentHandler>, String> {
-    let key = match (&l.return_, l.handler) {
-        (Some(_), _) => ContentKey::Return,
-        (None, Some(k)) => ContentKey::Handler(k),
-        (None, None) => return Err("no content: set `return` or `handler`".into()),
-    };
+) -> Result<Rc<dyn ContentHandler>, InitError> {
     let (_, f) = factories
         .iter()
-        .find(|(k, _)| *k == key)
-        .ok_or_else(|| format!("no module serves {key:?}"))?;
+        .find(|(k, _)| match (k, &l.return_, &l.handler) {
+            (ContentKey::Return, Some(_), _) => true,
+            (ContentKey::Handler(name), None, Some(h)) => name == h,
+            _ => false,
+        })
+        .ok_or_else(|| match (&l.return_, &l.handler) {
+            (Some(_), _) => InitError::NotServed(None),
+            (None, Some(h)) => InitError::NotServed(Some(h.clone())),
+            (None, None) => InitError::NoContent,
+        })?;
     f(l)
 }
 
@@ -159,66 +122,4 @@ pub struct Worker {
     pub date: DateCache,
     pub posted: Posted,
     pub slot: usize,
-}
-
-/// The prepared state a cycle hands to its workers.
-pub struct HttpPrepared {
-    pub http: Rc<Http>,
-}
-
-impl Prepared for HttpPrepared {
-    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, String> {
-        let zone = ctx
-            .zones
-            .get(stats::ZONE)
-            .ok_or("the http stats zone is missing")?
-            .clone();
-        let worker = Rc::new(Worker {
-            http: self.http.clone(),
-            stats: Stats::new(zone, ctx.slot),
-            date: DateCache::default(),
-            posted: ctx.posted.clone(),
-            slot: ctx.slot,
-        });
-        Ok(vec![(ListenKind::Http, Box::new(HttpService { worker }))])
-    }
-}
-
-/// The HTTP side of a worker's event loop.
-pub struct HttpService {
-    worker: Rc<Worker>,
-}
-
-impl Service for HttpService {
-    fn accept(
-        &mut self,
-        cx: &mut event::Cx<'_>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        listen: SocketAddr,
-    ) -> Option<Box<dyn event::Conn>> {
-        Some(Box::new(HttpConn::new(
-            self.worker.clone(),
-            stream,
-            peer,
-            listen,
-            cx,
-        )))
-    }
-
-    fn idle(&mut self, _now_ms: u64) {
-        for l in &self.worker.http.engine.loggers {
-            l.flush();
-        }
-    }
-
-    fn stop(&mut self) {
-        self.idle(0);
-    }
-
-    fn reopen(&mut self, files: &[(PathBuf, std::fs::File)]) {
-        for l in &self.worker.http.engine.loggers {
-            l.reopen(files);
-        }
-    }
 }

@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::core::config::{AccessLogFormat, Conf};
+use crate::core::config::Conf;
+use crate::http::conf::{AccessLogFormat, HttpConf};
+use crate::http::module::{InitError, Module, Registry};
 use crate::http::phase::{Logger, Outcome};
 use crate::http::response::json_string;
-use crate::http::runtime::{Module, Registry};
 use crate::http::Request;
 
 pub struct AccessLogModule;
@@ -27,24 +28,28 @@ impl Module for AccessLogModule {
     }
 
     fn files(&self, conf: &Conf) -> Vec<PathBuf> {
-        conf.http.access_log.iter().cloned().collect()
+        conf.section::<HttpConf>()
+            .access_log
+            .iter()
+            .cloned()
+            .collect()
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
-        let Some(path) = reg.conf.http.access_log.clone() else {
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
+        let Some(path) = reg.http.access_log.clone() else {
             return Ok(());
         };
         let file = reg
             .files
             .iter()
             .find(|(p, _)| *p == path)
-            .ok_or("access log file was not opened")?
+            .ok_or(InitError::Missing("access log file was not opened"))?
             .1
             .try_clone()
-            .map_err(|e| format!("dup() failed ({e})"))?;
+            .map_err(|err| InitError::Io { call: "dup()", err })?;
         reg.logger(Rc::new(AccessLog {
             path,
-            format: reg.conf.http.access_log_format,
+            format: reg.http.access_log_format,
             file: RefCell::new(file),
             buf: RefCell::new(Vec::new()),
             time: RefCell::new((u64::MAX, String::new())),

@@ -3,10 +3,13 @@
 
 use std::rc::Rc;
 
-use crate::core::config::{HandlerKind, LocationConf};
+use crate::http::conf::LocationConf;
+use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
-use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::{Flow, HttpError, Request, Response};
+
+/// The `handler` of the locations this module answers.
+const HANDLER: &str = "api";
 
 pub struct ApiModule;
 
@@ -14,12 +17,16 @@ struct Api;
 
 impl Module for ApiModule {
     fn name(&self) -> &'static str {
-        "api"
+        HANDLER
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn handlers(&self) -> &[&'static str] {
+        &[HANDLER]
+    }
+
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         reg.content(
-            ContentKey::Handler(HandlerKind::Api),
+            ContentKey::Handler(HANDLER),
             Box::new(|_: &LocationConf| Ok(Rc::new(Api) as Rc<dyn ContentHandler>)),
         );
         Ok(())

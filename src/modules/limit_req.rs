@@ -8,10 +8,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::core::config::{Conf, LimitReqZoneConf};
+use crate::core::config::Conf;
 use crate::core::shm::Zone;
+use crate::http::conf::{HttpConf, LimitReqZoneConf};
+use crate::http::module::{InitError, Module, Registry};
 use crate::http::phase::{Cx, Phase, PhaseHandler};
-use crate::http::runtime::{Module, Registry};
 use crate::http::{Flow, HttpError, Request, Response};
 
 pub struct LimitReqModule;
@@ -48,20 +49,20 @@ impl Module for LimitReqModule {
     }
 
     fn zones(&self, conf: &Conf) -> Vec<(String, usize)> {
-        conf.http
+        conf.section::<HttpConf>()
             .limit_req_zone
             .iter()
             .map(|(n, z)| (zone_name(n), z.size.0 as usize))
             .collect()
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         let mut zones = Vec::new();
-        for (name, z) in &reg.conf.http.limit_req_zone {
+        for (name, z) in &reg.http.limit_req_zone {
             let shm = reg
                 .zones
                 .get(&zone_name(name))
-                .ok_or_else(|| format!("zone {name} was not made"))?
+                .ok_or_else(|| InitError::ZoneNotMade(name.clone()))?
                 .clone();
             zones.push((name.clone(), Bucketed::new(shm, z.clone())));
         }
@@ -270,7 +271,8 @@ fn alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::config::{LimitKey, Rate, Size};
+    use crate::core::config::{Rate, Size};
+    use crate::http::conf::LimitKey;
 
     fn zone(rate: f64, burst: u32) -> Bucketed {
         let conf = LimitReqZoneConf {

@@ -6,14 +6,17 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::core::config::{HandlerKind, LocationConf};
 use crate::core::shm::Zone;
 use crate::core::stats;
+use crate::http::conf::LocationConf;
+use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
-use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::stats as hstats;
 use crate::http::{Flow, HttpError, Request, Response};
 use crate::mqtt::stats as mstats;
+
+/// The `handler` of the locations this module answers.
+const HANDLER: &str = "metrics";
 
 pub struct MetricsModule;
 
@@ -25,14 +28,18 @@ struct Metrics {
 
 impl Module for MetricsModule {
     fn name(&self) -> &'static str {
-        "metrics"
+        HANDLER
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn handlers(&self) -> &[&'static str] {
+        &[HANDLER]
+    }
+
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         let (core, http) = crate::modules::status::zones(reg)?;
         let mqtt = reg.zones.get(mstats::ZONE).cloned();
         reg.content(
-            ContentKey::Handler(HandlerKind::Metrics),
+            ContentKey::Handler(HANDLER),
             Box::new(move |_: &LocationConf| {
                 Ok(Rc::new(Metrics {
                     core: core.clone(),

@@ -6,10 +6,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::core::config::LocationConf;
+use crate::http::conf::LocationConf;
+use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::response::Text;
-use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::{Flow, HttpError, Request, Response};
 
 pub struct ReturnModule;
@@ -27,11 +27,14 @@ impl Module for ReturnModule {
         "return"
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         reg.content(
             ContentKey::Return,
             Box::new(|l: &LocationConf| {
-                let r = l.return_.as_ref().ok_or("no return block")?;
+                let r = l
+                    .return_
+                    .as_ref()
+                    .ok_or(InitError::Missing("no return block"))?;
                 let body = Bytes::from(r.body.clone().into_bytes());
                 let etag =
                     (r.status == 200).then(|| Rc::from(format!("\"{:016x}\"", fnv1a(&body))));

@@ -14,12 +14,15 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::core::config::{HandlerKind, LocationConf};
+use crate::http::conf::{LocationConf, STATIC_HANDLER};
+use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::parse::Method;
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::response::Body;
-use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::{Flow, HttpError, Request, Response};
+
+/// The `handler` of the locations this module answers.
+const HANDLER: &str = STATIC_HANDLER;
 
 pub struct StaticModule;
 
@@ -36,23 +39,30 @@ struct Static {
 
 impl Module for StaticModule {
     fn name(&self) -> &'static str {
-        "static"
+        HANDLER
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn handlers(&self) -> &[&'static str] {
+        &[HANDLER]
+    }
+
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         let mut types: HashMap<String, Rc<str>> = MIME
             .iter()
             .map(|(e, t)| (e.to_string(), Rc::from(*t)))
             .collect();
-        for (e, t) in &reg.conf.http.types {
+        for (e, t) in &reg.http.types {
             types.insert(e.to_ascii_lowercase(), Rc::from(t.as_str()));
         }
         let types = Rc::new(types);
-        let default_type: Rc<str> = Rc::from(reg.conf.http.default_type.as_str());
+        let default_type: Rc<str> = Rc::from(reg.http.default_type.as_str());
         reg.content(
-            ContentKey::Handler(HandlerKind::Static),
+            ContentKey::Handler(HANDLER),
             Box::new(move |l: &LocationConf| {
-                let root = l.root.clone().ok_or("static needs root")?;
+                let root = l
+                    .root
+                    .clone()
+                    .ok_or(InitError::Missing("static needs root"))?;
                 Ok(Rc::new(Static {
                     root,
                     index: l.index.clone(),

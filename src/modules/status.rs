@@ -5,13 +5,16 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::core::config::{HandlerKind, LocationConf};
 use crate::core::shm::Zone;
 use crate::core::stats;
+use crate::http::conf::LocationConf;
+use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
-use crate::http::runtime::{ContentKey, Module, Registry};
 use crate::http::stats as hstats;
 use crate::http::{Flow, HttpError, Request, Response};
+
+/// The `handler` of the locations this module answers.
+const HANDLER: &str = "status";
 
 pub struct StatusModule;
 
@@ -21,29 +24,33 @@ struct Status {
 }
 
 /// The zones every counter page reads.
-pub fn zones(reg: &Registry<'_>) -> Result<(Zone, Zone), String> {
+pub fn zones(reg: &Registry<'_>) -> Result<(Zone, Zone), InitError> {
     let core = reg
         .zones
         .get(stats::ZONE)
-        .ok_or("core stats zone missing")?
+        .ok_or(InitError::Missing("core stats zone missing"))?
         .clone();
     let http = reg
         .zones
         .get(hstats::ZONE)
-        .ok_or("http stats zone missing")?
+        .ok_or(InitError::Missing("http stats zone missing"))?
         .clone();
     Ok((core, http))
 }
 
 impl Module for StatusModule {
     fn name(&self) -> &'static str {
-        "status"
+        HANDLER
     }
 
-    fn init(&self, reg: &mut Registry<'_>) -> Result<(), String> {
+    fn handlers(&self) -> &[&'static str] {
+        &[HANDLER]
+    }
+
+    fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         let (core, http) = zones(reg)?;
         reg.content(
-            ContentKey::Handler(HandlerKind::Status),
+            ContentKey::Handler(HANDLER),
             Box::new(move |_: &LocationConf| {
                 Ok(Rc::new(Status {
                     core: core.clone(),

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod broker;
 pub mod codec;
+pub mod conf;
 pub mod conn;
 pub mod ingest;
 pub mod link;

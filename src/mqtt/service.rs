@@ -11,14 +11,17 @@ use std::rc::Rc;
 
 use mio::net::TcpStream;
 
-use crate::core::config::{Conf, MqttConf};
+use crate::core::config::Conf;
 use crate::core::event::Peer;
 use crate::core::event::{Conn, Cx, Service};
 use crate::core::process::WorkerCtx;
 use crate::core::shm::Zones;
 use crate::log;
+use crate::mqtt::auth::acl::AclError;
+use crate::mqtt::auth::passwd::PasswdError;
 use crate::mqtt::auth::{Acl, Authority, FileAuthority, Passwords, Verdicts};
 use crate::mqtt::broker::{self, Broker, Limits};
+use crate::mqtt::conf::MqttConf;
 use crate::mqtt::conn::MqttConn;
 use crate::mqtt::ingest::{Acks, Ingest, NoIngest};
 use crate::mqtt::link;
@@ -60,14 +63,14 @@ pub struct MqttPrepared {
 }
 
 impl MqttPrepared {
-    pub fn build(conf: &Conf, hooks: Rc<dyn Hooks>) -> Result<MqttPrepared, String> {
-        let m = &conf.mqtt;
+    pub fn build(conf: &Conf, hooks: Rc<dyn Hooks>) -> Result<MqttPrepared, PrepareError> {
+        let m = conf.section::<MqttConf>();
         let passwords = match &m.password_file {
-            Some(p) => Some(Passwords::load(p).map_err(|e| format!("mqtt.password_file: {e}"))?),
+            Some(p) => Some(Passwords::load(p).map_err(PrepareError::PasswordFile)?),
             None => None,
         };
         let acl = match &m.acl_file {
-            Some(p) => Some(Acl::load(p).map_err(|e| format!("mqtt.acl_file: {e}"))?),
+            Some(p) => Some(Acl::load(p).map_err(PrepareError::AclFile)?),
             None => None,
         };
         Ok(MqttPrepared {
@@ -82,11 +85,11 @@ impl MqttPrepared {
     }
 
     /// The worker's service and its broker.
-    pub fn service(&self, ctx: &WorkerCtx<'_>) -> Result<MqttService, String> {
+    pub fn service(&self, ctx: &WorkerCtx<'_>) -> Result<MqttService, PrepareError> {
         let zone = ctx
             .zones
             .get(stats::ZONE)
-            .ok_or("the mqtt stats zone is missing")?
+            .ok_or(PrepareError::NoStatsZone)?
             .clone();
         let c = &self.conf;
         let limits = Limits::from_conf(c);
@@ -217,3 +220,26 @@ impl Service for MqttService {
         self.broker.borrow().busy()
     }
 }
+
+/// Why MQTT could not be prepared for a cycle, or started in a worker.
+#[derive(Debug)]
+pub enum PrepareError {
+    /// `mqtt.password_file` cannot be read or a line of it is wrong.
+    PasswordFile(PasswdError),
+    /// `mqtt.acl_file` cannot be read or a line of it is wrong.
+    AclFile(AclError),
+    /// The worker's counters zone was not made for this cycle.
+    NoStatsZone,
+}
+
+impl std::fmt::Display for PrepareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrepareError::PasswordFile(e) => write!(f, "mqtt.password_file: {e}"),
+            PrepareError::AclFile(e) => write!(f, "mqtt.acl_file: {e}"),
+            PrepareError::NoStatsZone => f.write_str("the mqtt stats zone is missing"),
+        }
+    }
+}
+
+impl std::error::Error for PrepareError {}

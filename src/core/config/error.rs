@@ -4,7 +4,7 @@
 //! types, bad durations) and validation errors ([`Invalid`], built by each section's
 //! `validate()` with a [`KeyPath`]). [`Source`] keeps the spanned TOML document so that a serde
 //! error's byte span maps to the dotted key path and a validation error's key path maps to a
-//! line. Only [`super::Conf::parse`] uses it; nothing here panics on any input.
+//! line. Only [`super::Conf::parse`] uses [`Source`]; nothing here panics on any input.
 
 use std::fmt;
 use std::io;
@@ -178,6 +178,19 @@ pub fn non_empty(value: &str, path: &KeyPath) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// An array without a value given twice.
+pub fn check_no_repeats<T: PartialEq + fmt::Display>(
+    items: &[T],
+    at: &KeyPath,
+) -> Result<(), Invalid> {
+    for (i, item) in items.iter().enumerate() {
+        if items[..i].contains(item) {
+            return fail(&at.index(i), format!("{item} is given twice"));
+        }
+    }
+    Ok(())
+}
+
 /// Separates a key from a message in errors raised inside serde (`TryFrom` conversions), which
 /// cannot know their path: `"prefix\x1fcannot be combined with exact"` is reported at the
 /// table's path followed by `prefix`.
@@ -208,14 +221,16 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// Maps a serde error to its line and key path.
-    pub fn serde_error(&self, file: &Path, err: &toml::de::Error) -> ConfError {
-        let span = err.span();
+    /// The top-level table as parsed, for reading each section from it.
+    pub fn table(&self) -> DeTable<'a> {
+        self.doc.get_ref().clone()
+    }
+
+    /// Maps a serde error (its message and the span it was raised at) to its line and key path.
+    pub fn serde_error(&self, file: &Path, span: Option<Range<usize>>, message: &str) -> ConfError {
         let mut path = span.clone().map(|s| self.path_at(s)).unwrap_or_default();
-        let (mut line, mut message) = (
-            span.map(|s| line_at(self.text, s.start)),
-            humanize(err.message()),
-        );
+        let (mut line, mut message) =
+            (span.map(|s| line_at(self.text, s.start)), humanize(message));
         if let Some((key, rest)) = message.split_once(FIELD_SEP) {
             path = self.element_with(path, key, &quoted(rest)).key(key);
             line = self.line_of(&path).or(line);

@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::error::{between, fail, non_empty, Invalid, KeyPath};
 use super::resolve;
+use super::section::Section;
 use super::units::Dur;
 
 /// The `[main]` section.
@@ -124,10 +125,12 @@ fn worker_processes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> 
     d.deserialize_any(Workers)
 }
 
-impl MainConf {
+impl Section for MainConf {
+    const NAME: &'static str = "main";
+
     /// Checks ranges: workers, connections, the user and the paths.
-    pub fn validate(&self) -> Result<(), Invalid> {
-        let at = KeyPath::root("main");
+    fn validate(&self) -> Result<(), Invalid> {
+        let at = KeyPath::root(Self::NAME);
         between(
             self.worker_processes,
             1,
@@ -153,7 +156,7 @@ impl MainConf {
     }
 
     /// Resolves the pid file and error log against the prefix (`"stderr"` stays as is).
-    pub fn resolve(&mut self, prefix: &Path) {
+    fn resolve(&mut self, prefix: &Path) {
         self.pid = resolve(prefix, &self.pid);
         if self.error_log != Path::new("stderr") {
             self.error_log = resolve(prefix, &self.error_log);

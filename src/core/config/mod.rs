@@ -1,17 +1,18 @@
-//! Configuration: the TOML sections, typed durations and sizes, validation with
-//! `file:line: key: message` errors, and the effective configuration printed by `bizzy -T`.
+//! Configuration: `[main]`, the sections the other parts register, typed durations and sizes,
+//! validation with `file:line: key: message` errors, and the effective configuration printed by
+//! `bizzy -T`.
 //!
-//! The master calls [`Conf::load`] at start and on every reload (HUP); a failed load leaves the
-//! running configuration alone. Loading has three steps: serde (unknown keys and wrong types are
-//! errors), one `validate()` per section (ranges and cross-references), then relative paths are
-//! resolved against the prefix. This module reads the one file and nothing else (a static root
-//! may appear later), never clamps a value silently and never panics on any input.
+//! The master calls [`Conf::load`] at start and on every reload (HUP) with the [`Sections`] the
+//! wiring registered; a failed load leaves the running configuration alone. Loading has three
+//! steps: serde (unknown keys, unknown sections and wrong types are errors), one `validate()` per
+//! section (ranges and cross-references) and the check that no address is claimed by two
+//! sections, then relative paths are resolved against the prefix. Core reads `[main]` only and
+//! hands every other table to the part that declared it (see [`section`]). This module reads the
+//! one file and nothing else, never clamps a value silently and never panics on any input.
 
 mod error;
-mod http_conf;
-mod location;
 mod main_conf;
-mod other;
+pub mod section;
 mod units;
 
 #[cfg(test)]
@@ -19,18 +20,20 @@ mod tests;
 
 use std::fs;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use toml::de::ValueDeserializer;
 
-pub use error::ConfError;
-pub use http_conf::{AccessLogFormat, HttpConf, LimitKey, LimitReqZoneConf, ServerConf};
-pub use location::{HandlerKind, LocationConf, LocationMatch, ReturnConf};
+pub use error::{
+    at_least, between, check_no_repeats, fail, field_error, non_empty, ConfError, Invalid, KeyPath,
+};
 pub use main_conf::{auto_worker_processes, LogLevel, MainConf};
-pub use other::{AuthConf, CacheConf, DatabaseConf, IngestConf, MqttConf};
-pub use units::{parse_listen, Dur, Rate, Size};
+pub use section::{AnySection, Listener, Protocol, Section, SectionKind, Sections};
+pub use units::{listen_list, parse_listen, Dur, Rate, Size, UnitError};
 
-use error::{fail, Invalid, KeyPath, Source};
+use error::Source;
 
 /// A loaded, validated configuration with every path absolute.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,84 +43,115 @@ pub struct Conf {
     /// Absolute prefix; relative paths in the file were resolved against it.
     pub prefix: PathBuf,
     pub main: MainConf,
-    pub http: HttpConf,
-    pub mqtt: MqttConf,
-    pub database: DatabaseConf,
-    pub cache: CacheConf,
-    pub auth: AuthConf,
-    pub ingest: IngestConf,
+    /// Every registered section, in registration order, defaults filled in.
+    sections: Vec<Box<dyn AnySection>>,
 }
 
 /// A listening socket to open: its address, protocol and `listen(2)` backlog.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ListenSpec {
     pub addr: SocketAddr,
-    pub kind: ListenKind,
+    pub kind: Protocol,
     pub backlog: i32,
 }
 
-/// The protocol spoken on a listening socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ListenKind {
-    Http,
-    Mqtt,
+/// A serde error before it is mapped to a line and key: its span and message.
+struct Unread {
+    span: Option<Range<usize>>,
+    message: String,
 }
 
-/// The file as TOML sees it: every section optional.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+impl From<toml::de::Error> for Unread {
+    fn from(e: toml::de::Error) -> Unread {
+        Unread {
+            span: e.span(),
+            message: e.message().to_string(),
+        }
+    }
+}
+
+/// The file as read: `[main]` and every registered section, each optional.
 struct Document {
     main: MainConf,
-    http: HttpConf,
-    mqtt: MqttConf,
-    database: DatabaseConf,
-    cache: CacheConf,
-    auth: AuthConf,
-    ingest: IngestConf,
+    sections: Vec<Box<dyn AnySection>>,
 }
 
 impl Document {
-    /// One validation pass per section, then what spans sections.
-    fn validate(&self) -> Result<(), Invalid> {
-        self.main.validate()?;
-        self.http.validate()?;
-        self.mqtt.validate()?;
-        self.database.validate()?;
-        self.cache.validate()?;
-        self.auth.validate()?;
-        self.ingest.validate()?;
-        self.check_shared_addresses()
-    }
-
-    /// An address is HTTP or MQTT, not both; nor may one be the wildcard of the other's port
-    /// (they would share one socket, see [`Conf::listeners`]).
-    fn check_shared_addresses(&self) -> Result<(), Invalid> {
-        for (j, addr) in self.mqtt.listen.iter().enumerate() {
-            let clash = |a: &SocketAddr| a == addr || covers(*a, *addr) || covers(*addr, *a);
-            let http = self
-                .http
-                .server
-                .iter()
-                .position(|s| s.listen.iter().any(clash));
-            if let Some(i) = http {
-                let msg = format!("{addr} is already an HTTP address (http.server[{i}])");
-                return fail(&KeyPath::root("mqtt").key("listen").index(j), msg);
+    /// Reads each top-level table (in toml's order, by name) with the section registered under
+    /// its name; a table the file leaves out takes its default.
+    fn read(source: &Source<'_>, registered: &Sections) -> Result<Document, Unread> {
+        let mut main = None;
+        let mut found: Vec<Option<Box<dyn AnySection>>> =
+            registered.kinds().iter().map(|_| None).collect();
+        for (key, value) in source.table() {
+            let name: &str = key.get_ref();
+            let value = ValueDeserializer::from(value);
+            if name == MainConf::NAME {
+                main = Some(MainConf::deserialize(value)?);
+            } else if let Some(i) = registered.find(name) {
+                found[i] = Some(registered.kinds()[i].read(value)?);
+            } else {
+                let known: Vec<&str> = std::iter::once(MainConf::NAME)
+                    .chain(registered.names())
+                    .collect();
+                return Err(Unread {
+                    span: Some(key.span()),
+                    message: section::unknown_field(name, &known),
+                });
             }
         }
-        Ok(())
+        let sections = found
+            .into_iter()
+            .zip(registered.kinds())
+            .map(|(s, kind)| s.unwrap_or_else(|| kind.default_value()))
+            .collect();
+        Ok(Document {
+            main: main.unwrap_or_default(),
+            sections,
+        })
+    }
+
+    /// One validation pass per section, then what spans sections.
+    fn validate(&self) -> Result<(), Invalid> {
+        Section::validate(&self.main)?;
+        for s in &self.sections {
+            s.validate()?;
+        }
+        let listeners: Vec<Vec<Listener>> = self.sections.iter().map(|s| s.listeners()).collect();
+        check_shared_addresses(&listeners)
     }
 
     fn resolve(&mut self, prefix: &Path) {
-        self.main.resolve(prefix);
-        self.http.resolve(prefix);
-        self.mqtt.resolve(prefix);
-        self.database.resolve(prefix);
-        self.auth.resolve(prefix);
+        Section::resolve(&mut self.main, prefix);
+        for s in &mut self.sections {
+            s.resolve(prefix);
+        }
     }
 }
 
+/// An address belongs to one section, nor may it be the wildcard of another section's address
+/// of the same port (they would share one socket, see [`Conf::listeners`]); the error names the
+/// later one. Within a section, addresses are its own `validate()`'s business.
+fn check_shared_addresses(sections: &[Vec<Listener>]) -> Result<(), Invalid> {
+    for (i, listeners) in sections.iter().enumerate() {
+        for l in listeners {
+            let clash = |a: &&Listener| {
+                a.addr == l.addr || covers(a.addr, l.addr) || covers(l.addr, a.addr)
+            };
+            if let Some(first) = sections[..i].iter().flatten().find(clash) {
+                let msg = format!(
+                    "{} is already an {} address ({})",
+                    l.addr, first.protocol.label, first.owner
+                );
+                return fail(&l.at, msg);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `path` resolved against `prefix` (an absolute path stays as it is).
-fn resolve(prefix: &Path, path: &Path) -> PathBuf {
+pub fn resolve(prefix: &Path, path: &Path) -> PathBuf {
     prefix.join(path)
 }
 
@@ -132,17 +166,23 @@ fn absolute(path: &Path, file: &Path) -> Result<PathBuf, ConfError> {
 }
 
 impl Conf {
-    /// Reads, parses and validates `file` (relative to the current directory); paths inside are
-    /// resolved against `prefix`.
-    pub fn load(file: &Path, prefix: &Path) -> Result<Conf, ConfError> {
+    /// Reads, parses and validates `file` (relative to the current directory) with the
+    /// `sections` the wiring registered; paths inside are resolved against `prefix`.
+    pub fn load(file: &Path, prefix: &Path, sections: &Sections) -> Result<Conf, ConfError> {
         let text = fs::read_to_string(file).map_err(|e| ConfError::io(file, "cannot read", &e))?;
-        Conf::parse(&text, file, prefix)
+        Conf::parse(&text, file, prefix, sections)
     }
 
     /// Parses and validates `text`; `file` is only used in messages and for [`Conf::file`].
-    pub fn parse(text: &str, file: &Path, prefix: &Path) -> Result<Conf, ConfError> {
+    pub fn parse(
+        text: &str,
+        file: &Path,
+        prefix: &Path,
+        sections: &Sections,
+    ) -> Result<Conf, ConfError> {
         let source = Source::parse(text, file)?;
-        let mut doc: Document = toml::from_str(text).map_err(|e| source.serde_error(file, &e))?;
+        let mut doc = Document::read(&source, sections)
+            .map_err(|e| source.serde_error(file, e.span, &e.message))?;
         doc.validate().map_err(|e| source.invalid(file, e))?;
         let prefix = absolute(prefix, file)?;
         doc.resolve(&prefix);
@@ -150,68 +190,79 @@ impl Conf {
             file: absolute(file, file)?,
             prefix,
             main: doc.main,
-            http: doc.http,
-            mqtt: doc.mqtt,
-            database: doc.database,
-            cache: doc.cache,
-            auth: doc.auth,
-            ingest: doc.ingest,
+            sections: doc.sections,
         })
+    }
+
+    /// The section `T`, if the wiring registered it.
+    pub fn get<T: Section>(&self) -> Option<&T> {
+        self.sections
+            .iter()
+            .find_map(|s| s.as_any().downcast_ref::<T>())
+    }
+
+    /// The section `T`.
+    ///
+    /// # Panics
+    ///
+    /// When `T` was not registered: the part asking for it is wired without its section.
+    pub fn section<T: Section>(&self) -> &T {
+        self.get()
+            .unwrap_or_else(|| panic!("section [{}] is not registered", T::NAME))
     }
 
     /// The effective configuration as TOML: every key with its value, defaults filled in and
     /// paths absolute (keys without a default and without a value are left out).
     pub fn dump(&self) -> String {
-        let doc = Document {
-            main: self.main.clone(),
-            http: self.http.clone(),
-            mqtt: self.mqtt.clone(),
-            database: self.database.clone(),
-            cache: self.cache.clone(),
-            auth: self.auth.clone(),
-            ingest: self.ingest.clone(),
-        };
         let head = format!(
             "# bizzy: effective configuration of {}\n# prefix: {}\n\n",
             self.file.display(),
             self.prefix.display()
         );
-        match toml::to_string(&doc) {
-            Ok(body) => head + &body,
+        let tables = std::iter::once(AnySection::to_toml(&self.main))
+            .chain(self.sections.iter().map(|s| s.to_toml()))
+            .collect::<Result<Vec<String>, _>>();
+        match tables {
+            Ok(tables) => head + &tables.join("\n"),
             Err(e) => format!("{head}# cannot print the configuration: {e}\n"),
         }
     }
 
-    /// Every socket to bind: the distinct listening addresses of the HTTP servers (in order of
-    /// appearance) and then of MQTT, with kind and backlog; a specific address is folded into
-    /// a wildcard of the same port and family.
+    /// Every socket to bind: the distinct listening addresses of the sections (in registration
+    /// order, each in order of appearance) with protocol and backlog; a specific address is
+    /// folded into a wildcard of the same port and family.
     pub fn listeners(&self) -> Vec<ListenSpec> {
         let mut out: Vec<ListenSpec> = Vec::new();
-        let http = self.http.server.iter().flat_map(|s| {
-            s.listen
-                .iter()
-                .map(|addr| (*addr, ListenKind::Http, s.backlog))
-        });
-        let mqtt = self
-            .mqtt
-            .listen
-            .iter()
-            .map(|addr| (*addr, ListenKind::Mqtt, self.mqtt.backlog));
-        for (addr, kind, backlog) in http.chain(mqtt) {
-            if !out.iter().any(|l| l.addr == addr) {
+        for l in self.sections.iter().flat_map(|s| s.listeners()) {
+            if !out.iter().any(|o| o.addr == l.addr) {
                 out.push(ListenSpec {
-                    addr,
-                    kind,
-                    backlog,
+                    addr: l.addr,
+                    kind: l.protocol,
+                    backlog: l.backlog,
                 });
             }
         }
         // A specific address on a port that also has the wildcard address is served by the
-        // wildcard socket (Linux refuses to listen on both), as nginx does; the HTTP layer finds
-        // the address a connection came to with getsockname.
+        // wildcard socket (Linux refuses to listen on both), as nginx does; the protocol layer
+        // finds the address a connection came to with getsockname.
         let all = out.clone();
         out.retain(|l| !all.iter().any(|w| covers(w.addr, l.addr)));
         out
+    }
+}
+
+#[cfg(test)]
+impl Conf {
+    /// `text` read as `conf/x.toml` with the prefix `/srv/bizzy` and `T` the one section
+    /// registered: for a section's own tests.
+    pub(crate) fn parse_only<T>(text: &str) -> Result<Conf, ConfError>
+    where
+        T: Section + Default + serde::de::DeserializeOwned,
+    {
+        let mut sections = Sections::new();
+        sections.add::<T>();
+        let (file, prefix) = (Path::new("conf/x.toml"), Path::new("/srv/bizzy"));
+        Conf::parse(text, file, prefix, &sections)
     }
 }
 

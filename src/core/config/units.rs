@@ -38,6 +38,57 @@ pub struct Rate {
     pub text: String,
 }
 
+/// Why a value is not a duration, size, rate or listening address; displays as `bizzy -t`
+/// prints it after the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitError {
+    /// Not an integer and one known unit.
+    NotA { text: String, what: &'static str },
+    /// Well formed, but past what a `u64` of its base unit holds.
+    TooLarge { text: String, what: &'static str },
+    /// Not `"Nr/s"` or `"Nr/m"`.
+    NotARate(String),
+    /// `"0r/s"`.
+    ZeroRate(String),
+    /// Not one of the four address forms.
+    NotAListenAddress(String),
+    /// A bare integer where a unit is needed; `example` is the unit suggested.
+    NoUnit {
+        value: u64,
+        examples: &'static [&'static str],
+    },
+}
+
+impl fmt::Display for UnitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnitError::NotA { text, what } => write!(f, "{text:?} is not a {what}"),
+            UnitError::TooLarge { text, what } => write!(f, "{text:?} is too large a {what}"),
+            UnitError::NotARate(text) => write!(
+                f,
+                "{text:?} is not a rate (write e.g. \"50r/s\" or \"600r/m\")"
+            ),
+            UnitError::ZeroRate(text) => write!(f, "{text:?}: a rate must be more than 0"),
+            UnitError::NotAListenAddress(text) => write!(
+                f,
+                "{text:?} is not a listening address (write \"127.0.0.1:8080\", \"[::1]:8080\", \
+                 \"*:8080\" or \"8080\")"
+            ),
+            UnitError::NoUnit { value, examples } => {
+                let examples: Vec<String> =
+                    examples.iter().map(|u| format!("\"{value}{u}\"")).collect();
+                write!(
+                    f,
+                    "{value} has no unit (write e.g. {})",
+                    examples.join(" or ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for UnitError {}
+
 /// Milliseconds per unit, largest first (the order `Display` tries them in).
 const DUR_UNITS: [(&str, u64); 5] = [
     ("d", 86_400_000),
@@ -74,18 +125,18 @@ impl Dur {
 }
 
 impl FromStr for Dur {
-    type Err = String;
+    type Err = UnitError;
 
-    fn from_str(text: &str) -> Result<Dur, String> {
+    fn from_str(text: &str) -> Result<Dur, UnitError> {
         let (number, unit) = split_number(text);
         let per = DUR_UNITS
             .iter()
             .find(|(name, _)| *name == unit)
             .map(|u| u.1);
         let (Some(per), false) = (per, number.is_empty()) else {
-            return Err(format!("{text:?} is not a duration"));
+            return Err(not_a(text, "duration"));
         };
-        let too_large = || format!("{text:?} is too large a duration");
+        let too_large = || too_large(text, "duration");
         let count: u64 = number.parse().map_err(|_| too_large())?;
         let millis = count.checked_mul(per).ok_or_else(too_large)?;
         Ok(Dur::millis(millis))
@@ -115,18 +166,18 @@ impl From<Dur> for Duration {
 }
 
 impl FromStr for Size {
-    type Err = String;
+    type Err = UnitError;
 
-    fn from_str(text: &str) -> Result<Size, String> {
+    fn from_str(text: &str) -> Result<Size, UnitError> {
         let (number, suffix) = split_number(text);
         let per = match suffix.to_ascii_lowercase().as_str() {
             "" => Some(1),
             lower => SIZE_UNITS.iter().find(|(s, _)| *s == lower).map(|u| u.1),
         };
         let (Some(per), false) = (per, number.is_empty()) else {
-            return Err(format!("{text:?} is not a size"));
+            return Err(not_a(text, "size"));
         };
-        let too_large = || format!("{text:?} is too large a size");
+        let too_large = || too_large(text, "size");
         let count: u64 = number.parse().map_err(|_| too_large())?;
         count.checked_mul(per).map(Size).ok_or_else(too_large)
     }
@@ -146,10 +197,10 @@ impl fmt::Display for Size {
 }
 
 impl FromStr for Rate {
-    type Err = String;
+    type Err = UnitError;
 
-    fn from_str(text: &str) -> Result<Rate, String> {
-        let not_a_rate = || format!("{text:?} is not a rate (write e.g. \"50r/s\" or \"600r/m\")");
+    fn from_str(text: &str) -> Result<Rate, UnitError> {
+        let not_a_rate = || UnitError::NotARate(text.to_string());
         let (number, unit) = split_number(text);
         let per = match unit {
             "r/s" => 1.0,
@@ -158,7 +209,7 @@ impl FromStr for Rate {
         };
         let count: u32 = number.parse().map_err(|_| not_a_rate())?;
         if count == 0 {
-            return Err(format!("{text:?}: a rate must be more than 0"));
+            return Err(UnitError::ZeroRate(text.to_string()));
         }
         Ok(Rate {
             per_second: f64::from(count) / per,
@@ -175,7 +226,7 @@ impl fmt::Display for Rate {
 
 /// Parses a listening address: `"127.0.0.1:8080"`, `"[::1]:8080"`, `"*:8080"` or `"8080"` (both
 /// meaning `0.0.0.0:8080`). Host names are not resolved.
-pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_listen(text: &str) -> Result<SocketAddr, UnitError> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -185,10 +236,21 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
             return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
         }
     }
-    Err(format!(
-        "{text:?} is not a listening address (write \"127.0.0.1:8080\", \"[::1]:8080\", \
-         \"*:8080\" or \"8080\")"
-    ))
+    Err(UnitError::NotAListenAddress(text.to_string()))
+}
+
+fn not_a(text: &str, what: &'static str) -> UnitError {
+    UnitError::NotA {
+        text: text.to_string(),
+        what,
+    }
+}
+
+fn too_large(text: &str, what: &'static str) -> UnitError {
+    UnitError::TooLarge {
+        text: text.to_string(),
+        what,
+    }
 }
 
 /// Serde for text-based units: serialized with `Display`, deserialized with `FromStr`.
@@ -237,7 +299,7 @@ serde_as_text!(Rate, "a rate string such as \"50r/s\" or \"600r/m\"");
 /// What a bare integer means for each unit: bytes for sizes, an error for the others (a bare
 /// `10` could be seconds or milliseconds, so it is refused).
 trait IntegerUnit: Sized {
-    fn from_integer(v: u64) -> Result<Self, String>;
+    fn from_integer(v: u64) -> Result<Self, UnitError>;
 }
 
 fn integer_unit<T: IntegerUnit, E: de::Error>(v: u64) -> Result<T, E> {
@@ -245,22 +307,26 @@ fn integer_unit<T: IntegerUnit, E: de::Error>(v: u64) -> Result<T, E> {
 }
 
 impl IntegerUnit for Size {
-    fn from_integer(v: u64) -> Result<Size, String> {
+    fn from_integer(v: u64) -> Result<Size, UnitError> {
         Ok(Size(v))
     }
 }
 
 impl IntegerUnit for Dur {
-    fn from_integer(v: u64) -> Result<Dur, String> {
-        Err(format!(
-            "{v} has no unit (write e.g. \"{v}s\" or \"{v}ms\")"
-        ))
+    fn from_integer(v: u64) -> Result<Dur, UnitError> {
+        Err(UnitError::NoUnit {
+            value: v,
+            examples: &["s", "ms"],
+        })
     }
 }
 
 impl IntegerUnit for Rate {
-    fn from_integer(v: u64) -> Result<Rate, String> {
-        Err(format!("{v} has no unit (write e.g. \"{v}r/s\")"))
+    fn from_integer(v: u64) -> Result<Rate, UnitError> {
+        Err(UnitError::NoUnit {
+            value: v,
+            examples: &["r/s"],
+        })
     }
 }
 
@@ -303,12 +369,18 @@ mod tests {
         for bad in [
             "10x", "", "s", "-5s", "+5s", "10", "1m30s", " 10s", "10 s", "1.5s", "10S",
         ] {
-            let err = bad.parse::<Dur>().unwrap_err();
+            let err = bad.parse::<Dur>().unwrap_err().to_string();
             assert_eq!(err, format!("{bad:?} is not a duration"));
         }
-        let err = "99999999999999999999s".parse::<Dur>().unwrap_err();
+        let err = "99999999999999999999s"
+            .parse::<Dur>()
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "\"99999999999999999999s\" is too large a duration");
-        let err = "18446744073709551615d".parse::<Dur>().unwrap_err();
+        let err = "18446744073709551615d"
+            .parse::<Dur>()
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "\"18446744073709551615d\" is too large a duration");
     }
 
@@ -360,11 +432,11 @@ mod tests {
     fn sizes_reject() {
         for bad in ["", "k", "-1", "1kb", "1t", "1.5m", " 1k", "0x10"] {
             assert_eq!(
-                bad.parse::<Size>().unwrap_err(),
+                bad.parse::<Size>().unwrap_err().to_string(),
                 format!("{bad:?} is not a size")
             );
         }
-        let err = "17179869184g".parse::<Size>().unwrap_err();
+        let err = "17179869184g".parse::<Size>().unwrap_err().to_string();
         assert_eq!(err, "\"17179869184g\" is too large a size");
     }
 

@@ -19,7 +19,7 @@ use crate::core::listen;
 use crate::core::log;
 use crate::core::process::channel::{self, Command, Sender};
 use crate::core::process::Peer;
-use crate::core::process::{signals, title, worker, App};
+use crate::core::process::{signals, title, worker, App, ProcessError};
 use crate::core::queue::IpcPair;
 use crate::core::stats;
 use crate::log;
@@ -73,8 +73,8 @@ const FATAL: i32 = 2;
 
 /// Starts the master: builds the first cycle, writes the pid file, forks the workers and
 /// supervises them until stopped. Errors before the workers start are returned.
-pub fn run(app: &dyn App, start: Start, conf: Conf) -> Result<(), String> {
-    let inherited = listen::inherited().map_err(|e| format!("inherited sockets: {e}"))?;
+pub fn run(app: &dyn App, start: Start, conf: Conf) -> Result<(), ProcessError> {
+    let inherited = listen::inherited().map_err(ProcessError::Inherited)?;
     let upgraded = !inherited.is_empty();
     let cycle = Cycle::build(conf, app, &inherited, None)?;
     drop(inherited);
@@ -83,7 +83,7 @@ pub fn run(app: &dyn App, start: Start, conf: Conf) -> Result<(), String> {
     let err_log = cycle
         .error_log
         .try_clone()
-        .map_err(|e| format!("dup() failed ({e})"))?;
+        .map_err(|e| ProcessError::io("dup()", e))?;
     if cycle.conf.main.daemon && !upgraded {
         daemonize()?;
     }
@@ -117,7 +117,7 @@ pub fn run(app: &dyn App, start: Start, conf: Conf) -> Result<(), String> {
     m.start_workers();
     m.cycle_loop();
     if m.failed {
-        return Err("the worker processes could not start (see the error log)".into());
+        return Err(ProcessError::WorkersFailed);
     }
     Ok(())
 }
@@ -131,13 +131,13 @@ fn master_title(s: &Start) -> String {
     t
 }
 
-fn check_workers(conf: &Conf) -> Result<(), String> {
+fn check_workers(conf: &Conf) -> Result<(), ProcessError> {
     let n = conf.main.worker_processes;
     if n == 0 || n > stats::MAX_SLOTS / 2 {
-        return Err(format!(
-            "main.worker_processes: {n} is out of range (1..{})",
-            stats::MAX_SLOTS / 2
-        ));
+        return Err(ProcessError::WorkerProcesses {
+            n,
+            max: stats::MAX_SLOTS / 2,
+        });
     }
     Ok(())
 }
@@ -416,7 +416,11 @@ impl Master<'_> {
             return;
         }
         log!(Notice, "reconfiguring");
-        let conf = match Conf::load(&self.start.conf_file, &self.start.prefix) {
+        let conf = match Conf::load(
+            &self.start.conf_file,
+            &self.start.prefix,
+            self.app.sections(),
+        ) {
             Ok(c) => c,
             Err(e) => return log!(Crit, "{e}; keeping the running configuration"),
         };
@@ -563,13 +567,13 @@ fn set_alarm(d: Duration) {
 }
 
 /// Writes the pid file (creating its directory).
-pub fn write_pid(path: &Path) -> Result<(), String> {
+pub fn write_pid(path: &Path) -> Result<(), ProcessError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
-            .map_err(|e| format!("mkdir \"{}\" failed ({e})", dir.display()))?;
+            .map_err(|e| ProcessError::io(format!("mkdir \"{}\"", dir.display()), e))?;
     }
     std::fs::write(path, format!("{}\n", std::process::id()))
-        .map_err(|e| format!("open() \"{}\" failed ({e})", path.display()))
+        .map_err(|e| ProcessError::open(path, e))
 }
 
 /// The pid in a pid file, if it holds one.
@@ -579,19 +583,19 @@ pub fn read_pid(path: &Path) -> Option<u32> {
 
 /// Detaches like nginx: fork, the parent exits, the child starts a session and points its
 /// standard descriptors at /dev/null.
-fn daemonize() -> Result<(), String> {
+fn daemonize() -> Result<(), ProcessError> {
     // SAFETY: single-threaded at this point.
     match unsafe { fork() } {
-        Err(e) => return Err(format!("fork() failed ({e})")),
+        Err(e) => return Err(ProcessError::nix("fork()", e)),
         Ok(ForkResult::Parent { .. }) => std::process::exit(0),
         Ok(ForkResult::Child) => {}
     }
-    nix::unistd::setsid().map_err(|e| format!("setsid() failed ({e})"))?;
+    nix::unistd::setsid().map_err(|e| ProcessError::nix("setsid()", e))?;
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map_err(|e| format!("open(\"/dev/null\") failed ({e})"))?;
+        .map_err(|e| ProcessError::io("open(\"/dev/null\")", e))?;
     for fd in 0..3 {
         // SAFETY: dup2 onto the standard descriptors of this process.
         unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
@@ -600,26 +604,18 @@ fn daemonize() -> Result<(), String> {
 }
 
 /// `-s SIGNAL`: sends the signal to the master named in the pid file.
-pub fn signal_master(pid_file: &Path, name: &str) -> Result<(), String> {
+pub fn signal_master(pid_file: &Path, name: &str) -> Result<(), ProcessError> {
     let sig = match name {
         "stop" => Signal::SIGTERM,
         "quit" => Signal::SIGQUIT,
         "reload" => Signal::SIGHUP,
         "reopen" => Signal::SIGUSR1,
-        other => {
-            return Err(format!(
-                "invalid option: \"-s {other}\" (stop, quit, reload or reopen)"
-            ))
-        }
+        other => return Err(ProcessError::BadSignal(other.to_string())),
     };
-    let text = std::fs::read_to_string(pid_file)
-        .map_err(|e| format!("open() \"{}\" failed ({e})", pid_file.display()))?;
-    let pid: i32 = text.trim().parse().map_err(|_| {
-        format!(
-            "invalid PID number \"{}\" in \"{}\"",
-            text.trim(),
-            pid_file.display()
-        )
+    let text = std::fs::read_to_string(pid_file).map_err(|e| ProcessError::open(pid_file, e))?;
+    let pid: i32 = text.trim().parse().map_err(|_| ProcessError::BadPid {
+        text: text.trim().to_string(),
+        file: pid_file.to_path_buf(),
     })?;
-    kill(Pid::from_raw(pid), sig).map_err(|e| format!("kill({pid}, {sig}) failed ({e})"))
+    kill(Pid::from_raw(pid), sig).map_err(|e| ProcessError::nix(format!("kill({pid}, {sig})"), e))
 }

@@ -2,6 +2,7 @@
 //! give the master so that it can build cycles without knowing them.
 
 pub mod channel;
+pub mod error;
 pub mod master;
 pub mod signals;
 pub mod title;
@@ -9,15 +10,19 @@ pub mod worker;
 
 use std::path::PathBuf;
 
-use crate::core::config::{Conf, ListenKind};
+use crate::core::config::{Conf, Protocol, Sections};
 pub use crate::core::event::Peer;
 use crate::core::event::Service;
 use crate::core::shm::Zones;
 
+pub use error::{AppError, ProcessError};
+
 /// What the protocol layers contribute to a cycle. Called in the master.
 pub trait App {
-    /// The kinds of listener this build serves; the master binds no other.
-    fn kinds(&self) -> &[ListenKind];
+    /// The configuration sections besides `[main]`, as the protocols and modules declared them.
+    fn sections(&self) -> &Sections;
+    /// The protocols this build serves; the master binds no other listener.
+    fn kinds(&self) -> &[Protocol];
     /// Shared memory zones the modules want for `conf`: (name, size in bytes).
     fn zones(&self, conf: &Conf) -> Vec<(String, usize)>;
     /// Log files besides the error log (access logs), opened by the master.
@@ -29,23 +34,23 @@ pub trait App {
         conf: &Conf,
         zones: &Zones,
         files: &[(PathBuf, std::fs::File)],
-    ) -> Result<Box<dyn Prepared>, String>;
+    ) -> Result<Box<dyn Prepared>, AppError>;
     /// Checks what the configuration names besides itself (password and ACL files), for `-t`
     /// and `-s` before anything is started or signalled.
-    fn check(&self, _conf: &Conf) -> Result<(), String> {
+    fn check(&self, _conf: &Conf) -> Result<(), AppError> {
         Ok(())
     }
     /// A worker in `slot` died: reset the gauges it could not reset itself.
     fn reaped(&self, _zones: &Zones, _slot: usize) {}
 }
 
-/// A worker's services, each with the kind of listener it serves.
-pub type Services = Vec<(ListenKind, Box<dyn Service>)>;
+/// A worker's services, each with the protocol of the listeners it serves.
+pub type Services = Vec<(Protocol, Box<dyn Service>)>;
 
 /// A cycle's prepared state, inherited by its workers through fork.
 pub trait Prepared {
     /// In a new worker: one service per listener kind this process serves.
-    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, String>;
+    fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, AppError>;
 }
 
 /// What a new worker knows about itself.

@@ -14,7 +14,7 @@ use crate::core::event::{
 };
 use crate::core::log;
 use crate::core::process::channel::{Command, Received, Receiver};
-use crate::core::process::{signals, title, Peer, WorkerCtx};
+use crate::core::process::{signals, title, Peer, ProcessError, WorkerCtx};
 use crate::core::stats::{self, ConnStats};
 use crate::log;
 
@@ -37,9 +37,9 @@ fn serve(
     generation: u64,
     channel: Receiver,
     peers: Vec<Peer>,
-) -> Result<(), String> {
+) -> Result<(), ProcessError> {
     signals::reset_in_child();
-    let wake = signals::install_worker().map_err(|e| format!("pipe() failed ({e})"))?;
+    let wake = signals::install_worker().map_err(|e| ProcessError::io("pipe()", e))?;
     log::after_fork();
     title::set("bizzy: worker process");
     let conf = &cycle.conf;
@@ -69,7 +69,7 @@ fn serve(
             let sock = l
                 .socket
                 .try_clone()
-                .map_err(|e| format!("dup() failed ({e})"))?;
+                .map_err(|e| ProcessError::io("dup()", e))?;
             listeners.push(Listener::new(
                 mio::net::TcpListener::from_std(sock),
                 l.addr,
@@ -89,7 +89,7 @@ fn serve(
         ConnStats::new(zone, slot),
         posted,
     )
-    .map_err(|e| format!("epoll_create() failed ({e})"))?;
+    .map_err(|e| ProcessError::io("epoll_create()", e))?;
     let mut control = WorkerControl {
         channel,
         wake,
@@ -98,7 +98,7 @@ fn serve(
     };
     let timeout = conf.main.worker_shutdown_timeout.0;
     el.run(&mut control, timeout)
-        .map_err(|e| format!("event loop failed ({e})"))
+        .map_err(|e| ProcessError::io("event loop", e))
 }
 
 /// Sets RLIMIT_NOFILE to `n`; past the hard limit (which only a privileged process may raise)
@@ -119,7 +119,7 @@ fn raise_nofile(n: u64) {
 }
 
 /// Switches to `user` or `user:group`, with that user's supplementary groups.
-fn drop_privileges(spec: &str) -> Result<(), String> {
+fn drop_privileges(spec: &str) -> Result<(), ProcessError> {
     use nix::unistd::{initgroups, setgid, setuid, Group, User};
     let (uname, gname) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -128,22 +128,27 @@ fn drop_privileges(spec: &str) -> Result<(), String> {
     let user = User::from_name(uname)
         .ok()
         .flatten()
-        .ok_or_else(|| format!("getpwnam(\"{uname}\") failed"))?;
+        .ok_or_else(|| not_found(format!("getpwnam(\"{uname}\")")))?;
     let gid = match gname {
         Some(g) => {
             Group::from_name(g)
                 .ok()
                 .flatten()
-                .ok_or_else(|| format!("getgrnam(\"{g}\") failed"))?
+                .ok_or_else(|| not_found(format!("getgrnam(\"{g}\")")))?
                 .gid
         }
         None => user.gid,
     };
-    setgid(gid).map_err(|e| format!("setgid({gid}) failed ({e})"))?;
-    let cname = std::ffi::CString::new(uname).map_err(|_| "invalid user name".to_string())?;
-    initgroups(&cname, gid).map_err(|e| format!("initgroups({uname}) failed ({e})"))?;
-    setuid(user.uid).map_err(|e| format!("setuid({}) failed ({e})", user.uid))?;
+    setgid(gid).map_err(|e| ProcessError::nix(format!("setgid({gid})"), e))?;
+    let cname = std::ffi::CString::new(uname).map_err(|_| ProcessError::InvalidUserName)?;
+    initgroups(&cname, gid).map_err(|e| ProcessError::nix(format!("initgroups({uname})"), e))?;
+    setuid(user.uid).map_err(|e| ProcessError::nix(format!("setuid({})", user.uid), e))?;
     Ok(())
+}
+
+/// A look-up that found nothing: `getpwnam("x") failed`.
+fn not_found(call: String) -> ProcessError {
+    ProcessError::Sys { call, cause: None }
 }
 
 struct WorkerControl {

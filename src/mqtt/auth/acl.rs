@@ -57,10 +57,16 @@ pub enum Op {
 }
 
 impl Acl {
-    pub fn load(path: &Path) -> Result<Acl, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        Acl::parse(&text).map_err(|(line, e)| format!("{}:{line}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Acl, AclError> {
+        let text = std::fs::read_to_string(path).map_err(|err| AclError::Read {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        Acl::parse(&text).map_err(|(line, message)| AclError::Line {
+            path: path.to_path_buf(),
+            line,
+            message,
+        })
     }
 
     /// Parses a file's text; errors carry the 1-based line.
@@ -306,3 +312,34 @@ pattern write status/%u
             .contains("not a valid topic filter"));
     }
 }
+
+/// Why an ACL file was refused: `path: cannot read: reason` or `path:line: what is wrong`.
+#[derive(Debug)]
+pub enum AclError {
+    /// The file cannot be read.
+    Read {
+        path: std::path::PathBuf,
+        err: std::io::Error,
+    },
+    /// A line of the file is wrong (1-based).
+    Line {
+        path: std::path::PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+impl std::fmt::Display for AclError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AclError::Read { path, err } => write!(f, "{}: cannot read: {err}", path.display()),
+            AclError::Line {
+                path,
+                line,
+                message,
+            } => write!(f, "{}:{line}: {message}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for AclError {}

@@ -35,10 +35,16 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    pub fn load(path: &Path) -> Result<Passwords, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        Passwords::parse(&text).map_err(|(line, e)| format!("{}:{line}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Passwords, PasswdError> {
+        let text = std::fs::read_to_string(path).map_err(|err| PasswdError::Read {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        Passwords::parse(&text).map_err(|(line, message)| PasswdError::Line {
+            path: path.to_path_buf(),
+            line,
+            message,
+        })
     }
 
     /// Parses a file's text; errors carry the 1-based line.
@@ -192,3 +198,34 @@ display:$7$101$fRrIjkXdQBnEnYiI$BB2vGb4HusqcHE+Qw94U3+2IuedeFOQo9rJ+O/9VTo4ByXms
         assert!(e(&dup).1.contains("appears twice"));
     }
 }
+
+/// Why a password file was refused: `path: cannot read: reason` or `path:line: what is wrong`.
+#[derive(Debug)]
+pub enum PasswdError {
+    /// The file cannot be read.
+    Read {
+        path: std::path::PathBuf,
+        err: std::io::Error,
+    },
+    /// A line of the file is wrong (1-based).
+    Line {
+        path: std::path::PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+impl std::fmt::Display for PasswdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswdError::Read { path, err } => write!(f, "{}: cannot read: {err}", path.display()),
+            PasswdError::Line {
+                path,
+                line,
+                message,
+            } => write!(f, "{}:{line}: {message}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for PasswdError {}

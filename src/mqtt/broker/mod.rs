@@ -38,10 +38,10 @@ use std::sync::Arc;
 use mio::Token;
 use slab::Slab;
 
-use crate::core::config::MqttConf;
 use crate::core::event::Posted;
 use crate::mqtt::auth::{Authority, Verdicts};
 use crate::mqtt::codec::{Packet, QoS};
+use crate::mqtt::conf::MqttConf;
 use crate::mqtt::ingest::{Acks, Ingest};
 use crate::mqtt::mesh::{Frame, Mesh};
 use crate::mqtt::router::{ClientKey, SubscriptionTree};

@@ -2,19 +2,18 @@
 //!
 //! A location has exactly one matcher (`exact`, `prefix` or `regex`, matched as nginx does:
 //! exact first, then the longest prefix, then regexes in order) and exactly one answer (a fixed
-//! `return` or a `handler`). The HTTP modules read these values; this file only parses and
-//! checks them.
+//! `return` or a `handler`, one of the names modules registered). The HTTP modules read these
+//! values; this file only parses and checks them.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
-use super::error::{between, fail, field_error, non_empty, Invalid, KeyPath};
-use super::http_conf::{check_mime_type, LimitReqZoneConf};
-use super::resolve;
-use super::units::Dur;
+use crate::core::config::{between, fail, field_error, non_empty, resolve, Dur, Invalid, KeyPath};
 
 /// One location of a server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,8 +23,8 @@ pub struct LocationConf {
     pub matcher: LocationMatch,
     /// Key `return`: a fixed response.
     pub return_: Option<ReturnConf>,
-    /// Key `handler`: the module that answers.
-    pub handler: Option<HandlerKind>,
+    /// Key `handler`: the name of the content handler that answers, as a module registered it.
+    pub handler: Option<String>,
     /// The directory served by `handler = "static"` (resolved against the prefix).
     pub root: Option<PathBuf>,
     /// Files tried, in order, for a request naming a directory.
@@ -101,29 +100,38 @@ impl Default for ReturnConf {
     }
 }
 
-/// The module that answers a location.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HandlerKind {
-    /// The JSON API under `/v1/`.
-    Api,
-    /// nginx's stub_status figures.
-    Status,
-    /// Prometheus text format.
-    Metrics,
-    /// Files under `root`.
-    Static,
+/// The name of the handler that serves files under `root`.
+pub const STATIC_HANDLER: &str = "static";
+
+thread_local! {
+    /// The content handler names modules registered, while the HTTP section is being read
+    /// (serde's derived code passes no context down to a location).
+    static HANDLERS: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
 }
 
-impl fmt::Display for HandlerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            HandlerKind::Api => "api",
-            HandlerKind::Status => "status",
-            HandlerKind::Metrics => "metrics",
-            HandlerKind::Static => "static",
-        })
-    }
+/// Runs `read` with `names` as the handler names a location may give.
+pub(super) fn with_handlers<R>(names: &[&'static str], read: impl FnOnce() -> R) -> R {
+    HANDLERS.with(|h| *h.borrow_mut() = names.to_vec());
+    let out = read();
+    HANDLERS.with(|h| h.borrow_mut().clear());
+    out
+}
+
+/// Reads `handler`: one of the registered names, else serde's "unknown variant" error, which
+/// names the known ones.
+fn known_handler<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(d)?;
+    HANDLERS.with(|h| {
+        let known = h.borrow();
+        if known.contains(&name.as_str()) {
+            return Ok(Some(name));
+        }
+        let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+        Err(de::Error::custom(format!(
+            "unknown variant `{name}`, expected one of {}",
+            expected.join(", ")
+        )))
+    })
 }
 
 /// A location as written: the three matcher keys side by side.
@@ -136,8 +144,11 @@ struct RawLocation {
     prefix: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     regex: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    handler: Option<HandlerKind>,
+    #[serde(
+        deserialize_with = "known_handler",
+        skip_serializing_if = "Option::is_none"
+    )]
+    handler: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     root: Option<PathBuf>,
     index: Vec<String>,
@@ -234,13 +245,9 @@ impl From<LocationConf> for RawLocation {
 impl LocationConf {
     /// Checks the matcher, the answer (exactly one of `return` and `handler`), `root`, `index`,
     /// `expires` and that `limit_req` names a zone of `zones`.
-    pub fn validate(
-        &self,
-        at: &KeyPath,
-        zones: &BTreeMap<String, LimitReqZoneConf>,
-    ) -> Result<(), Invalid> {
+    pub fn validate<Z>(&self, at: &KeyPath, zones: &BTreeMap<String, Z>) -> Result<(), Invalid> {
         self.check_matcher(at)?;
-        match (&self.return_, self.handler) {
+        match (&self.return_, &self.handler) {
             (Some(_), Some(_)) => {
                 return fail(&at.key("handler"), "cannot be combined with `return`")
             }
@@ -285,7 +292,7 @@ impl LocationConf {
 
     /// `root` and `expires` go with `handler = "static"` only, and `root` is required there.
     fn check_static(&self, at: &KeyPath) -> Result<(), Invalid> {
-        let is_static = self.handler == Some(HandlerKind::Static);
+        let is_static = self.handler.as_deref() == Some(STATIC_HANDLER);
         match &self.root {
             None if is_static => fail(&at.key("root"), "is required with handler = \"static\""),
             Some(_) if !is_static => {
@@ -341,4 +348,16 @@ impl ReturnConf {
         }?;
         check_mime_type(&self.content_type, &at.key("content_type"))
     }
+}
+
+/// A MIME type is `type/subtype`, without blanks.
+pub fn check_mime_type(value: &str, at: &KeyPath) -> Result<(), Invalid> {
+    let ok = value
+        .split_once('/')
+        .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty() && !s.contains('/'))
+        && !value.contains(char::is_whitespace);
+    if !ok {
+        return fail(at, format!("{value:?} is not a MIME type"));
+    }
+    Ok(())
 }

@@ -1,9 +1,12 @@
 //! The `[http]` section: timeouts, limits, gzip, MIME types, `[[http.server]]` and
-//! `[http.limit_req_zone.NAME]`.
+//! `[http.limit_req_zone.NAME]`, registered with core's configuration by [`HttpSection`].
 //!
 //! The HTTP connection code and modules read these values; this file parses and checks them,
 //! including what spans several servers (two servers may not claim the same name on the same
-//! address, and servers sharing an address agree on its backlog).
+//! address, and servers sharing an address agree on its backlog). A location's `handler` must
+//! be one of the names the modules registered, which the wiring gives [`HttpSection::new`].
+
+mod location;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -11,11 +14,20 @@ use std::path::{Path, PathBuf};
 
 use serde::de::Deserializer;
 use serde::{Deserialize, Serialize, Serializer};
+use toml::de::ValueDeserializer;
 
-use super::error::{at_least, between, fail, non_empty, Invalid, KeyPath};
-use super::location::LocationConf;
-use super::resolve;
-use super::units::{listen_list, Dur, Rate, Size};
+use crate::core::config::{
+    at_least, between, check_no_repeats, fail, listen_list, non_empty, resolve, AnySection, Dur,
+    Invalid, KeyPath, Listener, Protocol, Rate, Section, SectionKind, Size,
+};
+
+pub use location::{check_mime_type, LocationConf, LocationMatch, ReturnConf, STATIC_HANDLER};
+
+/// The protocol of the sockets `[[http.server]]` listens on.
+pub const PROTOCOL: Protocol = Protocol {
+    name: "http",
+    label: "HTTP",
+};
 
 /// The `[http]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,22 +206,39 @@ mod access_log_path {
     }
 }
 
-/// A MIME type is `type/subtype`, without blanks.
-pub fn check_mime_type(value: &str, at: &KeyPath) -> Result<(), Invalid> {
-    let ok = value
-        .split_once('/')
-        .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty() && !s.contains('/'))
-        && !value.contains(char::is_whitespace);
-    if !ok {
-        return fail(at, format!("{value:?} is not a MIME type"));
-    }
-    Ok(())
+/// How `[http]` is read: serde, with the content handler names the modules registered.
+pub struct HttpSection {
+    handlers: Vec<&'static str>,
 }
 
-impl HttpConf {
+impl HttpSection {
+    /// The section whose locations may name `handlers`.
+    pub fn new(handlers: Vec<&'static str>) -> HttpSection {
+        HttpSection { handlers }
+    }
+}
+
+impl SectionKind for HttpSection {
+    fn name(&self) -> &'static str {
+        HttpConf::NAME
+    }
+
+    fn default_value(&self) -> Box<dyn AnySection> {
+        Box::new(HttpConf::default())
+    }
+
+    fn read(&self, value: ValueDeserializer<'_>) -> Result<Box<dyn AnySection>, toml::de::Error> {
+        location::with_handlers(&self.handlers, || HttpConf::deserialize(value))
+            .map(|h| Box::new(h) as Box<dyn AnySection>)
+    }
+}
+
+impl Section for HttpConf {
+    const NAME: &'static str = "http";
+
     /// Checks every key, each zone, each server and its locations, and the servers together.
-    pub fn validate(&self) -> Result<(), Invalid> {
-        let at = KeyPath::root("http");
+    fn validate(&self) -> Result<(), Invalid> {
+        let at = KeyPath::root(Self::NAME);
         self.check_limits(&at)?;
         self.check_gzip_and_types(&at)?;
         for (name, zone) in &self.limit_req_zone {
@@ -221,6 +250,42 @@ impl HttpConf {
         check_servers_together(&self.server, &at)
     }
 
+    /// Resolves the access log and the static roots against the prefix; lowercases server names.
+    fn resolve(&mut self, prefix: &Path) {
+        if let Some(log) = &self.access_log {
+            self.access_log = Some(resolve(prefix, log));
+        }
+        for server in &mut self.server {
+            for name in &mut server.server_name {
+                *name = name.to_ascii_lowercase();
+            }
+            for loc in &mut server.location {
+                loc.resolve(prefix);
+            }
+        }
+    }
+
+    /// Each server's addresses, in order.
+    fn listeners(&self) -> Vec<Listener> {
+        let servers = KeyPath::root(Self::NAME).key("server");
+        let mut out = Vec::new();
+        for (i, s) in self.server.iter().enumerate() {
+            let owner = servers.index(i);
+            for (k, addr) in s.listen.iter().enumerate() {
+                out.push(Listener {
+                    addr: *addr,
+                    protocol: PROTOCOL,
+                    backlog: s.backlog,
+                    at: owner.key("listen").index(k),
+                    owner: owner.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+impl HttpConf {
     fn check_limits(&self, at: &KeyPath) -> Result<(), Invalid> {
         if let Some(log) = &self.access_log {
             non_empty(&log.to_string_lossy(), &at.key("access_log"))?;
@@ -261,30 +326,11 @@ impl HttpConf {
         }
         check_mime_type(&self.default_type, &at.key("default_type"))
     }
-
-    /// Resolves the access log and the static roots against the prefix; lowercases server names.
-    pub fn resolve(&mut self, prefix: &Path) {
-        if let Some(log) = &self.access_log {
-            self.access_log = Some(resolve(prefix, log));
-        }
-        for server in &mut self.server {
-            for name in &mut server.server_name {
-                *name = name.to_ascii_lowercase();
-            }
-            for loc in &mut server.location {
-                loc.resolve(prefix);
-            }
-        }
-    }
 }
 
 impl ServerConf {
     /// Checks the addresses, backlog, names and each location (`zones` for `limit_req`).
-    pub fn validate(
-        &self,
-        at: &KeyPath,
-        zones: &BTreeMap<String, LimitReqZoneConf>,
-    ) -> Result<(), Invalid> {
+    pub fn validate<Z>(&self, at: &KeyPath, zones: &BTreeMap<String, Z>) -> Result<(), Invalid> {
         if self.listen.is_empty() {
             return fail(&at.key("listen"), "needs at least one address");
         }
@@ -318,19 +364,6 @@ impl ServerConf {
         }
         Ok(())
     }
-}
-
-/// An array without a value given twice.
-pub fn check_no_repeats<T: PartialEq + std::fmt::Display>(
-    items: &[T],
-    at: &KeyPath,
-) -> Result<(), Invalid> {
-    for (i, item) in items.iter().enumerate() {
-        if items[..i].contains(item) {
-            return fail(&at.index(i), format!("{item} is given twice"));
-        }
-    }
-    Ok(())
 }
 
 /// `_`, an exact name, `*.example.com` or `example.*`.
