@@ -244,3 +244,26 @@ impl Drop for Guard {
         }
     }
 }
+
+/// Regression: a daemon that failed after it detached (its standard error is /dev/null by then)
+/// said nothing anywhere; the error log says why.
+#[test]
+fn a_daemon_that_cannot_write_its_pid_file_says_so_in_the_error_log() {
+    let port = free_port();
+    let conf = basic_conf(port, "daemon = true", "", "").replace(
+        "pid = \"var/run/bizzy.pid\"",
+        "pid = \"/proc/nonexistent/bizzy.pid\"",
+    );
+    let s = Server::prepare(port, &conf);
+    let o = s.run(&[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the parent detaches: {}",
+        stderr(&o)
+    );
+    let logged = eventually(Duration::from_secs(5), || {
+        s.error_log().contains("\"/proc/nonexistent\"")
+    });
+    assert!(logged, "error log: {}", s.error_log());
+}

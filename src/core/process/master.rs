@@ -89,7 +89,11 @@ pub fn run(app: &dyn App, start: Start, conf: Conf) -> Result<(), ProcessError> 
     }
     log::install(err_log, level);
     let pid_path = cycle.conf.main.pid.clone();
-    write_pid(&pid_path)?;
+    if let Err(e) = write_pid(&pid_path) {
+        // A daemon's standard error is /dev/null by now: the error log is where it is read.
+        log!(Crit, "{e}");
+        return Err(e);
+    }
     signals::install_master();
     title::set(&master_title(&start));
     log!(
