@@ -106,13 +106,13 @@ impl PeerConn {
     /// loop adopts it.
     fn adopt_live(
         &mut self,
-        session: crate::mqtt::session::Session,
+        session: Box<crate::mqtt::session::Session>,
         keep_alive: u16,
         read: Vec<u8>,
         fd: OwnedFd,
         now_ms: u64,
     ) {
-        let r = self.broker.borrow_mut().import(session, true, self.key);
+        let r = self.broker.borrow_mut().import(*session, true, self.key);
         let broker = Rc::downgrade(&self.broker);
         adopt_client(&self.broker, fd, move |c| {
             let b = broker.upgrade()?;

@@ -319,7 +319,7 @@ impl Broker {
             Frame::Retained { msg, stamp } => self.retained_from_peer(&msg, stamp),
             Frame::Directed { client_id, msg } => self.deliver_moved(&client_id, &msg, now_ms),
             Frame::Offline(s) => {
-                self.import(s, false, key);
+                self.import(*s, false, key);
             }
             Frame::Handed { .. } | Frame::Raw { .. } | Frame::Live { .. } => {}
             marker => self.switch_frame(key, marker, now_ms),

@@ -61,7 +61,7 @@ impl Broker {
         let frame = Frame::Live {
             keep_alive,
             read: read.to_vec(),
-            session,
+            session: Box::new(session),
         };
         if !self.mesh.push_with_fd(link, &frame, fd) {
             log!(Warn, "mqtt client {id}: session lost: sibling gone");
@@ -195,7 +195,7 @@ impl Broker {
             epoch: s.epoch,
         };
         if let Some(s) = self.export(r, key, 0) {
-            self.mesh.push(key, &Frame::Offline(s));
+            self.mesh.push(key, &Frame::Offline(Box::new(s)));
         }
     }
 

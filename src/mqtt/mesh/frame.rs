@@ -93,10 +93,10 @@ pub enum Frame {
     Live {
         keep_alive: u16,
         read: Vec<u8>,
-        session: Session,
+        session: Box<Session>,
     },
     /// `O`: a session whose client is away.
-    Offline(Session),
+    Offline(Box<Session>),
 }
 
 impl Frame {
@@ -113,7 +113,7 @@ impl Frame {
         match self {
             Frame::Subscribe(f) => Msg::from_parts(&[b"S", f.as_bytes()]),
             Frame::Unsubscribe(f) => Msg::from_parts(&[b"U", f.as_bytes()]),
-            Frame::Publish(msg) => message(b'P', &[], msg),
+            Frame::Publish(msg) => encode_publish(msg),
             Frame::SnapshotEnd => Msg::new(b"Y"),
             Frame::Links(slots) => {
                 let mut w = Writer(vec![b'L']);
@@ -215,17 +215,23 @@ impl Frame {
                 let mut r = Reader(body);
                 let keep_alive = r.u16()?;
                 let read = r.bytes()?.to_vec();
-                let session = read_session(&mut r, now_ms)?;
+                let session = Box::new(read_session(&mut r, now_ms)?);
                 Frame::Live {
                     keep_alive,
                     read,
                     session,
                 }
             }
-            b'O' => Frame::Offline(read_session(&mut Reader(body), now_ms)?),
+            b'O' => Frame::Offline(Box::new(read_session(&mut Reader(body), now_ms)?)),
             _ => decode_marker(kind, body)?,
         })
     }
+}
+
+/// `Frame::Publish(msg)`'s bytes, without the frame: the forwarding hot path encodes a
+/// message it only borrows (a clone of its payload would cost an allocation per message).
+pub fn encode_publish(msg: &Message) -> Msg {
+    message(b'P', &[], msg)
 }
 
 /// The switch and fence frames: a client id, then what the kind carries.
@@ -409,9 +415,9 @@ mod tests {
             Frame::Live {
                 keep_alive: 60,
                 read: b"xy".to_vec(),
-                session: Session::new("c".into(), true),
+                session: Box::new(Session::new("c".into(), true)),
             },
-            Frame::Offline(session),
+            Frame::Offline(Box::new(session)),
         ];
         for f in &frames {
             let bytes = f.encode();

@@ -348,7 +348,7 @@ impl Mesh {
         self.peer_tree.route(&msg.topic, &mut routes);
         let mut dropped = 0;
         if !routes.is_empty() {
-            let frame = Frame::Publish(msg.clone()).encode();
+            let frame = frame::encode_publish(msg);
             for &(ClientKey(k), _) in &routes {
                 let k = k as usize;
                 if self
