@@ -6,8 +6,69 @@
 //! writes the structs back. Nothing here does I/O or reads a clock: every instant is passed in,
 //! so the same reports always give the same counts, on any worker or node.
 //!
-//! Files: `time.rs` trusted time.
+//! A report's way through, for the storage code:
+//! 1. [`time::trusted`]: the instant the report is dated at (sensor clock or receive time).
+//! 2. [`sensor::apply_counter`] or [`event::apply_events`]: the [`Delta`] the report adds.
+//!
+//! Files: `time.rs` trusted time, `sensor.rs` counter rules, `event.rs` event reports and the
+//! counting mode.
 
+pub mod event;
+pub mod sensor;
 pub mod time;
 
+pub use event::{apply_events, Event, EventOutcome, EventsCounted};
+pub use sensor::{apply_counter, Counted, CounterReading, Outcome, SensorState, Settings, Totals};
 pub use time::{trusted, Clock, SensorClock, Trusted};
+
+/// How a sensor is mounted (rule 7): reversed counts its entries as exits and the other way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// The sensor's "in" is the venue's entry.
+    #[default]
+    Normal,
+    /// The sensor is mounted the other way round: its "in" is the venue's exit.
+    Reversed,
+}
+
+/// What a sensor counts in, fixed by its first counting report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Counter reports: totals since start-up.
+    Counter,
+    /// Event reports: one message per entry or exit.
+    Event,
+}
+
+/// Entries and exits one report adds to its hive, in the venue's terms (after rule 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delta {
+    /// People who came in.
+    pub entries: u32,
+    /// People who went out.
+    pub exits: u32,
+}
+
+impl Delta {
+    /// Nothing added.
+    pub const ZERO: Delta = Delta {
+        entries: 0,
+        exits: 0,
+    };
+
+    /// Entries minus exits: the report's change to occupancy.
+    pub fn net(self) -> i64 {
+        i64::from(self.entries) - i64::from(self.exits)
+    }
+
+    /// The delta of a sensor mounted `direction`, in the venue's terms.
+    pub fn oriented(self, direction: Direction) -> Delta {
+        match direction {
+            Direction::Normal => self,
+            Direction::Reversed => Delta {
+                entries: self.exits,
+                exits: self.entries,
+            },
+        }
+    }
+}
