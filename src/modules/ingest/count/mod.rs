@@ -2,22 +2,30 @@
 //! pure functions over plain state structs.
 //!
 //! The storage code owns the state: it locks the sensor's and the hive's rows in the batch
-//! transaction, reads them into plain structs, calls these functions in receive order, and
-//! writes the structs back. Nothing here does I/O or reads a clock: every instant is passed in,
-//! so the same reports always give the same counts, on any worker or node.
+//! transaction, reads them into [`SensorState`] and [`HiveState`], calls these functions in
+//! receive order, and writes the structs back. Nothing here does I/O or reads a clock: every
+//! instant is passed in, so the same reports always give the same counts, on any worker or node.
 //!
 //! A report's way through, for the storage code:
 //! 1. [`time::trusted`]: the instant the report is dated at (sensor clock or receive time).
-//! 2. [`sensor::apply_counter`] or [`event::apply_events`]: the [`Delta`] the report adds.
+//! 2. [`reset::reset_due`] with the batch's time: a reset that is due is applied first
+//!    ([`HiveState::reset`]), so a report after the reset instant never lands on the old day.
+//! 3. [`sensor::apply_counter`] or [`event::apply_events`]: the [`Delta`] the report adds.
+//! 4. [`reset::is_previous_day`]: a report dated before the hive's last reset goes to history;
+//!    otherwise [`HiveState::apply`] adds the delta, clamping at 0 once.
 //!
 //! Files: `time.rs` trusted time, `sensor.rs` counter rules, `event.rs` event reports and the
-//! counting mode.
+//! counting mode, `hive.rs` occupancy, clamp, drift and percent, `reset.rs` the daily reset.
 
 pub mod event;
+pub mod hive;
+pub mod reset;
 pub mod sensor;
 pub mod time;
 
 pub use event::{apply_events, Event, EventOutcome, EventsCounted};
+pub use hive::{percent, DayClose, HiveState};
+pub use reset::{is_previous_day, next_reset, reset_due, ResetTime};
 pub use sensor::{apply_counter, Counted, CounterReading, Outcome, SensorState, Settings, Totals};
 pub use time::{trusted, Clock, SensorClock, Trusted};
 
