@@ -14,10 +14,14 @@
 //! 4. [`reset::is_previous_day`]: a report dated before the hive's last reset goes to history;
 //!    otherwise [`HiveState::apply`] adds the delta, clamping at 0 once.
 //!
+//! [`health`] tells which sensors are offline and so which hives are degraded.
+//!
 //! Files: `time.rs` trusted time, `sensor.rs` counter rules, `event.rs` event reports and the
-//! counting mode, `hive.rs` occupancy, clamp, drift and percent, `reset.rs` the daily reset.
+//! counting mode, `hive.rs` occupancy, clamp, drift and percent, `reset.rs` the daily reset,
+//! `health.rs` offline sensors and degraded hives.
 
 pub mod event;
+pub mod health;
 pub mod hive;
 pub mod reset;
 pub mod sensor;
