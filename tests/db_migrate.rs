@@ -1,6 +1,7 @@
 //! `bizzy migrate` against a real PostgreSQL (DESIGN.md sections 3 and 7): a fresh database
 //! gets the whole schema, a current one nothing, two nodes migrating at once apply each step
-//! once, an unreachable server is a clear error, and a failing migration leaves nothing behind.
+//! once, an unreachable server is a clear error, a failing migration leaves nothing behind, and
+//! the subcommand refuses options that are not its own.
 //! Run through `scripts/with-postgres` (it sets `BIZZY_TEST_PG`).
 
 mod common;
@@ -252,4 +253,27 @@ fn an_edited_migration_is_refused() {
         }
         other => panic!("wanted the edit refused, got {other:?}"),
     }
+}
+
+#[test]
+fn migrate_takes_only_its_options() {
+    let dir = prefix("postgresql://bizzy@127.0.0.1:1/bizzy");
+    let o = migrate_cmd(&dir).arg("-t").output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("migrate takes only -c and -p"));
+
+    let o = migrate_cmd(&dir).arg("-h").output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o.stdout).contains("bizzy migrate [-c FILE] [-p PREFIX]"));
+
+    let o = migrate_cmd(&dir)
+        .args(["-c", "conf/absent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("absent.toml"),
+        "{}",
+        text(&o.stderr)
+    );
 }
