@@ -104,7 +104,9 @@ SELECT sensor_report_create_partitions(2);
 --       WHERE s.first_received_at < excluded.first_received_at - $window
 --   RETURNING true
 --
--- (no row back: a duplicate; an expired entry not yet pruned counts as unseen). Status
+-- (no row back: a duplicate; an expired entry not yet pruned counts as unseen). Two workers
+-- claiming the same payload at once serialize on the key: the second waits for the first's
+-- transaction, and sees a duplicate if it committed, a new payload if it rolled back. Status
 -- messages are never duplicates and are not recorded here.
 CREATE TABLE sensor_report_seen (
     sensor_id         bigint NOT NULL REFERENCES sensor (id) ON DELETE CASCADE,
