@@ -1,4 +1,5 @@
-//! The `bizzy` command: nginx's command line (`-c`, `-p`, `-t`, `-T`, `-q`, `-s`, `-V`).
+//! The `bizzy` command: nginx's command line (`-c`, `-p`, `-t`, `-T`, `-q`, `-s`, `-V`), and
+//! the subcommands named by the first argument (`bizzy migrate`).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -7,10 +8,15 @@ use std::process::ExitCode;
 
 use bizzy::core::config::Conf;
 use bizzy::core::process::{master, title, App, AppError};
+use bizzy::modules::database::{migrate, DatabaseConf};
 use bizzy::server::Bizzy;
 
 const USAGE: &str = "\
 Usage: bizzy [-c FILE] [-p PREFIX] [-t | -T] [-q] [-s stop|quit|reload|reopen] [-V] [-h]
+       bizzy migrate [-c FILE] [-p PREFIX]
+
+Commands:
+  migrate    apply the pending database migrations to database.url, print them, and exit
 
 Options:
   -c FILE    configuration file (default: conf/bizzy.toml, relative to the prefix)
@@ -84,6 +90,14 @@ fn parse_args(args: &[OsString]) -> Result<Opts, ArgError> {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("migrate") => run_migrate(&args[1..]),
+        _ => serve(args),
+    }
+}
+
+/// The server, and the options that act on its configuration or its master.
+fn serve(args: Vec<OsString>) -> ExitCode {
     let opts = match parse_args(&args) {
         Ok(o) => o,
         Err(e) => {
@@ -99,12 +113,7 @@ fn main() -> ExitCode {
         eprintln!("bizzy version: bizzy/{}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let prefix = absolute(&cwd, opts.prefix.as_deref().unwrap_or(Path::new(".")));
-    let file = absolute(
-        &prefix,
-        opts.conf.as_deref().unwrap_or(Path::new("conf/bizzy.toml")),
-    );
+    let (file, prefix) = conf_paths(&opts);
     let app = Bizzy::default();
     let conf = match Conf::load(&file, &prefix, app.sections())
         .map_err(AppError::from)
@@ -158,6 +167,65 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `bizzy migrate [-c FILE] [-p PREFIX]`: `args` from "migrate" on.
+fn run_migrate(args: &[OsString]) -> ExitCode {
+    let opts = match parse_args(args) {
+        Ok(o) if o.test || o.quiet || o.signal.is_some() || o.version => {
+            eprintln!("bizzy: migrate takes only -c and -p\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bizzy: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if opts.help {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let (file, prefix) = conf_paths(&opts);
+    let conf = match Conf::load(&file, &prefix, Bizzy::default().sections()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bizzy: [emerg] {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match migrate::migrate(conf.section::<DatabaseConf>()) {
+        Ok(report) => {
+            for (_, name) in &report.applied {
+                println!("bizzy: applied migration {name}");
+            }
+            let state = if report.applied.is_empty() {
+                "current"
+            } else {
+                "now"
+            };
+            println!(
+                "bizzy: the database schema is {state} at version {}",
+                report.version
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bizzy: [emerg] migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration file and the prefix the options name, both absolute.
+fn conf_paths(opts: &Opts) -> (PathBuf, PathBuf) {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let prefix = absolute(&cwd, opts.prefix.as_deref().unwrap_or(Path::new(".")));
+    let file = absolute(
+        &prefix,
+        opts.conf.as_deref().unwrap_or(Path::new("conf/bizzy.toml")),
+    );
+    (file, prefix)
 }
 
 /// `p` against `base`, without "." components.

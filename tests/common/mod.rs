@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mqtt;
+pub mod pg;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
