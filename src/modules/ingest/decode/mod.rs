@@ -26,6 +26,9 @@ mod status;
 mod topic;
 mod v2;
 
+#[cfg(test)]
+mod tests;
+
 pub use configuration::Configuration;
 pub use counter::ReportType;
 pub use error::{DecodeError, Malformed, Rejected, LOGGED_BYTES};
