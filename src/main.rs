@@ -1,4 +1,5 @@
-//! The `bizzy` command: nginx's command line (`-c`, `-p`, `-t`, `-T`, `-q`, `-s`, `-V`).
+//! The `bizzy` command: nginx's command line (`-c`, `-p`, `-t`, `-T`, `-q`, `-s`, `-V`), and the
+//! subcommands named by the first argument (`decode`), each a library function.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -7,10 +8,12 @@ use std::process::ExitCode;
 
 use bizzy::core::config::Conf;
 use bizzy::core::process::{master, title, App, AppError};
+use bizzy::modules::ingest::decode;
 use bizzy::server::Bizzy;
 
 const USAGE: &str = "\
 Usage: bizzy [-c FILE] [-p PREFIX] [-t | -T] [-q] [-s stop|quit|reload|reopen] [-V] [-h]
+       bizzy decode TOPIC HEX     decode a sensor payload, print it as JSON
 
 Options:
   -c FILE    configuration file (default: conf/bizzy.toml, relative to the prefix)
@@ -84,6 +87,14 @@ fn parse_args(args: &[OsString]) -> Result<Opts, ArgError> {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("decode") => decode::cli::run(&args[2..]),
+        _ => serve(args),
+    }
+}
+
+/// The server's own command line: run, test the configuration, or signal the master.
+fn serve(args: Vec<OsString>) -> ExitCode {
     let opts = match parse_args(&args) {
         Ok(o) => o,
         Err(e) => {

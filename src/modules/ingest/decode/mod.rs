@@ -11,16 +11,18 @@
 //! The ingest hook calls [`decode`] with a publish's topic and payload: a topic that is no
 //! sensor's is [`DecodeError::NotSensorTopic`], bytes that break their format are
 //! [`DecodeError::Malformed`] with a [`Malformed`] reason (its `as_str()` is the metric label,
-//! [`Rejected`] the log line). The simulator and the configuration publisher call [`encode`].
-//! Decoding never panics on input, never allocates except for the
+//! [`Rejected`] the log line). The simulator and the configuration publisher call [`encode`];
+//! `bizzy decode` is [`cli::run`]. Decoding never panics on input, never allocates except for the
 //! events of an event report, and knows no clock: time zones, skew and deduplication are the
 //! counting code's.
 
+pub mod cli;
 mod configuration;
 mod counter;
 mod error;
 mod event;
 pub mod hex;
+mod json;
 mod legacy;
 mod status;
 mod topic;
@@ -33,6 +35,7 @@ pub use configuration::Configuration;
 pub use counter::ReportType;
 pub use error::{DecodeError, Malformed, Rejected, LOGGED_BYTES};
 pub use event::{Event, EventType, MAX_EVENTS};
+pub use json::to_json;
 pub use legacy::{decode_clock, encode_clock, LegacyCounter};
 pub use status::Status;
 pub use topic::{valid_device_id, Channel, SensorTopic, DEVICE_ID_MAX};
