@@ -134,9 +134,14 @@ pub fn fuzz_decode(channel: Channel, data: &[u8]) {
         }
         Err(e) => {
             assert!(!e.as_str().is_empty());
+            let topic = SensorTopic {
+                device_id: "fuzz",
+                channel,
+            }
+            .to_string();
             let line = Rejected {
                 device_id: "fuzz",
-                topic: "sensors/fuzz/counter",
+                topic: &topic,
                 payload: data,
                 reason: &e,
             }
