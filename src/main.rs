@@ -1,5 +1,5 @@
-//! The `bizzy` command: nginx's command line (`-c`, `-p`, `-t`, `-T`, `-q`, `-s`, `-V`), and
-//! the subcommands named by the first argument (`bizzy migrate`).
+//! The `bizzy` command: nginx's command line (`-c`, `-p`, `-t`, `-T`, `-q`, `-s`, `-V`), and the
+//! subcommands named by the first argument (`migrate`, `decode`), each a library function.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -9,14 +9,17 @@ use std::process::ExitCode;
 use bizzy::core::config::Conf;
 use bizzy::core::process::{master, title, App, AppError};
 use bizzy::modules::database::{migrate, DatabaseConf};
+use bizzy::modules::ingest::decode;
 use bizzy::server::Bizzy;
 
 const USAGE: &str = "\
 Usage: bizzy [-c FILE] [-p PREFIX] [-t | -T] [-q] [-s stop|quit|reload|reopen] [-V] [-h]
        bizzy migrate [-c FILE] [-p PREFIX]
+       bizzy decode TOPIC HEX
 
 Commands:
   migrate    apply the pending database migrations to database.url, print them, and exit
+  decode     decode a sensor payload, print it as JSON
 
 Options:
   -c FILE    configuration file (default: conf/bizzy.toml, relative to the prefix)
@@ -92,11 +95,12 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     match args.get(1).and_then(|a| a.to_str()) {
         Some("migrate") => run_migrate(&args[1..]),
+        Some("decode") => decode::cli::run(&args[2..]),
         _ => serve(args),
     }
 }
 
-/// The server, and the options that act on its configuration or its master.
+/// The server's own command line: run, test the configuration, or signal the master.
 fn serve(args: Vec<OsString>) -> ExitCode {
     let opts = match parse_args(&args) {
         Ok(o) => o,

@@ -1,9 +1,11 @@
 //! Sensor ingest: the `[ingest]` section (how sensor reports are checked: clock skew, counter
-//! wraps and deltas), the counting rules in `count/` (trusted time, per-sensor counters, hive
-//! occupancy and its daily reset, as pure functions the storage code calls), and the ingest
-//! module that grows here (decoders, the batch writer and the spool, PROTOCOL.md).
+//! wraps and deltas), `decode/` (the sensor payloads of PROTOCOL.md sections 1-5: bytes to
+//! values and back, the reasons a payload is refused, `bizzy decode`), and `count/` (the counting
+//! rules of section 6: trusted time, per-sensor counters, hive occupancy and its daily reset, as
+//! pure functions the storage code calls). The batch writer and the spool grow here too.
 
 pub mod conf;
 pub mod count;
+pub mod decode;
 
 pub use conf::IngestConf;

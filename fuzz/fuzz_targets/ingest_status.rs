@@ -1,0 +1,13 @@
+//! Arbitrary bytes as the payload of `sensors/{id}/status` (20 bytes): nothing may panic, a refusal
+//! has a reason and a log line, and every decoded payload survives encode -> decode
+//! (`bizzy::modules::ingest::decode::fuzz_decode` holds the checks, so a proptest runs them too).
+//! Run with `cargo +nightly fuzz run ingest_status` from the repository root.
+
+#![no_main]
+
+use bizzy::modules::ingest::decode::{fuzz_decode, Channel};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    fuzz_decode(Channel::Status, data);
+});
