@@ -1,0 +1,224 @@
+//! The batch's writes, one statement each whatever the batch's size: the report rows (a
+//! multi-row INSERT from arrays), the sensor rows, the hive_status rows and the hourly rollup
+//! (UPDATE / upsert from arrays). Run inside the batch transaction, after `apply.rs`.
+
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Transaction;
+
+use super::super::batch::{Occupancy, Report};
+use super::apply::{Hours, ReportRow};
+use super::load::{HiveRow, SensorRow};
+use crate::modules::ingest::count::Mode;
+
+/// Inserts `rows`, each with the report it came from.
+pub(super) async fn reports(
+    tx: &Transaction<'_>,
+    rows: &[(&Report, ReportRow)],
+) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |f: &dyn Fn(&ReportRow) -> Option<i32>| rows.iter().map(|(_, r)| f(r)).collect();
+    let small = |f: &dyn Fn(&ReportRow) -> Option<i16>| rows.iter().map(|(_, r)| f(r)).collect();
+    let sensor: Vec<i64> = rows.iter().map(|(_, r)| r.sensor_id).collect();
+    let kind: Vec<&str> = rows.iter().map(|(_, r)| r.kind).collect();
+    let received: Vec<SystemTime> = rows.iter().map(|(p, _)| p.received_at.into()).collect();
+    let sensor_time: Vec<Option<SystemTime>> = rows
+        .iter()
+        .map(|(_, r)| r.sensor_time.map(SystemTime::from))
+        .collect();
+    let trusted: Vec<Option<SystemTime>> = rows
+        .iter()
+        .map(|(_, r)| r.trusted_time.map(SystemTime::from))
+        .collect();
+    let payload: Vec<&[u8]> = rows.iter().map(|(p, _)| p.raw.as_slice()).collect();
+    let version: Vec<Option<i16>> = small(&|r| r.version);
+    let report_type: Vec<Option<i16>> = small(&|r| r.report_type);
+    let counter: Vec<Option<i32>> = col(&|r| r.message_counter);
+    let total_in: Vec<Option<i32>> = col(&|r| r.total_in);
+    let total_out: Vec<Option<i32>> = col(&|r| r.total_out);
+    let diff_in: Vec<Option<i32>> = col(&|r| r.diff_in);
+    let diff_out: Vec<Option<i32>> = col(&|r| r.diff_out);
+    let tz: Vec<Option<i16>> = small(&|r| r.tz_offset_min);
+    let entries: Vec<Option<i16>> = small(&|r| r.entries);
+    let exits: Vec<Option<i16>> = small(&|r| r.exits);
+    let delta_in: Vec<Option<i32>> = col(&|r| r.delta.map(|d| as_i32(d.entries)));
+    let delta_out: Vec<Option<i32>> = col(&|r| r.delta.map(|d| as_i32(d.exits)));
+    let applied: Vec<bool> = rows.iter().map(|(_, r)| r.delta.is_some()).collect();
+    let reason: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.reason).collect();
+    tx.execute(
+        "INSERT INTO sensor_report (sensor_id, kind, received_at, sensor_time, trusted_time,
+             payload, version, report_type, message_counter, total_in, total_out, diff_in,
+             diff_out, tz_offset_min, entries, exits, delta_in, delta_out, applied, reason)
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+             $5::timestamptz[], $6::bytea[], $7::int2[], $8::int2[], $9::int4[], $10::int4[],
+             $11::int4[], $12::int4[], $13::int4[], $14::int2[], $15::int2[], $16::int2[],
+             $17::int4[], $18::int4[], $19::bool[], $20::text[])",
+        &[
+            &sensor,
+            &kind,
+            &received,
+            &sensor_time,
+            &trusted,
+            &payload,
+            &version,
+            &report_type,
+            &counter,
+            &total_in,
+            &total_out,
+            &diff_in,
+            &diff_out,
+            &tz,
+            &entries,
+            &exits,
+            &delta_in,
+            &delta_out,
+            &applied,
+            &reason,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes back the counting state and health of `sensors`.
+pub(super) async fn sensors(
+    tx: &Transaction<'_>,
+    sensors: &[&SensorRow],
+) -> Result<(), tokio_postgres::Error> {
+    if sensors.is_empty() {
+        return Ok(());
+    }
+    let map = |f: &dyn Fn(&SensorRow) -> Option<i32>| sensors.iter().map(|s| f(s)).collect();
+    let wide = |f: &dyn Fn(&SensorRow) -> i64| sensors.iter().map(|s| f(s)).collect();
+    let time = |f: &dyn Fn(&SensorRow) -> Option<DateTime<Utc>>| {
+        sensors.iter().map(|s| f(s).map(SystemTime::from)).collect()
+    };
+    let id: Vec<i64> = wide(&|s| s.id);
+    let mode: Vec<Option<&str>> = sensors
+        .iter()
+        .map(|s| {
+            s.state.mode.map(|m| match m {
+                Mode::Counter => "counter",
+                Mode::Event => "event",
+            })
+        })
+        .collect();
+    let total_in: Vec<Option<i32>> = map(&|s| s.state.totals.map(|t| as_i32(t.total_in)));
+    let total_out: Vec<Option<i32>> = map(&|s| s.state.totals.map(|t| as_i32(t.total_out)));
+    let counter: Vec<Option<i32>> = map(&|s| s.state.message_counter.map(i32::from));
+    let trusted: Vec<Option<SystemTime>> = time(&|s| s.state.time);
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let restarts: Vec<i64> = wide(&|s| count(s.state.restarts));
+    let anomalies: Vec<i64> = wide(&|s| count(s.state.anomalies));
+    let missed: Vec<i64> = wide(&|s| count(s.state.missed_messages));
+    let last_seen: Vec<Option<SystemTime>> = time(&|s| s.health.last_seen);
+    let startup: Vec<Option<SystemTime>> = time(&|s| s.health.startup_time);
+    let firmware: Vec<Option<i64>> = sensors.iter().map(|s| s.health.firmware_version).collect();
+    let battery: Vec<Option<i32>> = map(&|s| s.health.battery_mv);
+    let signal: Vec<Option<i16>> = sensors.iter().map(|s| s.health.gprs_signal).collect();
+    let state: Vec<Option<i32>> = map(&|s| s.health.sensor_state);
+    let discarded: Vec<Option<i32>> = map(&|s| s.health.discarded_events);
+    let skew: Vec<Option<i32>> = map(&|s| s.health.clock_skew_s);
+    let acked: Vec<i64> = wide(&|s| s.health.config_acknowledged_id);
+    tx.execute(
+        "UPDATE sensor s SET counting_mode = u.mode, last_total_in = u.total_in,
+             last_total_out = u.total_out, last_message_counter = u.counter,
+             last_trusted_at = u.trusted, restarts = u.restarts, anomalies = u.anomalies,
+             missed_messages = u.missed, last_seen = u.last_seen, startup_time = u.startup,
+             firmware_version = u.firmware, battery_mv = u.battery, gprs_signal = u.signal,
+             sensor_state = u.state, discarded_events = u.discarded, clock_skew_s = u.skew,
+             config_acknowledged_id = u.acked
+         FROM unnest($1::int8[], $2::text[], $3::int4[], $4::int4[], $5::int4[],
+             $6::timestamptz[], $7::int8[], $8::int8[], $9::int8[], $10::timestamptz[],
+             $11::timestamptz[], $12::int8[], $13::int4[], $14::int2[], $15::int4[],
+             $16::int4[], $17::int4[], $18::int8[])
+             AS u(id, mode, total_in, total_out, counter, trusted, restarts, anomalies, missed,
+                  last_seen, startup, firmware, battery, signal, state, discarded, skew, acked)
+         WHERE s.id = u.id",
+        &[
+            &id, &mode, &total_in, &total_out, &counter, &trusted, &restarts, &anomalies, &missed,
+            &last_seen, &startup, &firmware, &battery, &signal, &state, &discarded, &skew, &acked,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes back the hives the batch changed; their final occupancy, by ascending hive id.
+pub(super) async fn hives(
+    tx: &Transaction<'_>,
+    hives: &[&HiveRow],
+) -> Result<Vec<Occupancy>, tokio_postgres::Error> {
+    if hives.is_empty() {
+        return Ok(Vec::new());
+    }
+    let id: Vec<i64> = hives.iter().map(|h| h.id).collect();
+    let occupancy: Vec<i32> = hives.iter().map(|h| as_i32(h.state.occupancy)).collect();
+    let drift: Vec<i32> = hives.iter().map(|h| as_i32(h.state.drift)).collect();
+    let reset: Vec<Option<SystemTime>> = hives
+        .iter()
+        .map(|h| h.state.last_reset.map(SystemTime::from))
+        .collect();
+    let rows = tx
+        .query(
+            "UPDATE hive_status hs SET occupancy = u.occupancy, drift_today = u.drift,
+                 last_reset_at = u.reset, updated_at = now()
+             FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::timestamptz[])
+                 AS u(id, occupancy, drift, reset)
+             WHERE hs.hive_id = u.id
+             RETURNING hs.hive_id, hs.updated_at",
+            &[&id, &occupancy, &drift, &reset],
+        )
+        .await?;
+    let mut out: Vec<Occupancy> = rows
+        .iter()
+        .filter_map(|r| {
+            let hive_id: i64 = r.get(0);
+            let h = hives.iter().find(|h| h.id == hive_id)?;
+            Some(Occupancy {
+                hive_id,
+                occupancy: h.state.occupancy,
+                capacity: h.capacity,
+                updated_at: DateTime::<Utc>::from(r.get::<_, SystemTime>(1)),
+            })
+        })
+        .collect();
+    out.sort_by_key(|o| o.hive_id);
+    Ok(out)
+}
+
+/// Adds the batch's entries, exits and peaks to hive_hourly.
+pub(super) async fn hourly(
+    tx: &Transaction<'_>,
+    hours: &Hours,
+) -> Result<(), tokio_postgres::Error> {
+    if hours.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<_> = hours.keys().copied().collect();
+    keys.sort();
+    let hive: Vec<i64> = keys.iter().map(|k| k.0).collect();
+    let hour: Vec<SystemTime> = keys.iter().map(|k| SystemTime::from(k.1)).collect();
+    let entries: Vec<i32> = keys.iter().map(|k| hours[k].entries).collect();
+    let exits: Vec<i32> = keys.iter().map(|k| hours[k].exits).collect();
+    let peak: Vec<i32> = keys.iter().map(|k| hours[k].peak).collect();
+    tx.execute(
+        "INSERT INTO hive_hourly AS hh (hive_id, hour, entries, exits, peak_occupancy)
+         SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int4[], $4::int4[], $5::int4[])
+         ON CONFLICT (hive_id, hour) DO UPDATE SET
+             entries = hh.entries + excluded.entries,
+             exits = hh.exits + excluded.exits,
+             peak_occupancy = greatest(hh.peak_occupancy, excluded.peak_occupancy),
+             updated_at = now()",
+        &[&hive, &hour, &entries, &exits, &peak],
+    )
+    .await?;
+    Ok(())
+}
+
+fn as_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
