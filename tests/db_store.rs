@@ -287,6 +287,60 @@ fn a_duplicate_is_caught_across_a_month_boundary() {
 }
 
 #[test]
+fn v2_reports_record_missed_messages_anomalies_and_clock_skew() {
+    let f = Fixture::new("Europe/Berlin", "NULL");
+    let s = f.sensor("door-1", "normal");
+    let batch = [
+        report(
+            "door-1",
+            v2(5, 100, 50, "2025-01-15T11:00:00Z"),
+            "2025-01-15T11:00:01Z",
+        ),
+        // Counters 6 and 7 never arrived.
+        report(
+            "door-1",
+            v2(8, 110, 52, "2025-01-15T11:15:00Z"),
+            "2025-01-15T11:15:01Z",
+        ),
+        // 6000 in at once is above ingest.max_delta: recorded, not added.
+        report(
+            "door-1",
+            v2(9, 6110, 52, "2025-01-15T11:30:00Z"),
+            "2025-01-15T11:30:01Z",
+        ),
+        // A clock an hour fast: the receive time is trusted, the skew recorded.
+        report(
+            "door-1",
+            v2(10, 6115, 53, "2025-01-15T12:45:00Z"),
+            "2025-01-15T11:45:00Z",
+        ),
+    ];
+    write(&f, &batch).expect("commits");
+    assert_eq!(
+        f.rows(
+            "SELECT applied, reason, delta_in, delta_out, message_counter,
+                    sensor_time = trusted_time, trusted_time = received_at
+             FROM sensor_report ORDER BY id"
+        ),
+        [
+            ["f", "baseline", "-", "-", "5", "t", "f"],
+            ["t", "-", "10", "2", "8", "t", "f"],
+            ["f", "anomaly", "-", "-", "9", "t", "f"],
+            ["t", "-", "5", "1", "10", "f", "t"],
+        ]
+    );
+    assert_eq!(
+        f.rows(&format!(
+            "SELECT missed_messages, anomalies, restarts, clock_skew_s, last_total_in,
+                    last_message_counter
+             FROM sensor WHERE id = {s}"
+        )),
+        [["2", "1", "0", "3600", "6115", "10"]]
+    );
+    assert_eq!(f.occupancy(f.hive).0, "12");
+}
+
+#[test]
 fn an_unknown_device_id_stores_nothing() {
     let f = Fixture::new("Europe/Berlin", "NULL");
     f.sensor("door-1", "normal");

@@ -14,7 +14,9 @@ use super::super::count::{
     apply_counter, apply_events, is_previous_day, reset_due, trusted, Clock, CounterReading, Delta,
     Event, EventOutcome, Outcome, SensorClock, Settings, Totals, Trusted,
 };
-use super::super::decode::{self, known_time, EventType, Payload, ReportType, Status};
+use super::super::decode::{
+    self, known_time, CounterV2, EventType, LegacyCounter, Payload, ReportType, Status,
+};
 use super::load::{Health, HiveRow, SensorRow};
 use crate::modules::ingest::IngestConf;
 
@@ -62,6 +64,32 @@ struct CounterFields {
     tz_offset_min: Option<i16>,
 }
 
+impl CounterFields {
+    fn legacy(c: &LegacyCounter) -> CounterFields {
+        CounterFields {
+            clock: SensorClock::Legacy(c.time),
+            version: 1,
+            report_type: c.report_type,
+            message_counter: None,
+            totals: (c.total_in, c.total_out),
+            diffs: (c.diff_in, c.diff_out),
+            tz_offset_min: None,
+        }
+    }
+
+    fn v2(c: &CounterV2) -> CounterFields {
+        CounterFields {
+            clock: SensorClock::Epoch(c.timestamp),
+            version: 2,
+            report_type: c.report_type,
+            message_counter: Some(c.message_counter),
+            totals: (c.total_in, c.total_out),
+            diffs: (c.diff_in, c.diff_out),
+            tz_offset_min: c.tz_offset_min,
+        }
+    }
+}
+
 /// Runs `report` through the rules on `sensor` and `hive`; its row, or `None` for a payload
 /// that is no sensor report (a configuration: the server's own, never stored as a report).
 pub(super) fn apply(
@@ -71,6 +99,10 @@ pub(super) fn apply(
     conf: &IngestConf,
     hours: &mut Hours,
 ) -> Option<ReportRow> {
+    // Checked first so that it touches nothing, not even last_seen.
+    if matches!(report.payload, Payload::Configuration(_)) {
+        return None;
+    }
     let received = report.received_at;
     sensor.health.last_seen = sensor.health.last_seen.max(Some(received));
     if let Some(at) = reset_due(hive.zone, hive.reset, hive.state.last_reset, received) {
@@ -78,36 +110,8 @@ pub(super) fn apply(
     }
     let skew = Duration::from(conf.max_clock_skew);
     let (mut row, proposed) = match &report.payload {
-        Payload::Legacy(c) => counter(
-            CounterFields {
-                clock: SensorClock::Legacy(c.time),
-                version: 1,
-                report_type: c.report_type,
-                message_counter: None,
-                totals: (c.total_in, c.total_out),
-                diffs: (c.diff_in, c.diff_out),
-                tz_offset_min: None,
-            },
-            report,
-            sensor,
-            hive,
-            conf,
-        ),
-        Payload::Counter(c) => counter(
-            CounterFields {
-                clock: SensorClock::Epoch(c.timestamp),
-                version: 2,
-                report_type: c.report_type,
-                message_counter: Some(c.message_counter),
-                totals: (c.total_in, c.total_out),
-                diffs: (c.diff_in, c.diff_out),
-                tz_offset_min: c.tz_offset_min,
-            },
-            report,
-            sensor,
-            hive,
-            conf,
-        ),
+        Payload::Legacy(c) => counter(CounterFields::legacy(c), report, sensor, hive, conf),
+        Payload::Counter(c) => counter(CounterFields::v2(c), report, sensor, hive, conf),
         Payload::Events(events) => events_report(events, report, sensor, hive.zone, skew),
         Payload::Status(s) => (status(s, &mut sensor.health, received), None),
         Payload::Configuration(_) => return None,

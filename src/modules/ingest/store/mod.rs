@@ -24,6 +24,9 @@
 //! columns (occupancy_seconds, observed_seconds) need the time between reports and the sensors'
 //! online state, which a timer rather than the batch writer knows: they are not written here.
 //!
+//! A configuration payload (server -> sensor, which the ingest hook never passes) is answered
+//! `Stored` and writes nothing, not even `last_seen`.
+//!
 //! Never called on an event loop: it waits on the database.
 
 mod apply;

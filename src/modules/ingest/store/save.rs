@@ -5,12 +5,28 @@
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Transaction;
 
 use super::super::batch::{Occupancy, Report};
 use super::apply::{Hours, ReportRow};
 use super::load::{HiveRow, SensorRow};
 use crate::modules::ingest::count::Mode;
+
+/// One array parameter of an `unnest(..)` statement.
+type Column<'a> = Box<dyn ToSql + Sync + 'a>;
+
+/// The array of `f` over `rows`, as a statement parameter.
+fn column<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Column<'a>
+where
+    T: ToSql + Sync + 'a,
+{
+    Box::new(rows.iter().map(f).collect::<Vec<T>>())
+}
+
+fn time(t: Option<DateTime<Utc>>) -> Option<SystemTime> {
+    t.map(SystemTime::from)
+}
 
 /// Inserts `rows`, each with the report it came from.
 pub(super) async fn reports(
@@ -20,35 +36,29 @@ pub(super) async fn reports(
     if rows.is_empty() {
         return Ok(());
     }
-    let col = |f: &dyn Fn(&ReportRow) -> Option<i32>| rows.iter().map(|(_, r)| f(r)).collect();
-    let small = |f: &dyn Fn(&ReportRow) -> Option<i16>| rows.iter().map(|(_, r)| f(r)).collect();
-    let sensor: Vec<i64> = rows.iter().map(|(_, r)| r.sensor_id).collect();
-    let kind: Vec<&str> = rows.iter().map(|(_, r)| r.kind).collect();
-    let received: Vec<SystemTime> = rows.iter().map(|(p, _)| p.received_at.into()).collect();
-    let sensor_time: Vec<Option<SystemTime>> = rows
-        .iter()
-        .map(|(_, r)| r.sensor_time.map(SystemTime::from))
-        .collect();
-    let trusted: Vec<Option<SystemTime>> = rows
-        .iter()
-        .map(|(_, r)| r.trusted_time.map(SystemTime::from))
-        .collect();
-    let payload: Vec<&[u8]> = rows.iter().map(|(p, _)| p.raw.as_slice()).collect();
-    let version: Vec<Option<i16>> = small(&|r| r.version);
-    let report_type: Vec<Option<i16>> = small(&|r| r.report_type);
-    let counter: Vec<Option<i32>> = col(&|r| r.message_counter);
-    let total_in: Vec<Option<i32>> = col(&|r| r.total_in);
-    let total_out: Vec<Option<i32>> = col(&|r| r.total_out);
-    let diff_in: Vec<Option<i32>> = col(&|r| r.diff_in);
-    let diff_out: Vec<Option<i32>> = col(&|r| r.diff_out);
-    let tz: Vec<Option<i16>> = small(&|r| r.tz_offset_min);
-    let entries: Vec<Option<i16>> = small(&|r| r.entries);
-    let exits: Vec<Option<i16>> = small(&|r| r.exits);
-    let delta_in: Vec<Option<i32>> = col(&|r| r.delta.map(|d| as_i32(d.entries)));
-    let delta_out: Vec<Option<i32>> = col(&|r| r.delta.map(|d| as_i32(d.exits)));
-    let applied: Vec<bool> = rows.iter().map(|(_, r)| r.delta.is_some()).collect();
-    let reason: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.reason).collect();
-    tx.execute(
+    let columns = vec![
+        column(rows, |(_, r)| r.sensor_id),
+        column(rows, |(_, r)| r.kind),
+        column(rows, |(p, _)| SystemTime::from(p.received_at)),
+        column(rows, |(_, r)| time(r.sensor_time)),
+        column(rows, |(_, r)| time(r.trusted_time)),
+        column(rows, |(p, _)| p.raw.as_slice()),
+        column(rows, |(_, r)| r.version),
+        column(rows, |(_, r)| r.report_type),
+        column(rows, |(_, r)| r.message_counter),
+        column(rows, |(_, r)| r.total_in),
+        column(rows, |(_, r)| r.total_out),
+        column(rows, |(_, r)| r.diff_in),
+        column(rows, |(_, r)| r.diff_out),
+        column(rows, |(_, r)| r.tz_offset_min),
+        column(rows, |(_, r)| r.entries),
+        column(rows, |(_, r)| r.exits),
+        column(rows, |(_, r)| r.delta.map(|d| as_i32(d.entries))),
+        column(rows, |(_, r)| r.delta.map(|d| as_i32(d.exits))),
+        column(rows, |(_, r)| r.delta.is_some()),
+        column(rows, |(_, r)| r.reason),
+    ];
+    tx.execute_raw(
         "INSERT INTO sensor_report (sensor_id, kind, received_at, sensor_time, trusted_time,
              payload, version, report_type, message_counter, total_in, total_out, diff_in,
              diff_out, tz_offset_min, entries, exits, delta_in, delta_out, applied, reason)
@@ -56,28 +66,7 @@ pub(super) async fn reports(
              $5::timestamptz[], $6::bytea[], $7::int2[], $8::int2[], $9::int4[], $10::int4[],
              $11::int4[], $12::int4[], $13::int4[], $14::int2[], $15::int2[], $16::int2[],
              $17::int4[], $18::int4[], $19::bool[], $20::text[])",
-        &[
-            &sensor,
-            &kind,
-            &received,
-            &sensor_time,
-            &trusted,
-            &payload,
-            &version,
-            &report_type,
-            &counter,
-            &total_in,
-            &total_out,
-            &diff_in,
-            &diff_out,
-            &tz,
-            &entries,
-            &exits,
-            &delta_in,
-            &delta_out,
-            &applied,
-            &reason,
-        ],
+        columns,
     )
     .await?;
     Ok(())
@@ -91,39 +80,28 @@ pub(super) async fn sensors(
     if sensors.is_empty() {
         return Ok(());
     }
-    let map = |f: &dyn Fn(&SensorRow) -> Option<i32>| sensors.iter().map(|s| f(s)).collect();
-    let wide = |f: &dyn Fn(&SensorRow) -> i64| sensors.iter().map(|s| f(s)).collect();
-    let time = |f: &dyn Fn(&SensorRow) -> Option<DateTime<Utc>>| {
-        sensors.iter().map(|s| f(s).map(SystemTime::from)).collect()
-    };
-    let id: Vec<i64> = wide(&|s| s.id);
-    let mode: Vec<Option<&str>> = sensors
-        .iter()
-        .map(|s| {
-            s.state.mode.map(|m| match m {
-                Mode::Counter => "counter",
-                Mode::Event => "event",
-            })
-        })
-        .collect();
-    let total_in: Vec<Option<i32>> = map(&|s| s.state.totals.map(|t| as_i32(t.total_in)));
-    let total_out: Vec<Option<i32>> = map(&|s| s.state.totals.map(|t| as_i32(t.total_out)));
-    let counter: Vec<Option<i32>> = map(&|s| s.state.message_counter.map(i32::from));
-    let trusted: Vec<Option<SystemTime>> = time(&|s| s.state.time);
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let restarts: Vec<i64> = wide(&|s| count(s.state.restarts));
-    let anomalies: Vec<i64> = wide(&|s| count(s.state.anomalies));
-    let missed: Vec<i64> = wide(&|s| count(s.state.missed_messages));
-    let last_seen: Vec<Option<SystemTime>> = time(&|s| s.health.last_seen);
-    let startup: Vec<Option<SystemTime>> = time(&|s| s.health.startup_time);
-    let firmware: Vec<Option<i64>> = sensors.iter().map(|s| s.health.firmware_version).collect();
-    let battery: Vec<Option<i32>> = map(&|s| s.health.battery_mv);
-    let signal: Vec<Option<i16>> = sensors.iter().map(|s| s.health.gprs_signal).collect();
-    let state: Vec<Option<i32>> = map(&|s| s.health.sensor_state);
-    let discarded: Vec<Option<i32>> = map(&|s| s.health.discarded_events);
-    let skew: Vec<Option<i32>> = map(&|s| s.health.clock_skew_s);
-    let acked: Vec<i64> = wide(&|s| s.health.config_acknowledged_id);
-    tx.execute(
+    let columns = vec![
+        column(sensors, |s| s.id),
+        column(sensors, |s| s.state.mode.map(mode_name)),
+        column(sensors, |s| s.state.totals.map(|t| as_i32(t.total_in))),
+        column(sensors, |s| s.state.totals.map(|t| as_i32(t.total_out))),
+        column(sensors, |s| s.state.message_counter.map(i32::from)),
+        column(sensors, |s| time(s.state.time)),
+        column(sensors, move |s| count(s.state.restarts)),
+        column(sensors, move |s| count(s.state.anomalies)),
+        column(sensors, move |s| count(s.state.missed_messages)),
+        column(sensors, |s| time(s.health.last_seen)),
+        column(sensors, |s| time(s.health.startup_time)),
+        column(sensors, |s| s.health.firmware_version),
+        column(sensors, |s| s.health.battery_mv),
+        column(sensors, |s| s.health.gprs_signal),
+        column(sensors, |s| s.health.sensor_state),
+        column(sensors, |s| s.health.discarded_events),
+        column(sensors, |s| s.health.clock_skew_s),
+        column(sensors, |s| s.health.config_acknowledged_id),
+    ];
+    tx.execute_raw(
         "UPDATE sensor s SET counting_mode = u.mode, last_total_in = u.total_in,
              last_total_out = u.total_out, last_message_counter = u.counter,
              last_trusted_at = u.trusted, restarts = u.restarts, anomalies = u.anomalies,
@@ -138,13 +116,17 @@ pub(super) async fn sensors(
              AS u(id, mode, total_in, total_out, counter, trusted, restarts, anomalies, missed,
                   last_seen, startup, firmware, battery, signal, state, discarded, skew, acked)
          WHERE s.id = u.id",
-        &[
-            &id, &mode, &total_in, &total_out, &counter, &trusted, &restarts, &anomalies, &missed,
-            &last_seen, &startup, &firmware, &battery, &signal, &state, &discarded, &skew, &acked,
-        ],
+        columns,
     )
     .await?;
     Ok(())
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Counter => "counter",
+        Mode::Event => "event",
+    }
 }
 
 /// Writes back the hives the batch changed; their final occupancy, by ascending hive id.
