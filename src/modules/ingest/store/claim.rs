@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
+use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
 use super::super::batch::Report;
@@ -91,7 +92,7 @@ async fn claim(
         .collect();
     let window = i64::try_from(DEDUPE_WINDOW.as_secs()).expect("24 h fits an i64");
     let rows = tx
-        .query(
+        .query_typed(
             "INSERT INTO sensor_report_seen AS s
                  (sensor_id, kind, payload_sha256, first_received_at)
              SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[], $4::timestamptz[])
@@ -100,7 +101,13 @@ async fn claim(
                  WHERE s.first_received_at
                        < excluded.first_received_at - $5::int8 * interval '1 second'
              RETURNING sensor_id, kind, payload_sha256",
-            &[&sensor, &kind, &hash, &at, &window],
+            &[
+                (&sensor, Type::INT8_ARRAY),
+                (&kind, Type::TEXT_ARRAY),
+                (&hash, Type::BYTEA_ARRAY),
+                (&at, Type::TIMESTAMPTZ_ARRAY),
+                (&window, Type::INT8),
+            ],
         )
         .await?;
     Ok(rows

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Row, Transaction};
 
 use crate::modules::ingest::count::{Direction, HiveState, Mode, ResetTime, SensorState, Totals};
@@ -55,7 +56,7 @@ pub(super) async fn sensors(
     device_ids: &[&str],
 ) -> Result<HashMap<String, SensorRow>, tokio_postgres::Error> {
     let rows = tx
-        .query(
+        .query_typed(
             "SELECT id, device_id, hive_id, direction, counter_modulus, counting_mode,
                     last_total_in, last_total_out, last_message_counter, last_trusted_at,
                     restarts, anomalies, missed_messages, last_seen, startup_time,
@@ -65,7 +66,7 @@ pub(super) async fn sensors(
              WHERE device_id = ANY($1::text[]) AND deleted_at IS NULL
              ORDER BY id
              FOR UPDATE",
-            &[&device_ids],
+            &[(&device_ids, Type::TEXT_ARRAY)],
         )
         .await?;
     Ok(rows
@@ -127,7 +128,7 @@ pub(super) async fn hives(
     hive_ids: &[i64],
 ) -> Result<HashMap<i64, HiveRow>, tokio_postgres::Error> {
     let rows = tx
-        .query(
+        .query_typed(
             "SELECT hs.hive_id, hs.occupancy, hs.drift_today, hs.last_reset_at,
                     h.time_zone::text AS time_zone,
                     to_char(h.reset_time, 'HH24:MI') AS reset_time, h.capacity
@@ -135,7 +136,7 @@ pub(super) async fn hives(
              WHERE hs.hive_id = ANY($1::int8[])
              ORDER BY hs.hive_id
              FOR UPDATE OF hs",
-            &[&hive_ids],
+            &[(&hive_ids, Type::INT8_ARRAY)],
         )
         .await?;
     Ok(rows

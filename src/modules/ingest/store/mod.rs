@@ -1,4 +1,4 @@
-//! The batch writer, on the database's I/O thread: [`write`] stores a batch of [`Report`]s in
+//! The batch writer, on the database's I/O thread: [`write()`] stores a batch of [`Report`]s in
 //! one transaction and answers what became of each and which hives' occupancy moved. The
 //! caller acknowledges the batch's held tickets only after `Ok` (commit = durable); on `Err`
 //! nothing of the batch is stored and the caller may retry it whole.
@@ -15,7 +15,8 @@
 //! | 6 | `UPDATE hive_status .. FROM unnest(..) RETURNING` | `save.rs` |
 //! | 7 | `INSERT INTO hive_hourly .. ON CONFLICT DO UPDATE` | `save.rs` |
 //!
-//! between `BEGIN` and `COMMIT`. Locks are taken sensors first, then hives, each in ascending
+//! between `BEGIN` and `COMMIT`. Each is sent with its parameters' types (`query_typed`), so it
+//! costs one round trip, with no prepare or close before and after. Locks are taken sensors first, then hives, each in ascending
 //! id order, so concurrent batches of the same sensors queue instead of deadlocking. The rows are
 //! read into the count module's state, every report goes through its rules in batch order
 //! (`apply.rs`), and the state is written back.

@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
 use super::super::batch::{Occupancy, Report};
@@ -13,15 +13,24 @@ use super::apply::{Hours, ReportRow};
 use super::load::{HiveRow, SensorRow};
 use crate::modules::ingest::count::Mode;
 
-/// One array parameter of an `unnest(..)` statement.
-type Column<'a> = Box<dyn ToSql + Sync + 'a>;
+/// One array parameter of an `unnest(..)` statement, with its type: statements are sent typed
+/// (no prepare round trip).
+type Column<'a> = (Box<dyn ToSql + Sync + 'a>, Type);
 
-/// The array of `f` over `rows`, as a statement parameter.
-fn column<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Column<'a>
+/// The array of `f` over `rows`, of PostgreSQL type `ty`, as a statement parameter.
+fn column<'a, R, T>(rows: &'a [R], ty: Type, f: impl Fn(&'a R) -> T) -> Column<'a>
 where
     T: ToSql + Sync + 'a,
 {
-    Box::new(rows.iter().map(f).collect::<Vec<T>>())
+    (Box::new(rows.iter().map(f).collect::<Vec<T>>()), ty)
+}
+
+/// `columns` as the parameters of `execute_typed` / `query_typed`.
+fn typed<'c>(columns: &'c [Column<'_>]) -> Vec<(&'c (dyn ToSql + Sync), Type)> {
+    columns
+        .iter()
+        .map(|(v, t)| (v.as_ref(), t.clone()))
+        .collect()
 }
 
 fn time(t: Option<DateTime<Utc>>) -> Option<SystemTime> {
@@ -37,28 +46,34 @@ pub(super) async fn reports(
         return Ok(());
     }
     let columns = vec![
-        column(rows, |(_, r)| r.sensor_id),
-        column(rows, |(_, r)| r.kind),
-        column(rows, |(p, _)| SystemTime::from(p.received_at)),
-        column(rows, |(_, r)| time(r.sensor_time)),
-        column(rows, |(_, r)| time(r.trusted_time)),
-        column(rows, |(p, _)| p.raw.as_slice()),
-        column(rows, |(_, r)| r.version),
-        column(rows, |(_, r)| r.report_type),
-        column(rows, |(_, r)| r.message_counter),
-        column(rows, |(_, r)| r.total_in),
-        column(rows, |(_, r)| r.total_out),
-        column(rows, |(_, r)| r.diff_in),
-        column(rows, |(_, r)| r.diff_out),
-        column(rows, |(_, r)| r.tz_offset_min),
-        column(rows, |(_, r)| r.entries),
-        column(rows, |(_, r)| r.exits),
-        column(rows, |(_, r)| r.delta.map(|d| as_i32(d.entries))),
-        column(rows, |(_, r)| r.delta.map(|d| as_i32(d.exits))),
-        column(rows, |(_, r)| r.delta.is_some()),
-        column(rows, |(_, r)| r.reason),
+        column(rows, Type::INT8_ARRAY, |(_, r)| r.sensor_id),
+        column(rows, Type::TEXT_ARRAY, |(_, r)| r.kind),
+        column(rows, Type::TIMESTAMPTZ_ARRAY, |(p, _)| {
+            SystemTime::from(p.received_at)
+        }),
+        column(rows, Type::TIMESTAMPTZ_ARRAY, |(_, r)| time(r.sensor_time)),
+        column(rows, Type::TIMESTAMPTZ_ARRAY, |(_, r)| time(r.trusted_time)),
+        column(rows, Type::BYTEA_ARRAY, |(p, _)| p.raw.as_slice()),
+        column(rows, Type::INT2_ARRAY, |(_, r)| r.version),
+        column(rows, Type::INT2_ARRAY, |(_, r)| r.report_type),
+        column(rows, Type::INT4_ARRAY, |(_, r)| r.message_counter),
+        column(rows, Type::INT4_ARRAY, |(_, r)| r.total_in),
+        column(rows, Type::INT4_ARRAY, |(_, r)| r.total_out),
+        column(rows, Type::INT4_ARRAY, |(_, r)| r.diff_in),
+        column(rows, Type::INT4_ARRAY, |(_, r)| r.diff_out),
+        column(rows, Type::INT2_ARRAY, |(_, r)| r.tz_offset_min),
+        column(rows, Type::INT2_ARRAY, |(_, r)| r.entries),
+        column(rows, Type::INT2_ARRAY, |(_, r)| r.exits),
+        column(rows, Type::INT4_ARRAY, |(_, r)| {
+            r.delta.map(|d| as_i32(d.entries))
+        }),
+        column(rows, Type::INT4_ARRAY, |(_, r)| {
+            r.delta.map(|d| as_i32(d.exits))
+        }),
+        column(rows, Type::BOOL_ARRAY, |(_, r)| r.delta.is_some()),
+        column(rows, Type::TEXT_ARRAY, |(_, r)| r.reason),
     ];
-    tx.execute_raw(
+    tx.execute_typed(
         "INSERT INTO sensor_report (sensor_id, kind, received_at, sensor_time, trusted_time,
              payload, version, report_type, message_counter, total_in, total_out, diff_in,
              diff_out, tz_offset_min, entries, exits, delta_in, delta_out, applied, reason)
@@ -66,7 +81,7 @@ pub(super) async fn reports(
              $5::timestamptz[], $6::bytea[], $7::int2[], $8::int2[], $9::int4[], $10::int4[],
              $11::int4[], $12::int4[], $13::int4[], $14::int2[], $15::int2[], $16::int2[],
              $17::int4[], $18::int4[], $19::bool[], $20::text[])",
-        columns,
+        &typed(&columns),
     )
     .await?;
     Ok(())
@@ -82,26 +97,40 @@ pub(super) async fn sensors(
     }
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let columns = vec![
-        column(sensors, |s| s.id),
-        column(sensors, |s| s.state.mode.map(mode_name)),
-        column(sensors, |s| s.state.totals.map(|t| as_i32(t.total_in))),
-        column(sensors, |s| s.state.totals.map(|t| as_i32(t.total_out))),
-        column(sensors, |s| s.state.message_counter.map(i32::from)),
-        column(sensors, |s| time(s.state.time)),
-        column(sensors, move |s| count(s.state.restarts)),
-        column(sensors, move |s| count(s.state.anomalies)),
-        column(sensors, move |s| count(s.state.missed_messages)),
-        column(sensors, |s| time(s.health.last_seen)),
-        column(sensors, |s| time(s.health.startup_time)),
-        column(sensors, |s| s.health.firmware_version),
-        column(sensors, |s| s.health.battery_mv),
-        column(sensors, |s| s.health.gprs_signal),
-        column(sensors, |s| s.health.sensor_state),
-        column(sensors, |s| s.health.discarded_events),
-        column(sensors, |s| s.health.clock_skew_s),
-        column(sensors, |s| s.health.config_acknowledged_id),
+        column(sensors, Type::INT8_ARRAY, |s| s.id),
+        column(sensors, Type::TEXT_ARRAY, |s| s.state.mode.map(mode_name)),
+        column(sensors, Type::INT4_ARRAY, |s| {
+            s.state.totals.map(|t| as_i32(t.total_in))
+        }),
+        column(sensors, Type::INT4_ARRAY, |s| {
+            s.state.totals.map(|t| as_i32(t.total_out))
+        }),
+        column(sensors, Type::INT4_ARRAY, |s| {
+            s.state.message_counter.map(i32::from)
+        }),
+        column(sensors, Type::TIMESTAMPTZ_ARRAY, |s| time(s.state.time)),
+        column(sensors, Type::INT8_ARRAY, move |s| count(s.state.restarts)),
+        column(sensors, Type::INT8_ARRAY, move |s| count(s.state.anomalies)),
+        column(sensors, Type::INT8_ARRAY, move |s| {
+            count(s.state.missed_messages)
+        }),
+        column(sensors, Type::TIMESTAMPTZ_ARRAY, |s| {
+            time(s.health.last_seen)
+        }),
+        column(sensors, Type::TIMESTAMPTZ_ARRAY, |s| {
+            time(s.health.startup_time)
+        }),
+        column(sensors, Type::INT8_ARRAY, |s| s.health.firmware_version),
+        column(sensors, Type::INT4_ARRAY, |s| s.health.battery_mv),
+        column(sensors, Type::INT2_ARRAY, |s| s.health.gprs_signal),
+        column(sensors, Type::INT4_ARRAY, |s| s.health.sensor_state),
+        column(sensors, Type::INT4_ARRAY, |s| s.health.discarded_events),
+        column(sensors, Type::INT4_ARRAY, |s| s.health.clock_skew_s),
+        column(sensors, Type::INT8_ARRAY, |s| {
+            s.health.config_acknowledged_id
+        }),
     ];
-    tx.execute_raw(
+    tx.execute_typed(
         "UPDATE sensor s SET counting_mode = u.mode, last_total_in = u.total_in,
              last_total_out = u.total_out, last_message_counter = u.counter,
              last_trusted_at = u.trusted, restarts = u.restarts, anomalies = u.anomalies,
@@ -116,7 +145,7 @@ pub(super) async fn sensors(
              AS u(id, mode, total_in, total_out, counter, trusted, restarts, anomalies, missed,
                   last_seen, startup, firmware, battery, signal, state, discarded, skew, acked)
          WHERE s.id = u.id",
-        columns,
+        &typed(&columns),
     )
     .await?;
     Ok(())
@@ -145,14 +174,19 @@ pub(super) async fn hives(
         .map(|h| h.state.last_reset.map(SystemTime::from))
         .collect();
     let rows = tx
-        .query(
+        .query_typed(
             "UPDATE hive_status hs SET occupancy = u.occupancy, drift_today = u.drift,
                  last_reset_at = u.reset, updated_at = now()
              FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::timestamptz[])
                  AS u(id, occupancy, drift, reset)
              WHERE hs.hive_id = u.id
              RETURNING hs.hive_id, hs.updated_at",
-            &[&id, &occupancy, &drift, &reset],
+            &[
+                (&id, Type::INT8_ARRAY),
+                (&occupancy, Type::INT4_ARRAY),
+                (&drift, Type::INT4_ARRAY),
+                (&reset, Type::TIMESTAMPTZ_ARRAY),
+            ],
         )
         .await?;
     let mut out: Vec<Occupancy> = rows
@@ -187,7 +221,7 @@ pub(super) async fn hourly(
     let entries: Vec<i32> = keys.iter().map(|k| hours[k].entries).collect();
     let exits: Vec<i32> = keys.iter().map(|k| hours[k].exits).collect();
     let peak: Vec<i32> = keys.iter().map(|k| hours[k].peak).collect();
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO hive_hourly AS hh (hive_id, hour, entries, exits, peak_occupancy)
          SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int4[], $4::int4[], $5::int4[])
          ON CONFLICT (hive_id, hour) DO UPDATE SET
@@ -195,7 +229,13 @@ pub(super) async fn hourly(
              exits = hh.exits + excluded.exits,
              peak_occupancy = greatest(hh.peak_occupancy, excluded.peak_occupancy),
              updated_at = now()",
-        &[&hive, &hour, &entries, &exits, &peak],
+        &[
+            (&hive, Type::INT8_ARRAY),
+            (&hour, Type::TIMESTAMPTZ_ARRAY),
+            (&entries, Type::INT4_ARRAY),
+            (&exits, Type::INT4_ARRAY),
+            (&peak, Type::INT4_ARRAY),
+        ],
     )
     .await?;
     Ok(())
