@@ -9,17 +9,17 @@
 //! |---|---|---|
 //! | 1 | `SELECT .. FROM sensor WHERE device_id = ANY(..) ORDER BY id FOR UPDATE` | `load.rs` |
 //! | 2 | `SELECT .. FROM hive_status JOIN hive .. ORDER BY hive_id FOR UPDATE OF hs` | `load.rs` |
-//! | 3 | `INSERT INTO sensor_report_seen .. ON CONFLICT .. RETURNING` (the duplicate claim) | `claim.rs` |
+//! | 3 | `INSERT INTO sensor_report_seen .. ON CONFLICT .. RETURNING` | `claim.rs` |
 //! | 4 | `INSERT INTO sensor_report .. SELECT * FROM unnest(..)` | `save.rs` |
 //! | 5 | `UPDATE sensor .. FROM unnest(..)` | `save.rs` |
 //! | 6 | `UPDATE hive_status .. FROM unnest(..) RETURNING` | `save.rs` |
 //! | 7 | `INSERT INTO hive_hourly .. ON CONFLICT DO UPDATE` | `save.rs` |
 //!
 //! between `BEGIN` and `COMMIT`. Each is sent with its parameters' types (`query_typed`), so it
-//! costs one round trip, with no prepare or close before and after. Locks are taken sensors first, then hives, each in ascending
-//! id order, so concurrent batches of the same sensors queue instead of deadlocking. The rows are
-//! read into the count module's state, every report goes through its rules in batch order
-//! (`apply.rs`), and the state is written back.
+//! costs one round trip, with no prepare or close before and after. Locks are taken sensors
+//! first, then hives, each in ascending id order, so concurrent batches of the same sensors
+//! queue instead of deadlocking. The rows are read into the count module's state, every report
+//! goes through its rules in batch order (`apply.rs`), and the state is written back.
 //!
 //! hive_hourly gets entries, exits and the peak occupancy of each local hour; its time-weighted
 //! columns (occupancy_seconds, observed_seconds) need the time between reports and the sensors'
