@@ -548,7 +548,7 @@ fn concurrent_batches_of_the_same_sensors_both_commit() {
     let other = add_hive(&f.db, "Europe/Berlin", "NULL");
     f.sensor("door-1", "normal");
     add_sensor(&f.db, other, "door-2", "normal");
-    let rounds = 20u32;
+    let rounds = 5u32;
     let batch = |first: &str, second: &str, round: u32, second_of: u32| {
         let time = |s: u32| {
             let t = at("2025-01-15T11:00:00Z") + chrono::TimeDelta::seconds(i64::from(s));
@@ -562,12 +562,11 @@ fn concurrent_batches_of_the_same_sensors_both_commit() {
     };
     let rt = runtime();
     for round in 0..rounds {
-        let (a, b) = rt.block_on(async {
-            tokio::join!(
-                write_on(&f.db.url, batch("door-1", "door-2", round, 0)),
-                write_on(&f.db.url, batch("door-2", "door-1", round, 1)),
-            )
-        });
+        let (a, b) = rt.block_on(together(
+            &f.db.url,
+            batch("door-1", "door-2", round, 0),
+            batch("door-2", "door-1", round, 1),
+        ));
         a.expect("the first batch commits");
         b.expect("the second batch commits");
     }
@@ -575,6 +574,37 @@ fn concurrent_batches_of_the_same_sensors_both_commit() {
     assert_eq!(f.occupancy(f.hive).0, (4 * rounds).to_string());
     assert_eq!(f.occupancy(other).0, (4 * rounds).to_string());
     assert_eq!(f.count("sensor_report"), (4 * rounds).to_string());
+}
+
+/// Writes batches `a` and `b` from two connections at the same instant: a third holds every
+/// sensor row until both are queued behind it, then lets them race for the rows.
+async fn together(
+    url: &str,
+    a: Vec<Report>,
+    b: Vec<Report>,
+) -> (
+    Result<Written, tokio_postgres::Error>,
+    Result<Written, tokio_postgres::Error>,
+) {
+    let (mut blocker, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(conn);
+    let hold = blocker.transaction().await.expect("begins");
+    hold.execute("SELECT id FROM sensor ORDER BY id FOR UPDATE", &[])
+        .await
+        .expect("locks the sensors");
+    let a = tokio::spawn(write_owned(url.to_owned(), a));
+    let b = tokio::spawn(write_owned(url.to_owned(), b));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    hold.commit().await.expect("commits");
+    let a = a.await.expect("the first writer does not panic");
+    let b = b.await.expect("the second writer does not panic");
+    (a, b)
+}
+
+async fn write_owned(url: String, reports: Vec<Report>) -> Result<Written, tokio_postgres::Error> {
+    write_on(&url, reports).await
 }
 
 #[test]

@@ -14,13 +14,13 @@ use super::load::{HiveRow, SensorRow};
 use crate::modules::ingest::count::Mode;
 
 /// One array parameter of an `unnest(..)` statement, with its type: statements are sent typed
-/// (no prepare round trip).
-type Column<'a> = (Box<dyn ToSql + Sync + 'a>, Type);
+/// (no prepare round trip). `Send`, so that [`write`](super::write)'s future is.
+type Column<'a> = (Box<dyn ToSql + Sync + Send + 'a>, Type);
 
 /// The array of `f` over `rows`, of PostgreSQL type `ty`, as a statement parameter.
 fn column<'a, R, T>(rows: &'a [R], ty: Type, f: impl Fn(&'a R) -> T) -> Column<'a>
 where
-    T: ToSql + Sync + 'a,
+    T: ToSql + Sync + Send + 'a,
 {
     (Box::new(rows.iter().map(f).collect::<Vec<T>>()), ty)
 }
@@ -29,7 +29,7 @@ where
 fn typed<'c>(columns: &'c [Column<'_>]) -> Vec<(&'c (dyn ToSql + Sync), Type)> {
     columns
         .iter()
-        .map(|(v, t)| (v.as_ref(), t.clone()))
+        .map(|(v, t)| -> (&(dyn ToSql + Sync), Type) { (v.as_ref(), t.clone()) })
         .collect()
 }
 
