@@ -576,6 +576,25 @@ fn concurrent_batches_of_the_same_sensors_both_commit() {
     assert_eq!(f.count("sensor_report"), (4 * rounds).to_string());
 }
 
+#[test]
+fn the_same_payload_from_two_workers_at_once_is_stored_once() {
+    let f = Fixture::new("Europe/Berlin", "NULL");
+    f.sensor("door-1", "normal");
+    let copy = || {
+        let payload = events("iii", "2025-01-15T11:00:00Z");
+        vec![report("door-1", payload, "2025-01-15T11:00:04Z")]
+    };
+    let (a, b) = runtime().block_on(together(&f.db.url, copy(), copy()));
+    let mut answers = [
+        stored(&a.expect("the first batch commits"))[0],
+        stored(&b.expect("the second batch commits"))[0],
+    ];
+    answers.sort_by_key(|s| *s == Stored::Duplicate);
+    assert_eq!(answers, [Stored::Stored, Stored::Duplicate]);
+    assert_eq!(f.count("sensor_report"), "1");
+    assert_eq!(f.occupancy(f.hive).0, "3");
+}
+
 /// Writes batches `a` and `b` from two connections at the same instant: a third holds every
 /// sensor row until both are queued behind it, then lets them race for the rows.
 async fn together(
