@@ -5,6 +5,7 @@
 mod common;
 use common::pg::TestDb;
 
+use bizzy::core::config::Dur;
 use bizzy::modules::database::migrate::{migrate_with, MIGRATIONS};
 use bizzy::modules::ingest::batch::{Report, Stored, Written};
 use bizzy::modules::ingest::decode::{
@@ -154,9 +155,21 @@ fn events(kinds: &str, time: &str) -> Payload {
     Payload::Events(events)
 }
 
-/// Writes `reports` as one batch on a connection of its own.
+/// Writes `reports` as one batch on a connection of its own, with the default `[ingest]`.
 fn write(f: &Fixture, reports: &[Report]) -> Result<Written, tokio_postgres::Error> {
-    runtime().block_on(write_on(&f.db.url, reports.to_vec()))
+    write_with(f, reports, &IngestConf::default())
+}
+
+fn write_with(
+    f: &Fixture,
+    reports: &[Report],
+    conf: &IngestConf,
+) -> Result<Written, tokio_postgres::Error> {
+    runtime().block_on(async {
+        let (mut client, conn) = tokio_postgres::connect(&f.db.url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        store::write(&mut client, reports, conf).await
+    })
 }
 
 async fn write_on(url: &str, reports: Vec<Report>) -> Result<Written, tokio_postgres::Error> {
@@ -268,6 +281,28 @@ fn a_duplicate_is_stored_once_and_is_a_sign_of_life() {
         f.rows("SELECT applied, reason FROM sensor_report ORDER BY id"),
         [["f", "baseline"], ["f", "late"]]
     );
+}
+
+#[test]
+fn the_duplicate_window_is_ingest_dedupe_window() {
+    let f = Fixture::new("Europe/Berlin", "NULL");
+    f.sensor("door-1", "normal");
+    let conf = IngestConf {
+        dedupe_window: Dur::secs(60),
+        ..IngestConf::default()
+    };
+    let payload = events("i", "2025-01-15T11:00:00Z");
+    let copy = |received: &str| [report("door-1", payload.clone(), received)];
+    let answers: Vec<Stored> = [
+        "2025-01-15T11:00:01Z",
+        "2025-01-15T11:00:50Z",
+        "2025-01-15T11:02:00Z",
+    ]
+    .into_iter()
+    .map(|received| stored(&write_with(&f, &copy(received), &conf).expect("commits"))[0])
+    .collect();
+    assert_eq!(answers, [Stored::Stored, Stored::Duplicate, Stored::Stored]);
+    assert_eq!(f.count("sensor_report"), "2");
 }
 
 #[test]

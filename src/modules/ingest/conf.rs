@@ -1,5 +1,5 @@
 //! The `[ingest]` section: how sensor reports are checked (clock skew, counter wraps and
-//! deltas), for the ingest module to come; this file only parses and checks it.
+//! deltas, duplicates), for the ingest module; this file only parses and checks it.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,8 @@ pub struct IngestConf {
     pub wrap_window: u32,
     /// A larger delta in one report is recorded as an anomaly.
     pub max_delta: u32,
+    /// An identical payload of a sensor and topic within this of its first copy is a duplicate.
+    pub dedupe_window: Dur,
 }
 
 impl Default for IngestConf {
@@ -23,6 +25,7 @@ impl Default for IngestConf {
             max_clock_skew: Dur::secs(600),
             wrap_window: 4096,
             max_delta: 5000,
+            dedupe_window: Dur::secs(24 * 60 * 60),
         }
     }
 }
@@ -30,13 +33,14 @@ impl Default for IngestConf {
 impl Section for IngestConf {
     const NAME: &'static str = "ingest";
 
-    /// Checks the skew and the counter limits.
+    /// Checks the skew, the counter limits and the duplicate window.
     fn validate(&self) -> Result<(), Invalid> {
         let at = KeyPath::root(Self::NAME);
         at_least(self.max_clock_skew, Dur::secs(1), &at.key("max_clock_skew"))?;
         // A wrap must be told apart from a decrease: the window stays under half the modulus.
         between(self.wrap_window, 1, 32767, &at.key("wrap_window"))?;
-        at_least(self.max_delta, 1, &at.key("max_delta"))
+        at_least(self.max_delta, 1, &at.key("max_delta"))?;
+        at_least(self.dedupe_window, Dur::secs(1), &at.key("dedupe_window"))
     }
 }
 
@@ -63,6 +67,11 @@ mod tests {
         assert_eq!(
             e,
             "conf/x.toml:2: ingest.max_clock_skew: must be at least 1s, not 0s"
+        );
+        let e = err("[ingest]\ndedupe_window = \"0s\"\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:2: ingest.dedupe_window: must be at least 1s, not 0s"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Duplicates (PROTOCOL.md, "General rules"): a counter or event report is stored only when
 //! its `(sensor, kind, SHA-256 of the payload)` is claimed in sensor_report_seen, one statement
-//! for the batch (the claim of 0004_reports.sql). A key that is taken, and not older than the
-//! window, makes the report a duplicate. Status messages are never claimed.
+//! for the batch (the claim of 0004_reports.sql). A key that is taken, and not older than
+//! `ingest.dedupe_window`, makes the report a duplicate. Status messages are never claimed.
 //!
 //! A payload repeated inside one batch is claimed once, by its first copy; the later copies are
 //! duplicates when within the window of it (batches last milliseconds, so they always are).
@@ -18,10 +18,6 @@ use tokio_postgres::Transaction;
 use super::super::batch::Report;
 use super::super::decode::Payload;
 
-/// `ingest.dedupe_window`'s default (PROTOCOL.md): how long after its first copy an identical
-/// payload is a duplicate. A constant until the key exists in `[ingest]`.
-pub const DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
-
 /// The claim key of a report: `(sensor id, kind, SHA-256 of the payload)`.
 type Key = (i64, &'static str, Vec<u8>);
 
@@ -34,12 +30,13 @@ pub(super) fn claim_kind(payload: &Payload) -> Option<&'static str> {
     }
 }
 
-/// Which reports of the batch are duplicates, in batch order; `sensors[i]` is report i's sensor
-/// id (`None`: unknown, never a duplicate).
+/// Which reports of the batch are duplicates within `window`, in batch order; `sensors[i]` is
+/// report i's sensor id (`None`: unknown, never a duplicate).
 pub(super) async fn duplicates(
     tx: &Transaction<'_>,
     reports: &[Report],
     sensors: &[Option<i64>],
+    window: Duration,
 ) -> Result<Vec<bool>, tokio_postgres::Error> {
     let mut duplicate = vec![false; reports.len()];
     let mut first: HashMap<Key, usize> = HashMap::new();
@@ -54,24 +51,24 @@ pub(super) async fn duplicates(
             Sha256::digest(&report.raw).as_slice().to_vec(),
         );
         match first.get(&key) {
-            Some(&f) => duplicate[i] = within_window(&reports[f], report),
+            Some(&f) => duplicate[i] = within(window, &reports[f], report),
             None => {
                 first.insert(key.clone(), i);
                 claims.push((i, key));
             }
         }
     }
-    let taken = claim(tx, reports, &claims).await?;
+    let taken = claim(tx, reports, &claims, window).await?;
     for (i, key) in &claims {
         duplicate[*i] = !taken.contains(key);
     }
     Ok(duplicate)
 }
 
-fn within_window(first: &Report, later: &Report) -> bool {
+fn within(window: Duration, first: &Report, later: &Report) -> bool {
     (later.received_at - first.received_at)
         .to_std()
-        .map_or(true, |d| d < DEDUPE_WINDOW)
+        .map_or(true, |d| d < window)
 }
 
 /// Claims `claims` (report index, key) in one statement; the keys this batch took.
@@ -79,6 +76,7 @@ async fn claim(
     tx: &Transaction<'_>,
     reports: &[Report],
     claims: &[(usize, Key)],
+    window: Duration,
 ) -> Result<HashSet<Key>, tokio_postgres::Error> {
     if claims.is_empty() {
         return Ok(HashSet::new());
@@ -90,7 +88,7 @@ async fn claim(
         .iter()
         .map(|(i, _)| SystemTime::from(reports[*i].received_at))
         .collect();
-    let window = i64::try_from(DEDUPE_WINDOW.as_secs()).expect("24 h fits an i64");
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
     let rows = tx
         .query_typed(
             "INSERT INTO sensor_report_seen AS s
@@ -99,14 +97,14 @@ async fn claim(
              ON CONFLICT (sensor_id, kind, payload_sha256) DO UPDATE
                  SET first_received_at = excluded.first_received_at
                  WHERE s.first_received_at
-                       < excluded.first_received_at - $5::int8 * interval '1 second'
+                       < excluded.first_received_at - $5::int8 * interval '1 millisecond'
              RETURNING sensor_id, kind, payload_sha256",
             &[
                 (&sensor, Type::INT8_ARRAY),
                 (&kind, Type::TEXT_ARRAY),
                 (&hash, Type::BYTEA_ARRAY),
                 (&at, Type::TIMESTAMPTZ_ARRAY),
-                (&window, Type::INT8),
+                (&window_ms, Type::INT8),
             ],
         )
         .await?;

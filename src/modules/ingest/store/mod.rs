@@ -36,6 +36,7 @@ mod load;
 mod save;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tokio_postgres::Client;
 
@@ -43,8 +44,6 @@ use super::batch::{Report, Stored, Written};
 use super::IngestConf;
 use apply::Hours;
 use load::HiveRow;
-
-pub use claim::DEDUPE_WINDOW;
 
 /// Stores `reports` in one transaction, in batch order; see the module header.
 pub async fn write(
@@ -68,7 +67,8 @@ pub async fn write(
         .iter()
         .map(|r| sensors.get(&r.device_id).map(|s| s.id))
         .collect();
-    let duplicate = claim::duplicates(&tx, reports, &sensor_ids).await?;
+    let window = Duration::from(conf.dedupe_window);
+    let duplicate = claim::duplicates(&tx, reports, &sensor_ids, window).await?;
 
     let mut hours = Hours::new();
     let mut rows = Vec::with_capacity(reports.len());
