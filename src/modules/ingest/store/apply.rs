@@ -26,7 +26,8 @@ pub(super) struct ReportRow {
     pub sensor_id: i64,
     pub kind: &'static str,
     pub sensor_time: Option<DateTime<Utc>>,
-    pub trusted_time: Option<DateTime<Utc>>,
+    /// The time the counting used (the receive time when the sensor's is unknown or skewed).
+    pub trusted_time: DateTime<Utc>,
     pub version: Option<i16>,
     pub report_type: Option<i16>,
     pub message_counter: Option<i32>,
@@ -126,9 +127,7 @@ pub(super) fn apply(
 /// Adds an applicable delta to today's count, or to the previous day's history when the report
 /// is dated before the hive's last reset; either way to its hour.
 fn count(row: &mut ReportRow, delta: Delta, hive: &mut HiveRow, hours: &mut Hours) {
-    let at = row
-        .trusted_time
-        .expect("every stored report has a trusted time");
+    let at = row.trusted_time;
     let sums = hours
         .entry((hive.id, hour_start(hive.zone, at)))
         .or_default();
@@ -175,7 +174,7 @@ fn counter(
     let row = ReportRow {
         kind: "counter",
         sensor_time: sensor_time(&t, report.received_at, &mut sensor.health),
-        trusted_time: Some(t.at),
+        trusted_time: t.at,
         version: Some(c.version),
         report_type: Some(i16::from(c.report_type.to_byte())),
         message_counter: c.message_counter.map(i32::from),
@@ -221,7 +220,7 @@ fn events_report(
     let row = ReportRow {
         kind: "event",
         sensor_time: sensor_time(&t, report.received_at, &mut sensor.health),
-        trusted_time: Some(t.at),
+        trusted_time: t.at,
         entries: number(Event::Entry),
         exits: number(Event::Exit),
         reason,
@@ -244,7 +243,7 @@ fn status(s: &Status, health: &mut Health, received: DateTime<Utc>) -> ReportRow
     health.config_acknowledged_id = i64::from(s.configuration_id);
     ReportRow {
         kind: "status",
-        trusted_time: Some(received),
+        trusted_time: received,
         reason: Some("status"),
         ..ReportRow::default()
     }

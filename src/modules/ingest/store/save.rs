@@ -52,7 +52,9 @@ pub(super) async fn reports(
             SystemTime::from(p.received_at)
         }),
         column(rows, Type::TIMESTAMPTZ_ARRAY, |(_, r)| time(r.sensor_time)),
-        column(rows, Type::TIMESTAMPTZ_ARRAY, |(_, r)| time(r.trusted_time)),
+        column(rows, Type::TIMESTAMPTZ_ARRAY, |(_, r)| {
+            SystemTime::from(r.trusted_time)
+        }),
         column(rows, Type::BYTEA_ARRAY, |(p, _)| p.raw.as_slice()),
         column(rows, Type::INT2_ARRAY, |(_, r)| r.version),
         column(rows, Type::INT2_ARRAY, |(_, r)| r.report_type),
