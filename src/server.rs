@@ -13,6 +13,8 @@ use crate::http::module::Module;
 use crate::http::runtime::Http;
 use crate::http::service::HttpPrepared;
 use crate::http::stats as hstats;
+use crate::modules::ingest::hook::IngestHooks;
+use crate::modules::ingest::stats as istats;
 use crate::modules::{
     auth::AuthConf, cache::CacheConf, database::DatabaseConf, ingest::IngestConf,
 };
@@ -61,6 +63,7 @@ impl App for Bizzy {
     fn zones(&self, conf: &Conf) -> Vec<(String, usize)> {
         let mut z = vec![(hstats::ZONE.to_string(), hstats::zone_size())];
         z.extend(mqtt::zones(conf));
+        z.push((istats::ZONE.to_string(), istats::zone_size()));
         for m in &self.modules {
             z.extend(m.zones(conf));
         }
@@ -85,6 +88,9 @@ impl App for Bizzy {
             hstats::reap(z, slot);
         }
         mqtt::reaped(zones, slot);
+        if let Some(z) = zones.get(istats::ZONE) {
+            istats::reap(z, slot);
+        }
     }
 
     fn prepare(
@@ -98,7 +104,8 @@ impl App for Bizzy {
         let mqtt = if conf.section::<MqttConf>().listen.is_empty() {
             None
         } else {
-            Some(MqttPrepared::build(&conf, Rc::new(NoHooks))?)
+            let hooks = Rc::new(IngestHooks::new(&conf));
+            Some(MqttPrepared::build(&conf, hooks)?)
         };
         Ok(Box::new(Both {
             http: HttpPrepared {

@@ -13,6 +13,7 @@ use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::stats as hstats;
 use crate::http::{Flow, HttpError, Request, Response};
+use crate::modules::ingest::stats as istats;
 use crate::mqtt::stats as mstats;
 
 /// The `handler` of the locations this module answers.
@@ -24,6 +25,7 @@ struct Metrics {
     core: Zone,
     http: Zone,
     mqtt: Option<Zone>,
+    ingest: Option<Zone>,
 }
 
 impl Module for MetricsModule {
@@ -38,6 +40,7 @@ impl Module for MetricsModule {
     fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
         let (core, http) = crate::modules::status::zones(reg)?;
         let mqtt = reg.zones.get(mstats::ZONE).cloned();
+        let ingest = reg.zones.get(istats::ZONE).cloned();
         reg.content(
             ContentKey::Handler(HANDLER),
             Box::new(move |_: &LocationConf| {
@@ -45,6 +48,7 @@ impl Module for MetricsModule {
                     core: core.clone(),
                     http: http.clone(),
                     mqtt: mqtt.clone(),
+                    ingest: ingest.clone(),
                 }) as Rc<dyn ContentHandler>)
             }),
         );
@@ -146,6 +150,9 @@ impl Metrics {
         if let Some(z) = &self.mqtt {
             render_mqtt(&mut s, &mstats::totals(z));
         }
+        if let Some(z) = &self.ingest {
+            render_ingest(&mut s, &istats::totals(z));
+        }
         s
     }
 }
@@ -235,4 +242,67 @@ impl ContentHandler for Metrics {
         r.header("Cache-Control", "no-cache");
         Ok(Flow::Done(r))
     }
+}
+
+fn render_ingest(s: &mut String, t: &istats::Totals) {
+    let one = |v: u64| vec![(String::new(), v)];
+    let families: [(&str, &str, &str, u64); 7] = [
+        (
+            "bizzy_ingest_reports_accepted_total",
+            "counter",
+            "Valid sensor reports taken from MQTT.",
+            t.accepted,
+        ),
+        (
+            "bizzy_ingest_reports_stored_total",
+            "counter",
+            "Sensor reports committed to PostgreSQL (duplicates included).",
+            t.stored,
+        ),
+        (
+            "bizzy_ingest_duplicates_total",
+            "counter",
+            "Reports identical to one stored within the duplicate window.",
+            t.duplicates,
+        ),
+        (
+            "bizzy_ingest_batches_total",
+            "counter",
+            "Batches committed (one transaction each).",
+            t.batches,
+        ),
+        (
+            "bizzy_ingest_batched_reports_total",
+            "counter",
+            "Reports in the committed batches (divided by batches: the batch size).",
+            t.batched,
+        ),
+        (
+            "bizzy_ingest_queued_reports",
+            "gauge",
+            "Reports handed to the writers and not yet committed.",
+            t.queued,
+        ),
+        (
+            "bizzy_ingest_lag_milliseconds",
+            "gauge",
+            "Receive to commit of the last batch's oldest report, the largest over the workers.",
+            t.lag_ms,
+        ),
+    ];
+    for (name, kind, help, v) in families {
+        family(s, name, kind, help, &one(v));
+    }
+    let by: Vec<(String, u64)> = t
+        .rejected
+        .iter()
+        .map(|(r, n)| (format!("reason=\"{r}\""), *n))
+        .collect();
+    family(
+        s,
+        "bizzy_ingest_rejected_total",
+        "counter",
+        "Sensor messages not taken, by reason.",
+        &by,
+    );
 }

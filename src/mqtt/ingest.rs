@@ -47,6 +47,11 @@ pub trait Ingest {
     fn has_room(&self) -> bool {
         true
     }
+
+    /// Whether taken messages are not yet stored: a stopping worker stays until they are.
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 /// The hook's side of held acknowledgements: completes tickets from the loop thread (for

@@ -45,6 +45,9 @@ pub struct Conf {
     pub main: MainConf,
     /// Every registered section, in registration order, defaults filled in.
     sections: Vec<Box<dyn AnySection>>,
+    /// The names of the sections the file wrote (a section left out runs on its defaults, and
+    /// a module may stay off without it, as the database does).
+    written: Vec<&'static str>,
 }
 
 /// A listening socket to open: its address, protocol and `listen(2)` backlog.
@@ -74,6 +77,7 @@ impl From<toml::de::Error> for Unread {
 struct Document {
     main: MainConf,
     sections: Vec<Box<dyn AnySection>>,
+    written: Vec<&'static str>,
 }
 
 impl Document {
@@ -100,6 +104,12 @@ impl Document {
                 });
             }
         }
+        let written = found
+            .iter()
+            .zip(registered.kinds())
+            .filter(|(s, _)| s.is_some())
+            .map(|(_, kind)| kind.name())
+            .collect();
         let sections = found
             .into_iter()
             .zip(registered.kinds())
@@ -108,6 +118,7 @@ impl Document {
         Ok(Document {
             main: main.unwrap_or_default(),
             sections,
+            written,
         })
     }
 
@@ -191,7 +202,13 @@ impl Conf {
             prefix,
             main: doc.main,
             sections: doc.sections,
+            written: doc.written,
         })
+    }
+
+    /// Whether the file wrote section `T` (rather than leaving it to its defaults).
+    pub fn written<T: Section>(&self) -> bool {
+        self.written.contains(&T::NAME)
     }
 
     /// The section `T`, if the wiring registered it.

@@ -150,6 +150,17 @@ fn a_registered_section_is_read_and_handed_back() {
 }
 
 #[test]
+fn a_section_left_out_runs_on_its_defaults_and_says_it_was_not_written() {
+    let conf = parse("[echo]\nmax_line = \"4k\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert!(conf.written::<EchoConf>());
+    assert!(
+        !conf.written::<ChatConf>(),
+        "a module may stay off without its section"
+    );
+    assert_eq!(conf.section::<ChatConf>(), &ChatConf::default());
+}
+
+#[test]
 fn errors_in_a_registered_section_name_file_line_and_key() {
     let e = parse("[main]\nworker_processes = 1\n[echo]\nmax_lin = 4\n");
     assert_eq!(

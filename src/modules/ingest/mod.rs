@@ -3,13 +3,18 @@
 //! values and back, the reasons a payload is refused, `bizzy decode`), `count/` (the counting
 //! rules of section 6: trusted time, per-sensor counters, hive occupancy and its daily reset, as
 //! pure functions the storage code calls), `batch.rs` (the reports the event loop hands the
-//! database's I/O thread, and its answer) and `store/` (the batch writer: one transaction per
-//! batch through the counting rules). The spool grows here too.
+//! database's I/O thread, and its answer), `store/` (the batch writer: one transaction per
+//! batch through the counting rules), and the module's two halves: `hook.rs` on the event loop
+//! (the MQTT ingest hook) and `writer.rs` on the worker's I/O thread, with `stats.rs` for
+//! `/metrics`. The spool grows here too.
 
 pub mod batch;
 pub mod conf;
 pub mod count;
 pub mod decode;
+pub mod hook;
+pub mod stats;
 pub mod store;
+pub mod writer;
 
 pub use conf::IngestConf;

@@ -232,10 +232,13 @@ impl Broker {
         self.stats.sessions(self.sessions.len());
     }
 
-    /// Work a stopping worker must finish before it exits: frames waiting for a sibling, and
-    /// stubs waiting for their siblings' word.
+    /// Work a stopping worker must finish before it exits: frames waiting for a sibling,
+    /// stubs waiting for their siblings' word, and messages the ingest hook has not stored.
     pub fn busy(&self) -> bool {
-        self.mesh.busy() || !self.moves.moved.is_empty() || self.moves.drain_since.is_some()
+        self.mesh.busy()
+            || !self.moves.moved.is_empty()
+            || self.moves.drain_since.is_some()
+            || self.hook.busy()
     }
 
     /// A message a stub sent on: delivered to the session it stood for.

@@ -1,0 +1,219 @@
+//! The ingest hook on the worker's event loop ([`crate::mqtt::ingest::Ingest`]): every PUBLISH
+//! on a sensor topic is decoded here, at once; a malformed one is counted and logged (once per
+//! sensor per minute) and goes no further; a valid one joins the loop turn's batch, its
+//! acknowledgement held. Once per loop turn the batch goes to the writer on the worker's I/O
+//! thread ([`super::writer`]); when it is committed, the held acknowledgements leave
+//! ([`Acks`]). A flood becomes one transaction per turn; a lone report waits for nothing.
+//!
+//! The hook takes at most [`MAX_QUEUED`] reports that are not yet committed: past that, the
+//! broker stops reading PUBLISH packets until the writer catches up (TCP back-pressure, never
+//! unbounded memory). Messages on other topics are not its business: acknowledged at once.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::core::io::Io;
+use crate::core::process::WorkerCtx;
+use crate::core::queue::SendError;
+use crate::log;
+use crate::modules::database::DatabaseConf;
+use crate::modules::ingest::batch::Report;
+use crate::modules::ingest::conf::IngestConf;
+use crate::modules::ingest::decode::{decode, DecodeError, Rejected, SensorTopic};
+use crate::modules::ingest::stats::{self, Stats};
+use crate::modules::ingest::writer::{Answer, Writer};
+use crate::mqtt::codec::QoS;
+use crate::mqtt::ingest::{Ack, Acks, Ingest, Origin};
+use crate::mqtt::session::Message;
+
+/// Reports taken and not yet committed, past which the broker stops reading publishes.
+pub const MAX_QUEUED: usize = 20_000;
+/// Most reports in one transaction.
+const MAX_BATCH: usize = 1_000;
+/// A sensor's malformed payloads are logged at most once in this long.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The worker's ingest hook.
+pub struct IngestHook {
+    io: Io<Writer>,
+    /// This loop turn's reports.
+    batch: Vec<Report>,
+    /// Reports sent to the writer and not yet answered.
+    queued: std::rc::Rc<std::cell::Cell<usize>>,
+    /// When each sensor's last malformed payload was logged.
+    logged: HashMap<String, Instant>,
+    stats: Stats,
+}
+
+impl IngestHook {
+    /// Starts the worker's writer thread; committed tickets are completed through `acks`.
+    pub fn start(
+        ctx: &WorkerCtx<'_>,
+        db: &DatabaseConf,
+        conf: &IngestConf,
+        acks: &Acks,
+    ) -> std::io::Result<IngestHook> {
+        let (url, conf) = (db.url.clone(), conf.clone());
+        let zone = ctx.zones.get(stats::ZONE).ok_or_else(|| {
+            std::io::Error::other("the ingest stats zone was not made for this cycle")
+        })?;
+        let stats = Stats::new(zone.clone(), ctx.slot);
+        let queued = std::rc::Rc::new(std::cell::Cell::new(0usize));
+        let on_answer = {
+            let (acks, queued, stats) = (acks.clone(), std::rc::Rc::clone(&queued), stats.clone());
+            move |a: Answer| {
+                queued.set(queued.get().saturating_sub(a.tickets.len()));
+                stats.queued(queued.get());
+                let now: chrono::DateTime<chrono::Utc> = std::time::SystemTime::now().into();
+                let lag = a
+                    .oldest
+                    .map_or(0, |t| (now - t).num_milliseconds().max(0) as u64);
+                stats.committed(&a.written.stored, lag);
+                for t in a.tickets.into_iter().flatten() {
+                    acks.durable(t);
+                }
+            }
+        };
+        let make = move || Writer::new(url, conf);
+        let name = format!("bizzy-io-{}", ctx.slot);
+        let io = Io::start(&name, make, &ctx.posted, on_answer)?;
+        Ok(IngestHook {
+            io,
+            batch: Vec::new(),
+            queued,
+            logged: HashMap::new(),
+            stats,
+        })
+    }
+
+    /// Logs a malformed payload, once per sensor per [`LOG_EVERY`].
+    fn rejected(&mut self, topic: &str, payload: &[u8], e: &DecodeError) {
+        let DecodeError::Malformed(reason) = e else {
+            return;
+        };
+        self.stats.rejected(reason.as_str());
+        let Some(t) = SensorTopic::parse(topic) else {
+            return;
+        };
+        let now = Instant::now();
+        if self
+            .logged
+            .get(t.device_id)
+            .is_some_and(|at| now.duration_since(*at) < LOG_EVERY)
+        {
+            return;
+        }
+        if self.logged.len() > 100_000 {
+            self.logged
+                .retain(|_, at| now.duration_since(*at) < LOG_EVERY);
+        }
+        self.logged.insert(t.device_id.to_string(), now);
+        let line = Rejected {
+            device_id: t.device_id,
+            topic,
+            payload,
+            reason,
+        };
+        log!(Warn, "{line}");
+    }
+}
+
+impl Ingest for IngestHook {
+    fn publish(&mut self, _origin: Origin<'_>, msg: &Message, ticket: u64) -> Ack {
+        let (topic, payload) = match decode(&msg.topic, &msg.payload) {
+            Ok(d) => d,
+            Err(e) => {
+                self.rejected(&msg.topic, &msg.payload, &e);
+                return Ack::Now;
+            }
+        };
+        if !topic.channel.sent_by_sensor() {
+            return Ack::Now;
+        }
+        let held = msg.qos != QoS::AtMostOnce;
+        self.stats.accepted();
+        self.batch.push(Report {
+            ticket: held.then_some(ticket),
+            device_id: topic.device_id.to_string(),
+            payload,
+            raw: msg.payload.to_vec(),
+            received_at: std::time::SystemTime::now().into(),
+        });
+        if held {
+            Ack::Later
+        } else {
+            Ack::Now
+        }
+    }
+
+    fn flush(&mut self) {
+        while !self.batch.is_empty() {
+            let rest = self.batch.split_off(self.batch.len().min(MAX_BATCH));
+            let batch = std::mem::replace(&mut self.batch, rest);
+            let n = batch.len();
+            match self.io.send(batch) {
+                Ok(()) => {
+                    self.queued.set(self.queued.get() + n);
+                    self.stats.queued(self.queued.get());
+                }
+                Err(SendError::WouldBlock(back)) => {
+                    // The writer's queue is full: this turn's reports wait for the next turn.
+                    let rest = std::mem::replace(&mut self.batch, back);
+                    self.batch.extend(rest);
+                    return;
+                }
+                Err(_) => {
+                    log!(
+                        Crit,
+                        "ingest: the writer thread is gone; {n} reports not stored"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.batch.len() + self.queued.get() < MAX_QUEUED
+    }
+
+    fn busy(&self) -> bool {
+        !self.batch.is_empty() || self.io.in_flight() > 0
+    }
+}
+
+/// The MQTT hooks of the ingest module: with a `[database]` section, every worker gets an
+/// [`IngestHook`] and its writer thread; without one, MQTT runs as a plain broker.
+pub struct IngestHooks {
+    database: Option<(DatabaseConf, IngestConf)>,
+}
+
+impl IngestHooks {
+    pub fn new(conf: &crate::core::config::Conf) -> IngestHooks {
+        let database = conf.written::<DatabaseConf>().then(|| {
+            (
+                conf.section::<DatabaseConf>().clone(),
+                conf.section::<IngestConf>().clone(),
+            )
+        });
+        IngestHooks { database }
+    }
+}
+
+impl crate::mqtt::service::Hooks for IngestHooks {
+    fn ingest(&self, ctx: &WorkerCtx<'_>, acks: &Acks) -> Box<dyn Ingest> {
+        let Some((db, conf)) = &self.database else {
+            return Box::new(crate::mqtt::ingest::NoIngest);
+        };
+        match IngestHook::start(ctx, db, conf, acks) {
+            Ok(h) => Box::new(h),
+            Err(e) => {
+                log!(
+                    Crit,
+                    "ingest: cannot start the writer thread ({e}): reports are not stored"
+                );
+                Box::new(crate::mqtt::ingest::NoIngest)
+            }
+        }
+    }
+}

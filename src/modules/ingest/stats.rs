@@ -1,0 +1,150 @@
+//! Ingest counters shared by all workers for `/metrics`: one row per worker slot in a
+//! shared-memory zone, written only by that worker (its ingest hook, on the loop thread),
+//! summed by the reader.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::core::shm::Zone;
+use crate::core::stats::{self, bump};
+use crate::modules::ingest::batch::Stored;
+
+pub const ZONE: &str = "ingest.stats";
+
+/// Why a sensor message was not taken, as `bizzy_ingest_rejected_total{reason=...}` says it:
+/// the decoders' reasons (PROTOCOL.md), then the store's.
+pub const REASONS: [&str; 8] = [
+    "length",
+    "marker",
+    "version",
+    "reserved",
+    "event_type",
+    "event_count",
+    "range",
+    "unknown_sensor",
+];
+
+#[repr(C)]
+pub struct Row {
+    /// Valid reports taken from MQTT.
+    pub accepted: AtomicU64,
+    pub rejected: [AtomicU64; REASONS.len()],
+    /// Reports committed, and duplicates among them (stored once, before).
+    pub stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    /// Batches committed, and the reports in them.
+    pub batches: AtomicU64,
+    pub batched: AtomicU64,
+    /// Reports handed to the writer and not yet committed (a gauge).
+    pub queued: AtomicU64,
+    /// Receive to commit of the last batch's oldest report, in milliseconds (a gauge).
+    pub lag_ms: AtomicU64,
+}
+
+pub const fn zone_size() -> usize {
+    stats::table_size::<Row>()
+}
+
+fn table(z: &Zone) -> &[Row] {
+    // SAFETY: the zone is made with `zone_size()` bytes; Row is made of atomics.
+    unsafe { stats::rows::<Row>(z) }
+}
+
+/// One worker's writer.
+#[derive(Clone)]
+pub struct Stats {
+    zone: Zone,
+    slot: usize,
+}
+
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats").field("slot", &self.slot).finish()
+    }
+}
+
+impl Stats {
+    pub fn new(zone: Zone, slot: usize) -> Stats {
+        let s = Stats { zone, slot };
+        reap(&s.zone, slot);
+        s
+    }
+
+    fn row(&self) -> &Row {
+        &table(&self.zone)[self.slot]
+    }
+
+    pub fn accepted(&self) {
+        bump(&self.row().accepted, 1);
+    }
+
+    /// A message refused for `reason` (one of [`REASONS`]).
+    pub fn rejected(&self, reason: &str) {
+        let i = REASONS.iter().position(|r| *r == reason).unwrap_or(0);
+        bump(&self.row().rejected[i], 1);
+    }
+
+    /// A batch committed: what became of its reports, and how long the oldest waited.
+    pub fn committed(&self, stored: &[Stored], lag_ms: u64) {
+        let r = self.row();
+        bump(&r.batches, 1);
+        bump(&r.batched, stored.len() as u64);
+        for s in stored {
+            match s {
+                Stored::Stored => bump(&r.stored, 1),
+                Stored::Duplicate => {
+                    bump(&r.stored, 1);
+                    bump(&r.duplicates, 1);
+                }
+                Stored::UnknownSensor => self.rejected("unknown_sensor"),
+            }
+        }
+        r.lag_ms.store(lag_ms, Ordering::Relaxed);
+    }
+
+    pub fn queued(&self, n: usize) {
+        self.row().queued.store(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// The node's figures.
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    pub accepted: u64,
+    pub rejected: Vec<(&'static str, u64)>,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub batches: u64,
+    pub batched: u64,
+    pub queued: u64,
+    /// The largest of the workers' last lags.
+    pub lag_ms: u64,
+}
+
+pub fn totals(zone: &Zone) -> Totals {
+    let mut t = Totals {
+        rejected: REASONS.iter().map(|r| (*r, 0)).collect(),
+        ..Totals::default()
+    };
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    for r in table(zone) {
+        t.accepted += get(&r.accepted);
+        for (i, x) in t.rejected.iter_mut().enumerate() {
+            x.1 += get(&r.rejected[i]);
+        }
+        t.stored += get(&r.stored);
+        t.duplicates += get(&r.duplicates);
+        t.batches += get(&r.batches);
+        t.batched += get(&r.batched);
+        t.queued += get(&r.queued);
+        t.lag_ms = t.lag_ms.max(get(&r.lag_ms));
+    }
+    t
+}
+
+/// Resets a worker's gauges (at its start, and by the master when it died).
+pub fn reap(zone: &Zone, slot: usize) {
+    let r = &table(zone)[slot];
+    for g in [&r.queued, &r.lag_ms] {
+        g.store(0, Ordering::Relaxed);
+    }
+}
