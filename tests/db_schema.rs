@@ -18,25 +18,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let db = TestDb::new();
     migrate_with(&db.url, MIGRATIONS).expect("the schema applies");
-    let hive = db
-        .value(
-            "WITH a AS (INSERT INTO account (name) VALUES ('Acme') RETURNING id),
-                  ad AS (INSERT INTO address (street, city, zip, country, latitude, longitude)
-                         VALUES ('Str. Lipscani 1', 'Bucharest', '030031', 'RO', 44.43, 26.10)
-                         RETURNING id)
-             INSERT INTO hive (account_id, address_id, hive_type_id, name, time_zone, capacity)
-             SELECT a.id, ad.id, t.id, 'The Hive', 'Europe/Bucharest', 120
-             FROM a, ad, hive_type t WHERE t.code = 'bar'
-             RETURNING id",
-        )
-        .unwrap();
-    let sensor = db
-        .value(&format!(
-            "INSERT INTO sensor (device_id, hive_id, secret_hash)
-             VALUES ('door-1', {hive}, '$pbkdf2-sha512$i=1000$c2FsdA$aGFzaGhhc2hoYXNo')
-             RETURNING id"
-        ))
-        .unwrap();
+    let (hive, sensor) = db.hive_with_sensor("door-1");
     Fixture { db, hive, sensor }
 }
 

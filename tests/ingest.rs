@@ -7,7 +7,7 @@ mod common;
 
 use common::mqtt::{connect, Client, Connect, Packet, Publish, WAIT};
 use common::pg::TestDb;
-use common::{basic_conf, free_port, Server};
+use common::{basic_conf, two_free_ports, Server};
 
 use bizzy::modules::database::migrate::{migrate_with, MIGRATIONS};
 
@@ -23,29 +23,8 @@ struct Fixture {
 fn fixture() -> Fixture {
     let db = TestDb::new();
     migrate_with(&db.url, MIGRATIONS).expect("the schema applies");
-    let hive = db
-        .value(
-            "WITH a AS (INSERT INTO account (name) VALUES ('Acme') RETURNING id),
-                  ad AS (INSERT INTO address (street, city, zip, country, latitude, longitude)
-                         VALUES ('Str. Lipscani 1', 'Bucharest', '030031', 'RO', 44.43, 26.10)
-                         RETURNING id)
-             INSERT INTO hive (account_id, address_id, hive_type_id, name, time_zone, capacity)
-             SELECT a.id, ad.id, t.id, 'The Hive', 'Europe/Bucharest', 120
-             FROM a, ad, hive_type t WHERE t.code = 'bar'
-             RETURNING id",
-        )
-        .expect("a hive id");
-    db.query(&format!(
-        "INSERT INTO sensor (device_id, hive_id, secret_hash)
-         VALUES ('door-1', {hive}, '$pbkdf2-sha512$i=1000$c2FsdA$aGFzaGhhc2hoYXNo')"
-    ));
-    let http = free_port();
-    let port = loop {
-        let p = free_port();
-        if p != http {
-            break p;
-        }
-    };
+    let (hive, _) = db.hive_with_sensor("door-1");
+    let (http, port) = two_free_ports();
     let conf = format!(
         "{}\n[mqtt]\nlisten = [\"127.0.0.1:{port}\"]\nallow_anonymous = true\n\n\
          [database]\nurl = \"{}\"\nmigrate_on_start = false\n",

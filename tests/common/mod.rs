@@ -15,6 +15,17 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bizzy");
 
+/// Two different free TCP ports on 127.0.0.1 (an HTTP and an MQTT listener, say).
+pub fn two_free_ports() -> (u16, u16) {
+    let first = free_port();
+    loop {
+        let p = free_port();
+        if p != first {
+            return (first, p);
+        }
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{basic_conf, eventually, free_port, get, write_file, Server};
+use super::{basic_conf, eventually, get, two_free_ports, write_file, Server};
 
 /// How long a test waits for a packet it expects.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -38,13 +38,7 @@ impl Broker {
     /// As [`Broker::start`], with `files` (path in the prefix, contents) written before the
     /// start: password and ACL files.
     pub fn start_with(mqtt: &str, files: &[(&str, &str)]) -> Broker {
-        let http = free_port();
-        let port = loop {
-            let p = free_port();
-            if p != http {
-                break p;
-            }
-        };
+        let (http, port) = two_free_ports();
         let conf = format!(
             "{}\n[mqtt]\nlisten = [\"127.0.0.1:{port}\"]\n{mqtt}\n",
             basic_conf(http, "", "", "")

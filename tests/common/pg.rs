@@ -48,6 +48,31 @@ impl TestDb {
         query(&self.url, sql)
     }
 
+    /// A hive ("The Hive", a bar in Europe/Bucharest, capacity 120, of a new account) with the
+    /// sensor `device_id` on it, in a migrated database: their ids.
+    pub fn hive_with_sensor(&self, device_id: &str) -> (String, String) {
+        let hive = self
+            .value(
+                "WITH a AS (INSERT INTO account (name) VALUES ('Acme') RETURNING id),
+                      ad AS (INSERT INTO address (street, city, zip, country, latitude, longitude)
+                             VALUES ('Str. Lipscani 1', 'Bucharest', '030031', 'RO', 44.43, 26.10)
+                             RETURNING id)
+                 INSERT INTO hive (account_id, address_id, hive_type_id, name, time_zone, capacity)
+                 SELECT a.id, ad.id, t.id, 'The Hive', 'Europe/Bucharest', 120
+                 FROM a, ad, hive_type t WHERE t.code = 'bar'
+                 RETURNING id",
+            )
+            .expect("a hive id");
+        let sensor = self
+            .value(&format!(
+                "INSERT INTO sensor (device_id, hive_id, secret_hash)
+                 VALUES ('{device_id}', {hive}, '$pbkdf2-sha512$i=1000$c2FsdA$aGFzaGhhc2hoYXNo')
+                 RETURNING id"
+            ))
+            .expect("a sensor id");
+        (hive, sensor)
+    }
+
     /// The first column of the first row of `sql`.
     pub fn value(&self, sql: &str) -> Option<String> {
         self.query(sql)
