@@ -36,7 +36,7 @@ pub use units::{listen_list, parse_listen, Dur, Rate, Size, UnitError};
 use error::Source;
 
 /// A loaded, validated configuration with every path absolute.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Conf {
     /// Absolute path of the file that was read.
     pub file: PathBuf,
@@ -48,6 +48,18 @@ pub struct Conf {
     /// The names of the sections the file wrote (a section left out runs on its defaults, and
     /// a module may stay off without it, as the database does).
     written: Vec<&'static str>,
+}
+
+/// Two configurations are equal when every value is: whether the file wrote a section or left
+/// it to its defaults is not compared (the effective configuration `bizzy -T` prints writes
+/// them all).
+impl PartialEq for Conf {
+    fn eq(&self, other: &Conf) -> bool {
+        self.file == other.file
+            && self.prefix == other.prefix
+            && self.main == other.main
+            && self.sections == other.sections
+    }
 }
 
 /// A listening socket to open: its address, protocol and `listen(2)` backlog.
