@@ -100,19 +100,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// The server's own command line: run, test the configuration, or signal the master.
-fn serve(args: Vec<OsString>) -> ExitCode {
-    let opts = match parse_args(&args) {
-        Ok(o) => o,
+/// The options, or how the command ends here: a usage error (exit 2) or `-h` (exit 0).
+fn options(parsed: Result<Opts, ArgError>) -> Result<Opts, ExitCode> {
+    match parsed {
         Err(e) => {
             eprintln!("bizzy: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
+            Err(ExitCode::from(2))
         }
-    };
-    if opts.help {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
+        Ok(o) if o.help => {
+            print!("{USAGE}");
+            Err(ExitCode::SUCCESS)
+        }
+        Ok(o) => Ok(o),
     }
+}
+
+/// The server's own command line: run, test the configuration, or signal the master.
+fn serve(args: Vec<OsString>) -> ExitCode {
+    let opts = match options(parse_args(&args)) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
     if opts.version {
         eprintln!("bizzy version: bizzy/{}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
@@ -175,21 +183,14 @@ fn serve(args: Vec<OsString>) -> ExitCode {
 
 /// `bizzy migrate [-c FILE] [-p PREFIX]`: `args` from "migrate" on.
 fn run_migrate(args: &[OsString]) -> ExitCode {
-    let opts = match parse_args(args) {
+    let opts = match options(parse_args(args)) {
         Ok(o) if o.test || o.quiet || o.signal.is_some() || o.version => {
             eprintln!("bizzy: migrate takes only -c and -p\n\n{USAGE}");
             return ExitCode::from(2);
         }
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("bizzy: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    if opts.help {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
     let (file, prefix) = conf_paths(&opts);
     let conf = match Conf::load(&file, &prefix, Bizzy::default().sections()) {
         Ok(c) => c,

@@ -25,6 +25,9 @@ use std::path::Path;
 
 use crate::mqtt::router::topic_matches;
 
+/// Why an ACL file was refused: `path: cannot read: reason` or `path:line: what is wrong`.
+pub type AclError = super::FileError;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
     Read,
@@ -312,34 +315,3 @@ pattern write status/%u
             .contains("not a valid topic filter"));
     }
 }
-
-/// Why an ACL file was refused: `path: cannot read: reason` or `path:line: what is wrong`.
-#[derive(Debug)]
-pub enum AclError {
-    /// The file cannot be read.
-    Read {
-        path: std::path::PathBuf,
-        err: std::io::Error,
-    },
-    /// A line of the file is wrong (1-based).
-    Line {
-        path: std::path::PathBuf,
-        line: usize,
-        message: String,
-    },
-}
-
-impl std::fmt::Display for AclError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AclError::Read { path, err } => write!(f, "{}: cannot read: {err}", path.display()),
-            AclError::Line {
-                path,
-                line,
-                message,
-            } => write!(f, "{}:{line}: {message}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for AclError {}

@@ -17,6 +17,38 @@ use std::rc::Rc;
 pub use acl::{Acl, Op};
 pub use passwd::Passwords;
 
+/// Why a mosquitto file (password or ACL) was refused: `path: cannot read: reason` or
+/// `path:line: what is wrong`.
+#[derive(Debug)]
+pub enum FileError {
+    /// The file cannot be read.
+    Read {
+        path: std::path::PathBuf,
+        err: std::io::Error,
+    },
+    /// A line of the file is wrong (1-based).
+    Line {
+        path: std::path::PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileError::Read { path, err } => write!(f, "{}: cannot read: {err}", path.display()),
+            FileError::Line {
+                path,
+                line,
+                message,
+            } => write!(f, "{}:{line}: {message}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
 /// Why a CONNECT is refused (CONNACK return codes 4 and 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

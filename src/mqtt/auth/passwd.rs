@@ -12,6 +12,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use sha2::{Digest, Sha512};
 
+/// Why a password file was refused: `path: cannot read: reason` or `path:line: what is wrong`.
+pub type PasswdError = super::FileError;
+
 /// The most iterations accepted from a file (a typo must not make every login take minutes).
 const MAX_ITERATIONS: u32 = 10_000_000;
 
@@ -198,34 +201,3 @@ display:$7$101$fRrIjkXdQBnEnYiI$BB2vGb4HusqcHE+Qw94U3+2IuedeFOQo9rJ+O/9VTo4ByXms
         assert!(e(&dup).1.contains("appears twice"));
     }
 }
-
-/// Why a password file was refused: `path: cannot read: reason` or `path:line: what is wrong`.
-#[derive(Debug)]
-pub enum PasswdError {
-    /// The file cannot be read.
-    Read {
-        path: std::path::PathBuf,
-        err: std::io::Error,
-    },
-    /// A line of the file is wrong (1-based).
-    Line {
-        path: std::path::PathBuf,
-        line: usize,
-        message: String,
-    },
-}
-
-impl std::fmt::Display for PasswdError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PasswdError::Read { path, err } => write!(f, "{}: cannot read: {err}", path.display()),
-            PasswdError::Line {
-                path,
-                line,
-                message,
-            } => write!(f, "{}:{line}: {message}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for PasswdError {}
