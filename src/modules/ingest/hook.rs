@@ -9,10 +9,11 @@
 //! broker stops reading PUBLISH packets until the writer catches up (TCP back-pressure, never
 //! unbounded memory). Messages on other topics are not its business: acknowledged at once.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::core::io::Io;
 use crate::core::process::WorkerCtx;
 use crate::core::queue::SendError;
 use crate::log;
@@ -20,8 +21,9 @@ use crate::modules::database::DatabaseConf;
 use crate::modules::ingest::batch::Report;
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::decode::{decode, DecodeError, Rejected, SensorTopic};
-use crate::modules::ingest::stats::{self, Stats};
-use crate::modules::ingest::writer::{Answer, Writer};
+use crate::modules::ingest::stats::Stats;
+use crate::modules::ingest::worker::WorkerDb;
+use crate::modules::ingest::writer::Job;
 use crate::mqtt::codec::QoS;
 use crate::mqtt::ingest::{Ack, Acks, Ingest, Origin};
 use crate::mqtt::session::Message;
@@ -35,55 +37,25 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The worker's ingest hook.
 pub struct IngestHook {
-    io: Io<Writer>,
+    db: Rc<WorkerDb>,
     /// This loop turn's reports.
     batch: Vec<Report>,
-    /// Reports sent to the writer and not yet answered.
-    queued: std::rc::Rc<std::cell::Cell<usize>>,
     /// When each sensor's last malformed payload was logged.
     logged: HashMap<String, Instant>,
     stats: Stats,
 }
 
 impl IngestHook {
-    /// Starts the worker's writer thread; committed tickets are completed through `acks`.
-    pub fn start(
-        ctx: &WorkerCtx<'_>,
-        db: &DatabaseConf,
-        conf: &IngestConf,
-        acks: &Acks,
-    ) -> std::io::Result<IngestHook> {
-        let (url, conf) = (db.url.clone(), conf.clone());
-        let zone = ctx.zones.get(stats::ZONE).ok_or_else(|| {
-            std::io::Error::other("the ingest stats zone was not made for this cycle")
-        })?;
-        let stats = Stats::new(zone.clone(), ctx.slot);
-        let queued = std::rc::Rc::new(std::cell::Cell::new(0usize));
-        let on_answer = {
-            let (acks, queued, stats) = (acks.clone(), std::rc::Rc::clone(&queued), stats.clone());
-            move |a: Answer| {
-                queued.set(queued.get().saturating_sub(a.tickets.len()));
-                stats.queued(queued.get());
-                let now: chrono::DateTime<chrono::Utc> = std::time::SystemTime::now().into();
-                let lag = a
-                    .oldest
-                    .map_or(0, |t| (now - t).num_milliseconds().max(0) as u64);
-                stats.committed(&a.written.stored, lag);
-                for t in a.tickets.into_iter().flatten() {
-                    acks.durable(t);
-                }
-            }
-        };
-        let make = move || Writer::new(url, conf);
-        let name = format!("bizzy-io-{}", ctx.slot);
-        let io = Io::start(&name, make, &ctx.posted, on_answer)?;
-        Ok(IngestHook {
-            io,
+    /// The hook over the worker's I/O thread; committed tickets are completed through `acks`.
+    pub fn new(db: Rc<WorkerDb>, acks: &Acks) -> IngestHook {
+        db.set_acks(acks);
+        let stats = db.stats().clone();
+        IngestHook {
+            db,
             batch: Vec::new(),
-            queued,
             logged: HashMap::new(),
             stats,
-        })
+        }
     }
 
     /// Logs a malformed payload, once per sensor per [`LOG_EVERY`].
@@ -151,12 +123,10 @@ impl Ingest for IngestHook {
             let rest = self.batch.split_off(self.batch.len().min(MAX_BATCH));
             let batch = std::mem::replace(&mut self.batch, rest);
             let n = batch.len();
-            match self.io.send(batch) {
-                Ok(()) => {
-                    self.queued.set(self.queued.get() + n);
-                    self.stats.queued(self.queued.get());
-                }
-                Err(SendError::WouldBlock(back)) => {
+            match self.db.send(Job::Store(batch)) {
+                Ok(()) => {}
+                Err(SendError::WouldBlock(job)) => {
+                    let Job::Store(back) = job;
                     // The writer's queue is full: this turn's reports wait for the next turn.
                     let rest = std::mem::replace(&mut self.batch, back);
                     self.batch.extend(rest);
@@ -174,11 +144,11 @@ impl Ingest for IngestHook {
     }
 
     fn has_room(&self) -> bool {
-        self.batch.len() + self.queued.get() < MAX_QUEUED
+        self.batch.len() + self.db.queued() < MAX_QUEUED
     }
 
     fn busy(&self) -> bool {
-        !self.batch.is_empty() || self.io.in_flight() > 0
+        !self.batch.is_empty() || self.db.in_flight() > 0
     }
 }
 
@@ -186,6 +156,8 @@ impl Ingest for IngestHook {
 /// [`IngestHook`] and its writer thread; without one, MQTT runs as a plain broker.
 pub struct IngestHooks {
     database: Option<(DatabaseConf, IngestConf)>,
+    /// The worker's I/O thread, started by the first hook that needs it (after fork).
+    worker: OnceCell<Option<Rc<WorkerDb>>>,
 }
 
 impl IngestHooks {
@@ -196,24 +168,35 @@ impl IngestHooks {
                 conf.section::<IngestConf>().clone(),
             )
         });
-        IngestHooks { database }
+        IngestHooks {
+            database,
+            worker: OnceCell::new(),
+        }
+    }
+
+    /// The worker's I/O thread: `None` without `[database]`, or when it cannot start (logged).
+    fn worker(&self, ctx: &WorkerCtx<'_>) -> Option<Rc<WorkerDb>> {
+        self.worker
+            .get_or_init(|| {
+                let (db, conf) = self.database.as_ref()?;
+                WorkerDb::start(ctx, db, conf)
+                    .map_err(|e| {
+                        log!(
+                            Crit,
+                            "ingest: cannot start the I/O thread ({e}): reports are not stored"
+                        )
+                    })
+                    .ok()
+            })
+            .clone()
     }
 }
 
 impl crate::mqtt::service::Hooks for IngestHooks {
     fn ingest(&self, ctx: &WorkerCtx<'_>, acks: &Acks) -> Box<dyn Ingest> {
-        let Some((db, conf)) = &self.database else {
-            return Box::new(crate::mqtt::ingest::NoIngest);
-        };
-        match IngestHook::start(ctx, db, conf, acks) {
-            Ok(h) => Box::new(h),
-            Err(e) => {
-                log!(
-                    Crit,
-                    "ingest: cannot start the writer thread ({e}): reports are not stored"
-                );
-                Box::new(crate::mqtt::ingest::NoIngest)
-            }
+        match self.worker(ctx) {
+            Some(db) => Box::new(IngestHook::new(db, acks)),
+            None => Box::new(crate::mqtt::ingest::NoIngest),
         }
     }
 }

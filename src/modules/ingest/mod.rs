@@ -15,6 +15,7 @@ pub mod decode;
 pub mod hook;
 pub mod stats;
 pub mod store;
+pub mod worker;
 pub mod writer;
 
 pub use conf::IngestConf;

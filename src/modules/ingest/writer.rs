@@ -91,17 +91,34 @@ impl Writer {
     }
 }
 
-impl Work for Writer {
-    type Request = Vec<Report>;
-    type Answer = Answer;
+/// What the event loop asks of its I/O thread.
+#[derive(Debug)]
+pub enum Job {
+    /// Store a batch of reports.
+    Store(Vec<Report>),
+}
 
-    fn serve(self: Rc<Self>, reports: Vec<Report>) -> Served<Answer> {
+/// The I/O thread's answer to a [`Job`], in kind.
+#[derive(Debug)]
+pub enum Done {
+    Stored(Answer),
+}
+
+impl Work for Writer {
+    type Request = Job;
+    type Answer = Done;
+
+    fn serve(self: Rc<Self>, job: Job) -> Served<Done> {
         Box::pin(async move {
-            let written = self.store(&reports).await;
-            Answer {
-                tickets: reports.iter().map(|r| r.ticket).collect(),
-                written,
-                oldest: reports.iter().map(|r| r.received_at).min(),
+            match job {
+                Job::Store(reports) => {
+                    let written = self.store(&reports).await;
+                    Done::Stored(Answer {
+                        tickets: reports.iter().map(|r| r.ticket).collect(),
+                        written,
+                        oldest: reports.iter().map(|r| r.received_at).min(),
+                    })
+                }
             }
         })
     }
