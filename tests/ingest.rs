@@ -143,3 +143,87 @@ fn a_duplicate_is_stored_once_and_acknowledged() {
     }
     assert_eq!(f.reports(), 1);
 }
+
+/// The next `hives/+/occupancy` message `c` receives, as JSON.
+fn occupancy_message(c: &mut Client) -> (Publish, serde_json::Value) {
+    match c.expect(
+        "an occupancy message",
+        |p| matches!(p, Packet::Publish(m) if m.topic.ends_with("/occupancy")),
+    ) {
+        Packet::Publish(m) => {
+            let v = serde_json::from_slice(&m.payload).expect("JSON");
+            (m, v)
+        }
+        _ => unreachable!("expect matched a publish"),
+    }
+}
+
+#[test]
+fn each_change_is_published_retained_and_rebuilt_at_start() {
+    let mut f = fixture();
+    f.db.query(&format!(
+        "UPDATE hive SET capacity = 40 WHERE id = {}",
+        f.hive
+    ));
+    let mut watcher = connect(f.addr(), &Connect::new("watcher")).0;
+    watcher.subscribe(&[("hives/+/occupancy", 0)]);
+    let mut c = connect(f.addr(), &Connect::new("door-1")).0;
+    for (i, (tin, tout)) in [(100, 90), (110, 92)].into_iter().enumerate() {
+        let pid = publish(&mut c, &legacy(tin, tout, i as u8));
+        assert_eq!(c.recv(WAIT), Some(Packet::Puback(pid)));
+    }
+    // The baseline leaves the count at 0 (a change all the same: the reset instant is set),
+    // then +10/-2.
+    let topic = format!("hives/{}/occupancy", f.hive);
+    let mut last = None;
+    while last
+        .as_ref()
+        .is_none_or(|v: &serde_json::Value| v["occupancy"] != 8)
+    {
+        let (m, v) = occupancy_message(&mut watcher);
+        assert_eq!(m.topic, topic);
+        last = Some(v);
+    }
+    let v = last.unwrap();
+    assert_eq!(v["hive_id"].to_string(), f.hive);
+    assert_eq!(v["capacity"], 40);
+    assert_eq!(v["percent"], 20.0);
+    assert_eq!(v["stale"], false);
+    assert_eq!(v["degraded"], false, "door-1 was just heard");
+    assert!(v["updated_at"].as_str().is_some_and(|s| s.ends_with('Z')));
+
+    // A late subscriber gets the retained value.
+    let mut late = connect(f.addr(), &Connect::new("late")).0;
+    late.subscribe(&[(topic.as_str(), 0)]);
+    let (m, v) = occupancy_message(&mut late);
+    assert!(m.retain);
+    assert_eq!(v["occupancy"], 8);
+
+    // A new server (every worker new) rebuilds it from the database.
+    drop((c, watcher, late));
+    f.broker.signal(libc::SIGTERM);
+    assert!(f.broker.wait_exit(WAIT).is_some(), "the server stops");
+    let (http, port) = two_free_ports();
+    let conf = format!(
+        "{}\n[mqtt]\nlisten = [\"127.0.0.1:{port}\"]\nallow_anonymous = true\n\n\
+         [database]\nurl = \"{}\"\nmigrate_on_start = false\n",
+        basic_conf(http, "", "", ""),
+        f.db.url
+    );
+    let again = Server::start(http, &conf);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    assert!(common::eventually(WAIT, || std::net::TcpStream::connect(
+        addr
+    )
+    .is_ok()));
+    let got = common::eventually(WAIT, || {
+        let mut s = connect(addr, &Connect::new("after")).0;
+        s.subscribe(&[(topic.as_str(), 0)]);
+        matches!(s.recv(std::time::Duration::from_millis(300)),
+            Some(Packet::Publish(m)) if m.retain
+                && serde_json::from_slice::<serde_json::Value>(&m.payload)
+                    .is_ok_and(|v| v["occupancy"] == 8))
+    });
+    assert!(got, "the retained occupancy is rebuilt at start");
+    drop(again);
+}

@@ -33,7 +33,7 @@ use bizzy::core::queue::IpcPair;
 use bizzy::core::shm::Zones;
 use bizzy::core::stats::ConnStats;
 use bizzy::mqtt::auth::{Authority, FileAuthority, Login, Op, Verdict, Verdicts};
-use bizzy::mqtt::ingest::{Ack, Acks, Ingest, Origin};
+use bizzy::mqtt::ingest::{Ack, Acks, Ingest, Origin, Outbox};
 use bizzy::mqtt::service::{Hooks, MqttPrepared};
 use bizzy::mqtt::session::Message;
 use common::mqtt::{Client, Connect, Packet, Publish, QUIET, WAIT};
@@ -299,7 +299,7 @@ impl Hooks for TestHooks {
         Rc::new(SlowAuthority(Rc::clone(&self.state)))
     }
 
-    fn ingest(&self, _ctx: &WorkerCtx<'_>, acks: &Acks) -> Box<dyn Ingest> {
+    fn ingest(&self, _ctx: &WorkerCtx<'_>, acks: &Acks, _outbox: &Outbox) -> Box<dyn Ingest> {
         self.state.borrow_mut().acks = Some(acks.clone());
         Box::new(Holding {
             plan: self.plan,

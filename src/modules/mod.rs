@@ -11,6 +11,7 @@ pub mod database;
 pub mod ingest;
 pub mod limit_req;
 pub mod metrics;
+pub mod occupancy;
 pub mod return_;
 pub mod static_;
 pub mod status;

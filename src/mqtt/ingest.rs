@@ -77,6 +77,46 @@ impl Acks {
     }
 }
 
+/// The server's own messages, published from the loop thread by the wiring (a hive's new
+/// occupancy once its reports are committed, a configuration for a sensor): the broker routes
+/// them once per loop turn like a client's PUBLISH (retained store, this worker's subscribers,
+/// the siblings), or restores a retained message this worker lacks. Cheap to clone. They never
+/// pass the authority: `commands/#` and `hives/#` are the server's, and this is its way in.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox(Rc<RefCell<Vec<(Message, Delivery)>>>);
+
+/// How the broker takes a message of the [`Outbox`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Published: retained (when it says so), routed here and to the siblings.
+    Publish,
+    /// A retained message rebuilt from the database: kept only if this worker has none for its
+    /// topic, and older than any published one; not routed (the live value, if any, was).
+    Restore,
+}
+
+impl Outbox {
+    /// Publishes `msg` at the broker's next turn.
+    pub fn publish(&self, msg: Message) {
+        self.0.borrow_mut().push((msg, Delivery::Publish));
+    }
+
+    /// Restores the retained `msg` unless this worker already has one for its topic.
+    pub fn restore(&self, msg: Message) {
+        self.0.borrow_mut().push((msg, Delivery::Restore));
+    }
+
+    /// The messages given since the last call.
+    pub(crate) fn take(&self) -> Vec<(Message, Delivery)> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+
+    /// Whether messages wait to be routed.
+    pub(crate) fn pending(&self) -> bool {
+        !self.0.borrow().is_empty()
+    }
+}
+
 /// The hook of a worker without ingest: every message is acknowledged at once.
 #[derive(Debug, Default)]
 pub struct NoIngest;

@@ -23,7 +23,7 @@ use crate::mqtt::auth::{Acl, Authority, FileAuthority, Passwords, Verdicts};
 use crate::mqtt::broker::{self, Broker, Limits};
 use crate::mqtt::conf::MqttConf;
 use crate::mqtt::conn::MqttConn;
-use crate::mqtt::ingest::{Acks, Ingest, NoIngest};
+use crate::mqtt::ingest::{Acks, Ingest, NoIngest, Outbox};
 use crate::mqtt::link;
 use crate::mqtt::stats::{self, Stats};
 
@@ -42,8 +42,9 @@ pub trait Hooks {
         files
     }
 
-    /// The worker's ingest hook; it completes the acknowledgements it holds through `acks`.
-    fn ingest(&self, _ctx: &WorkerCtx<'_>, _acks: &Acks) -> Box<dyn Ingest> {
+    /// The worker's ingest hook; it completes the acknowledgements it holds through `acks`,
+    /// and publishes the server's own messages through `outbox`.
+    fn ingest(&self, _ctx: &WorkerCtx<'_>, _acks: &Acks, _outbox: &Outbox) -> Box<dyn Ingest> {
         Box::new(NoIngest)
     }
 }
@@ -95,11 +96,13 @@ impl MqttPrepared {
         let limits = Limits::from_conf(c);
         let verdicts = Verdicts::default();
         let acks = Acks::default();
+        let outbox = Outbox::default();
         let hooks = broker::Hooks {
             authority: self.hooks.authority(ctx, Rc::clone(&self.auth), &verdicts),
             verdicts,
-            ingest: self.hooks.ingest(ctx, &acks),
+            ingest: self.hooks.ingest(ctx, &acks, &outbox),
             acks,
+            outbox,
         };
         let broker = Rc::new(RefCell::new(Broker::new(
             limits,

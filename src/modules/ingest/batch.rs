@@ -30,13 +30,7 @@ pub enum Stored {
 }
 
 /// A hive whose occupancy the batch changed, for its retained `hives/{id}/occupancy`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Occupancy {
-    pub hive_id: i64,
-    pub occupancy: u32,
-    pub capacity: Option<u32>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-}
+pub use crate::modules::occupancy::Occupancy;
 
 /// The answer for a batch.
 #[derive(Debug, Clone, Default)]

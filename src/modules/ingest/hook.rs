@@ -15,7 +15,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::core::process::WorkerCtx;
-use crate::core::queue::SendError;
 use crate::log;
 use crate::modules::database::DatabaseConf;
 use crate::modules::ingest::batch::Report;
@@ -23,9 +22,8 @@ use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::decode::{decode, DecodeError, Rejected, SensorTopic};
 use crate::modules::ingest::stats::Stats;
 use crate::modules::ingest::worker::WorkerDb;
-use crate::modules::ingest::writer::Job;
 use crate::mqtt::codec::QoS;
-use crate::mqtt::ingest::{Ack, Acks, Ingest, Origin};
+use crate::mqtt::ingest::{Ack, Acks, Ingest, Origin, Outbox};
 use crate::mqtt::session::Message;
 
 /// Reports taken and not yet committed, past which the broker stops reading publishes.
@@ -46,9 +44,10 @@ pub struct IngestHook {
 }
 
 impl IngestHook {
-    /// The hook over the worker's I/O thread; committed tickets are completed through `acks`.
-    pub fn new(db: Rc<WorkerDb>, acks: &Acks) -> IngestHook {
-        db.set_acks(acks);
+    /// The hook over the worker's I/O thread; committed tickets are completed through `acks`,
+    /// changed occupancy is published through `outbox`.
+    pub fn new(db: Rc<WorkerDb>, acks: &Acks, outbox: &Outbox) -> IngestHook {
+        db.attach(acks, outbox);
         let stats = db.stats().clone();
         IngestHook {
             db,
@@ -122,23 +121,11 @@ impl Ingest for IngestHook {
         while !self.batch.is_empty() {
             let rest = self.batch.split_off(self.batch.len().min(MAX_BATCH));
             let batch = std::mem::replace(&mut self.batch, rest);
-            let n = batch.len();
-            match self.db.send(Job::Store(batch)) {
-                Ok(()) => {}
-                Err(SendError::WouldBlock(job)) => {
-                    let Job::Store(back) = job;
-                    // The writer's queue is full: this turn's reports wait for the next turn.
-                    let rest = std::mem::replace(&mut self.batch, back);
-                    self.batch.extend(rest);
-                    return;
-                }
-                Err(_) => {
-                    log!(
-                        Crit,
-                        "ingest: the writer thread is gone; {n} reports not stored"
-                    );
-                    return;
-                }
+            if let Err(back) = self.db.store(batch) {
+                // The writer's queue is full: this turn's reports wait for the next turn.
+                let rest = std::mem::replace(&mut self.batch, back);
+                self.batch.extend(rest);
+                return;
             }
         }
     }
@@ -193,9 +180,9 @@ impl IngestHooks {
 }
 
 impl crate::mqtt::service::Hooks for IngestHooks {
-    fn ingest(&self, ctx: &WorkerCtx<'_>, acks: &Acks) -> Box<dyn Ingest> {
+    fn ingest(&self, ctx: &WorkerCtx<'_>, acks: &Acks, outbox: &Outbox) -> Box<dyn Ingest> {
         match self.worker(ctx) {
-            Some(db) => Box::new(IngestHook::new(db, acks)),
+            Some(db) => Box::new(IngestHook::new(db, acks, outbox)),
             None => Box::new(crate::mqtt::ingest::NoIngest),
         }
     }

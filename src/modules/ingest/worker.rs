@@ -9,11 +9,16 @@ use std::rc::Rc;
 use crate::core::io::Io;
 use crate::core::process::WorkerCtx;
 use crate::core::queue::SendError;
+use crate::log;
 use crate::modules::database::DatabaseConf;
+use crate::modules::ingest::batch::Report;
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::stats::{self, Stats};
-use crate::modules::ingest::writer::{Answer, Done, Job, Writer};
-use crate::mqtt::ingest::Acks;
+use crate::modules::ingest::writer::{Answer, Done, Job, Retained, Writer};
+use crate::modules::occupancy::Occupancy;
+use crate::mqtt::codec::QoS;
+use crate::mqtt::ingest::{Acks, Outbox};
+use crate::mqtt::session::Message;
 
 /// The loop's side of the worker's I/O thread.
 pub struct WorkerDb {
@@ -23,8 +28,10 @@ pub struct WorkerDb {
 
 /// Who gets the answers: filled in as the hooks are made.
 struct Parts {
-    /// The broker's held acknowledgements, once the ingest hook is made.
+    /// The broker's held acknowledgements and the server's own messages, once the ingest hook
+    /// is made.
     acks: OnceCell<Acks>,
+    outbox: OnceCell<Outbox>,
     /// Reports sent to the writer and not yet answered.
     queued: Cell<usize>,
     stats: Stats,
@@ -42,6 +49,7 @@ impl WorkerDb {
         })?;
         let parts = Rc::new(Parts {
             acks: OnceCell::new(),
+            outbox: OnceCell::new(),
             queued: Cell::new(0),
             stats: Stats::new(zone.clone(), ctx.slot),
         });
@@ -49,21 +57,29 @@ impl WorkerDb {
             let parts = Rc::clone(&parts);
             move |d: Done| match d {
                 Done::Stored(a) => parts.stored(a),
+                Done::Retained(r) => parts.restore(r),
             }
         };
-        let (url, conf) = (db.url.clone(), conf.clone());
-        let make = move || Writer::new(url, conf);
+        let (url, conf, node) = (db.url.clone(), conf.clone(), node_name());
+        let make = move || Writer::new(url, conf, node);
         let name = format!("bizzy-io-{}", ctx.slot);
-        let io = Io::start(&name, make, &ctx.posted, on_answer)?;
+        let mut io = Io::start(&name, make, &ctx.posted, on_answer)?;
+        // A worker starts with no retained messages unless a sibling has them: the server's
+        // own come from the database (a node starting, a lone worker respawned, an upgrade).
+        if io.send(Job::Retained).is_err() {
+            log!(Crit, "ingest: the I/O thread took no request at start");
+        }
         Ok(Rc::new(WorkerDb {
             io: RefCell::new(io),
             parts,
         }))
     }
 
-    /// The ingest hook's acknowledgements: committed tickets are completed through them.
-    pub fn set_acks(&self, acks: &Acks) {
+    /// The ingest hook's handles: committed tickets are completed through `acks`, changed
+    /// occupancy is published through `outbox`.
+    pub fn attach(&self, acks: &Acks, outbox: &Outbox) {
         let _ = self.parts.acks.set(acks.clone());
+        let _ = self.parts.outbox.set(outbox.clone());
     }
 
     pub fn stats(&self) -> &Stats {
@@ -72,14 +88,27 @@ impl WorkerDb {
 
     /// Hands a job to the I/O thread; a full pipe hands it back (back-pressure).
     pub fn send(&self, job: Job) -> Result<(), SendError<Job>> {
-        let n = match &job {
-            Job::Store(r) => r.len(),
-        };
-        self.io.borrow_mut().send(job)?;
-        if n > 0 {
-            self.parts.queued.set(self.parts.queued.get() + n);
-            self.parts.stats.queued(self.parts.queued.get());
+        self.io.borrow_mut().send(job)
+    }
+
+    /// Hands a batch of reports to the writer; with no room in the pipe, hands it back (the
+    /// caller keeps it for the next turn). A writer that is gone is logged: the batch's
+    /// acknowledgements never leave, so its clients send it again elsewhere.
+    pub fn store(&self, batch: Vec<Report>) -> Result<(), Vec<Report>> {
+        let mut io = self.io.borrow_mut();
+        if !io.has_room() {
+            return Err(batch);
         }
+        let n = batch.len();
+        if let Err(e) = io.send(Job::Store(batch)) {
+            log!(
+                Crit,
+                "ingest: the I/O thread is gone ({e}); {n} reports not stored"
+            );
+            return Ok(());
+        }
+        self.parts.queued.set(self.parts.queued.get() + n);
+        self.parts.stats.queued(self.parts.queued.get());
         Ok(())
     }
 
@@ -109,5 +138,56 @@ impl Parts {
                 acks.durable(t);
             }
         }
+        if let Some(outbox) = self.outbox.get() {
+            for o in &a.written.hives {
+                outbox.publish(occupancy_message(o));
+            }
+        }
     }
+
+    /// The database's retained messages, for the topics this worker has none of.
+    fn restore(&self, r: Retained) {
+        let Some(outbox) = self.outbox.get() else {
+            return;
+        };
+        for o in &r.hives {
+            outbox.restore(occupancy_message(o));
+        }
+        for (device_id, c) in &r.configurations {
+            let Ok(payload) = c.encode() else {
+                log!(
+                    Warn,
+                    "ingest: configuration {} of sensor {device_id} is out of range: not retained",
+                    c.configuration_id
+                );
+                continue;
+            };
+            outbox.restore(Message {
+                topic: format!("commands/sensor/{device_id}").into(),
+                payload: bytes::Bytes::copy_from_slice(&payload),
+                qos: QoS::AtLeastOnce,
+                retain: true,
+            });
+        }
+    }
+}
+
+/// A hive's occupancy as its retained message: the newest value is what matters, so QoS 0.
+pub fn occupancy_message(o: &Occupancy) -> Message {
+    Message {
+        topic: o.topic().into(),
+        payload: o.to_json().into(),
+        qos: QoS::AtMostOnce,
+        retain: true,
+    }
+}
+
+/// This node's name in the notifications it sends: the host and the master's pid, the same
+/// for every worker of the node and different for a second server on the same machine.
+fn node_name() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", nix::unistd::getppid())
 }

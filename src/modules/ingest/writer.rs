@@ -17,7 +17,9 @@ use crate::log;
 use crate::modules::database::migrate::redact;
 use crate::modules::ingest::batch::{Report, Written};
 use crate::modules::ingest::conf::IngestConf;
+use crate::modules::ingest::decode::Configuration;
 use crate::modules::ingest::store;
+use crate::modules::occupancy::{self, Occupancy};
 
 /// First and longest wait before trying PostgreSQL again.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -38,15 +40,18 @@ pub struct Answer {
 pub struct Writer {
     url: String,
     conf: IngestConf,
+    /// This node's name in the notifications it sends (`bizzy.node` on every connection).
+    node: String,
     /// The connection; `None` until made, and again after it broke.
     client: tokio::sync::Mutex<Option<Client>>,
 }
 
 impl Writer {
-    pub fn new(url: String, conf: IngestConf) -> Writer {
+    pub fn new(url: String, conf: IngestConf, node: String) -> Writer {
         Writer {
             url,
             conf,
+            node,
             client: tokio::sync::Mutex::new(None),
         }
     }
@@ -57,7 +62,7 @@ impl Writer {
         let mut client = self.client.lock().await;
         loop {
             if client.is_none() {
-                match connect(&self.url).await {
+                match connect(&self.url, &self.node).await {
                     Ok(c) => *client = Some(c),
                     Err(e) => {
                         log!(
@@ -96,12 +101,83 @@ impl Writer {
 pub enum Job {
     /// Store a batch of reports.
     Store(Vec<Report>),
+    /// Read what the server's retained topics hold, as soon as the database answers.
+    Retained,
 }
 
 /// The I/O thread's answer to a [`Job`], in kind.
 #[derive(Debug)]
 pub enum Done {
     Stored(Answer),
+    Retained(Retained),
+}
+
+/// The server's retained messages as PostgreSQL has them: every live hive's occupancy and every
+/// live sensor's newest configuration.
+#[derive(Debug, Default)]
+pub struct Retained {
+    pub hives: Vec<Occupancy>,
+    pub configurations: Vec<(String, Configuration)>,
+}
+
+impl Writer {
+    /// Reads the retained topics' contents, trying again until the database answers.
+    async fn retained(&self) -> Retained {
+        let mut wait = RETRY_FIRST;
+        loop {
+            match self.read_retained().await {
+                Ok(r) => return r,
+                Err(e) => {
+                    log!(
+                        Warn,
+                        "ingest: cannot read the retained occupancy and configurations: {e}"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    async fn read_retained(&self) -> Result<Retained, tokio_postgres::Error> {
+        let c = connect(&self.url, &self.node).await?;
+        let hives = c
+            .query(
+                &format!(
+                    "SELECT {} FROM hive_occupancy v ORDER BY v.hive_id",
+                    occupancy::COLUMNS
+                ),
+                &[],
+            )
+            .await?;
+        let configs = c
+            .query(
+                "SELECT DISTINCT ON (s.id) s.device_id, c.configuration_id, c.threshold_cm,
+                        c.reporting_interval_min, c.status_interval_min, c.event_threshold
+                 FROM sensor s JOIN sensor_report_config c ON c.sensor_id = s.id
+                 WHERE s.deleted_at IS NULL
+                 ORDER BY s.id, c.configuration_id DESC",
+                &[],
+            )
+            .await?;
+        let small = |v: i32| u16::try_from(v).unwrap_or(u16::MAX);
+        Ok(Retained {
+            hives: hives.iter().map(occupancy::from_row).collect(),
+            configurations: configs
+                .iter()
+                .map(|r| {
+                    let c = Configuration {
+                        configuration_id: u32::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+                        threshold_cm: small(r.get(2)),
+                        reporting_interval_min: small(r.get(3)),
+                        status_interval_min: small(r.get(4)),
+                        event_threshold: small(r.get(5)),
+                    };
+                    (r.get::<_, String>(0), c)
+                })
+                .collect(),
+        })
+    }
 }
 
 impl Work for Writer {
@@ -119,13 +195,15 @@ impl Work for Writer {
                         oldest: reports.iter().map(|r| r.received_at).min(),
                     })
                 }
+                Job::Retained => Done::Retained(self.retained().await),
             }
         })
     }
 }
 
-/// A connection to `url`; its driver runs as a task of the I/O thread's runtime.
-async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+/// A connection to `url` that names `node` in its notifications; its driver runs as a task of
+/// the I/O thread's runtime.
+async fn connect(url: &str, node: &str) -> Result<Client, tokio_postgres::Error> {
     let mut config: Config = url.parse()?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
@@ -136,5 +214,9 @@ async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
             log!(Warn, "ingest: the database connection ended: {e}");
         }
     });
+    let node = node.replace('\'', "''");
+    client
+        .batch_execute(&format!("SET bizzy.node TO '{node}'"))
+        .await?;
     Ok(client)
 }

@@ -42,7 +42,7 @@ use crate::core::event::Posted;
 use crate::mqtt::auth::{Authority, Verdicts};
 use crate::mqtt::codec::{Packet, QoS};
 use crate::mqtt::conf::MqttConf;
-use crate::mqtt::ingest::{Acks, Ingest};
+use crate::mqtt::ingest::{Acks, Ingest, Outbox};
 use crate::mqtt::mesh::{Frame, Mesh};
 use crate::mqtt::router::{ClientKey, SubscriptionTree};
 use crate::mqtt::session::{Flight, Session};
@@ -116,6 +116,8 @@ pub struct Hooks {
     pub ingest: Box<dyn Ingest>,
     /// Where the ingest hook completes the acknowledgements it holds.
     pub acks: Acks,
+    /// The server's own messages.
+    pub outbox: Outbox,
 }
 
 impl Hooks {
@@ -126,6 +128,7 @@ impl Hooks {
             verdicts: Verdicts::default(),
             ingest: Box::new(crate::mqtt::ingest::NoIngest),
             acks: Acks::default(),
+            outbox: Outbox::default(),
         }
     }
 }
@@ -136,6 +139,7 @@ pub struct Broker {
     verdicts: Verdicts,
     hook: Box<dyn Ingest>,
     acks: Acks,
+    outbox: Outbox,
     logins: connect::Logins,
     sessions: Slab<Session>,
     by_id: HashMap<Arc<str>, usize>,
@@ -172,6 +176,7 @@ impl Broker {
             verdicts: hooks.verdicts,
             hook: hooks.ingest,
             acks: hooks.acks,
+            outbox: hooks.outbox,
             logins: connect::Logins::default(),
             sessions: Slab::new(),
             by_id: HashMap::new(),
@@ -252,6 +257,7 @@ impl Broker {
     pub fn tick(&mut self, now_ms: u64) {
         self.collect_acks();
         self.collect_verdicts();
+        self.collect_outbox(now_ms);
         self.hook.flush();
         self.room_check();
         self.move_when_linked(now_ms);

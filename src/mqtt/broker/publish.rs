@@ -11,7 +11,7 @@ use mio::Token;
 use super::{Broker, SessionRef, Via, HERE};
 use crate::mqtt::auth::Op;
 use crate::mqtt::codec::{Packet, Publish, QoS};
-use crate::mqtt::ingest::{Ack, Origin};
+use crate::mqtt::ingest::{Ack, Delivery, Origin};
 use crate::mqtt::router::ClientKey;
 use crate::mqtt::session::{Flight, HeldAck, Inflight, Message, Session};
 use crate::mqtt::stats::Drop;
@@ -135,6 +135,19 @@ impl Broker {
         if self.acks.pending() {
             for ticket in self.acks.take() {
                 self.durable(ticket);
+            }
+        }
+    }
+
+    /// Routes the server's own messages given since the last turn.
+    pub(super) fn collect_outbox(&mut self, now_ms: u64) {
+        if !self.outbox.pending() {
+            return;
+        }
+        for (msg, how) in self.outbox.take() {
+            match how {
+                Delivery::Publish => self.publish_local(&msg, now_ms),
+                Delivery::Restore => self.restore_retained(&msg),
             }
         }
     }

@@ -177,6 +177,15 @@ impl Broker {
         self.stats.retained(r.store.len());
     }
 
+    /// Keeps `msg` as the retained message of its topic if this worker has none (a message
+    /// rebuilt from the database), with the lowest stamp there is, so that any published one,
+    /// here or at a sibling, replaces it.
+    pub(super) fn restore_retained(&mut self, msg: &Message) {
+        if !self.replica.stamps.contains_key(&*msg.topic) && !msg.payload.is_empty() {
+            self.store_retained(msg, (0, self.slot as u16));
+        }
+    }
+
     pub fn retained_count(&self) -> usize {
         self.replica.store.len()
     }

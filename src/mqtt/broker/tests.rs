@@ -10,7 +10,7 @@ use super::*;
 use crate::core::shm::Zone;
 use crate::mqtt::auth::FileAuthority;
 use crate::mqtt::codec::{ConnackCode, Connect, Decode, Decoder, Publish, Subscribe, Will};
-use crate::mqtt::ingest::{Ack, Acks, NoIngest, Origin};
+use crate::mqtt::ingest::{Ack, Acks, NoIngest, Origin, Outbox};
 use crate::mqtt::session::Message;
 
 /// Holds back the acknowledgement of every message whose payload starts with "slow".
@@ -36,6 +36,16 @@ fn broker_with(limits: Limits, hook: Box<dyn Ingest>) -> Rc<RefCell<Broker>> {
 
 /// A broker whose ingest hook completes tickets through `acks`.
 fn broker_acks(limits: Limits, hook: Box<dyn Ingest>, acks: Acks) -> Rc<RefCell<Broker>> {
+    broker_hooks(limits, hook, acks, Outbox::default())
+}
+
+/// A broker whose hooks publish the server's own messages through `outbox`.
+fn broker_hooks(
+    limits: Limits,
+    hook: Box<dyn Ingest>,
+    acks: Acks,
+    outbox: Outbox,
+) -> Rc<RefCell<Broker>> {
     let zone = Zone::new("mqtt.test", crate::mqtt::stats::zone_size()).unwrap();
     let auth = Rc::new(FileAuthority {
         allow_anonymous: true,
@@ -46,6 +56,7 @@ fn broker_acks(limits: Limits, hook: Box<dyn Ingest>, acks: Acks) -> Rc<RefCell<
         verdicts: Default::default(),
         ingest: hook,
         acks,
+        outbox,
     };
     Rc::new(RefCell::new(Broker::new(
         limits,
@@ -523,4 +534,63 @@ fn suback_waits_for_the_siblings_to_have_the_filter() {
         .packet(t, subscribe(&[("a/b", QoS::AtMostOnce)], 6), 0)
         .unwrap();
     assert_eq!(out(&b, t).len(), 1);
+}
+
+#[test]
+fn the_servers_messages_are_published_and_restored_only_where_missing() {
+    let outbox = Outbox::default();
+    let b = broker_hooks(
+        Limits::default(),
+        Box::new(NoIngest),
+        Acks::default(),
+        outbox.clone(),
+    );
+    let sub = online(&b, "s", true, 1);
+    b.borrow_mut()
+        .packet(
+            sub,
+            subscribe(&[("hives/+/occupancy", QoS::AtMostOnce)], 1),
+            0,
+        )
+        .unwrap();
+    out(&b, sub);
+    let msg = |topic: &str, payload: &'static [u8]| Message {
+        topic: topic.into(),
+        payload: bytes::Bytes::from_static(payload),
+        qos: QoS::AtMostOnce,
+        retain: true,
+    };
+    outbox.publish(msg("hives/1/occupancy", b"live"));
+    outbox.restore(msg("hives/1/occupancy", b"from the database"));
+    outbox.restore(msg("hives/2/occupancy", b"restored"));
+    b.borrow_mut().tick(0);
+    let got = out(&b, sub);
+    assert_eq!(got.len(), 1, "a restore is not routed: {got:?}");
+    let Packet::Publish(m) = &got[0] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(&m.payload[..], b"live");
+    assert_eq!(b.borrow().retained_count(), 2);
+
+    // A later subscriber gets the live value of 1 and the restored value of 2; a live value
+    // replaces a restored one.
+    outbox.publish(msg("hives/2/occupancy", b"newer"));
+    b.borrow_mut().tick(0);
+    let late = online(&b, "late", true, 2);
+    b.borrow_mut()
+        .packet(
+            late,
+            subscribe(&[("hives/+/occupancy", QoS::AtMostOnce)], 1),
+            0,
+        )
+        .unwrap();
+    let mut payloads: Vec<Vec<u8>> = out(&b, late)
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(m) => Some(m.payload.to_vec()),
+            _ => None,
+        })
+        .collect();
+    payloads.sort();
+    assert_eq!(payloads, vec![b"live".to_vec(), b"newer".to_vec()]);
 }

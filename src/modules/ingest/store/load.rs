@@ -44,7 +44,6 @@ pub(super) struct HiveRow {
     pub id: i64,
     pub zone: Tz,
     pub reset: Option<ResetTime>,
-    pub capacity: Option<u32>,
     pub state: HiveState,
     /// The state as read: the batch changed the hive when `state` differs.
     pub read: HiveState,
@@ -131,7 +130,7 @@ pub(super) async fn hives(
         .query_typed(
             "SELECT hs.hive_id, hs.occupancy, hs.drift_today, hs.last_reset_at,
                     h.time_zone::text AS time_zone,
-                    to_char(h.reset_time, 'HH24:MI') AS reset_time, h.capacity
+                    to_char(h.reset_time, 'HH24:MI') AS reset_time
              FROM hive_status hs JOIN hive h ON h.id = hs.hive_id
              WHERE hs.hive_id = ANY($1::int8[])
              ORDER BY hs.hive_id
@@ -159,7 +158,6 @@ fn hive_row(r: &Row) -> HiveRow {
         reset: r
             .get::<_, Option<&str>>("reset_time")
             .and_then(|t| t.parse().ok()),
-        capacity: r.get::<_, Option<i32>>("capacity").map(as_u32),
         state,
         read: state,
     }

@@ -12,6 +12,7 @@ use super::super::batch::{Occupancy, Report};
 use super::apply::{Hours, ReportRow};
 use super::load::{HiveRow, SensorRow};
 use crate::modules::ingest::count::Mode;
+use crate::modules::occupancy;
 
 /// One array parameter of an `unnest(..)` statement, with its type: statements are sent typed
 /// (no prepare round trip). `Send`, so that [`write`](super::write)'s future is.
@@ -160,7 +161,11 @@ fn mode_name(mode: Mode) -> &'static str {
     }
 }
 
-/// Writes back the hives the batch changed; their final occupancy, by ascending hive id.
+/// Writes back the hives the batch changed; their occupancy answer, by ascending hive id.
+/// The answer's `degraded` is read from the sensors' health as this transaction left it, kept
+/// as the hive's published flag, and each change is announced to the other nodes: `NOTIFY` on
+/// [`occupancy::CHANNEL`], sent at commit, from the node named by the connection's
+/// `bizzy.node` setting.
 pub(super) async fn hives(
     tx: &Transaction<'_>,
     hives: &[&HiveRow],
@@ -175,35 +180,41 @@ pub(super) async fn hives(
         .iter()
         .map(|h| h.state.last_reset.map(SystemTime::from))
         .collect();
-    let rows = tx
-        .query_typed(
-            "UPDATE hive_status hs SET occupancy = u.occupancy, drift_today = u.drift,
-                 last_reset_at = u.reset, updated_at = now()
-             FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::timestamptz[])
-                 AS u(id, occupancy, drift, reset)
-             WHERE hs.hive_id = u.id
-             RETURNING hs.hive_id, hs.updated_at",
-            &[
-                (&id, Type::INT8_ARRAY),
-                (&occupancy, Type::INT4_ARRAY),
-                (&drift, Type::INT4_ARRAY),
-                (&reset, Type::TIMESTAMPTZ_ARRAY),
-            ],
-        )
-        .await?;
-    let mut out: Vec<Occupancy> = rows
-        .iter()
-        .filter_map(|r| {
-            let hive_id: i64 = r.get(0);
-            let h = hives.iter().find(|h| h.id == hive_id)?;
-            Some(Occupancy {
-                hive_id,
-                occupancy: h.state.occupancy,
-                capacity: h.capacity,
-                updated_at: DateTime::<Utc>::from(r.get::<_, SystemTime>(1)),
-            })
-        })
-        .collect();
+    tx.execute_typed(
+        "UPDATE hive_status hs SET occupancy = u.occupancy, drift_today = u.drift,
+             last_reset_at = u.reset, updated_at = now()
+         FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::timestamptz[])
+             AS u(id, occupancy, drift, reset)
+         WHERE hs.hive_id = u.id",
+        &[
+            (&id, Type::INT8_ARRAY),
+            (&occupancy, Type::INT4_ARRAY),
+            (&drift, Type::INT4_ARRAY),
+            (&reset, Type::TIMESTAMPTZ_ARRAY),
+        ],
+    )
+    .await?;
+    published(tx, &id).await
+}
+
+/// Marks the hives `ids` as published with their current occupancy answer, announces each to
+/// the other nodes (see [`hives`]), and answers them by ascending hive id.
+pub async fn published<C: tokio_postgres::GenericClient>(
+    c: &C,
+    ids: &[i64],
+) -> Result<Vec<Occupancy>, tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE hive_status hs SET degraded = v.degraded
+         FROM hive_occupancy v
+         WHERE hs.hive_id = ANY($1) AND v.hive_id = hs.hive_id
+         RETURNING {}, pg_notify('{}',
+             coalesce(current_setting('bizzy.node', true), '') || ' ' || {})",
+        occupancy::COLUMNS,
+        occupancy::CHANNEL,
+        occupancy::NOTICE
+    );
+    let rows = c.query_typed(&sql, &[(&ids, Type::INT8_ARRAY)]).await?;
+    let mut out: Vec<Occupancy> = rows.iter().map(occupancy::from_row).collect();
     out.sort_by_key(|o| o.hive_id);
     Ok(out)
 }
