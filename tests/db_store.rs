@@ -691,3 +691,113 @@ fn a_failing_batch_rolls_back_whole() {
     assert_eq!(stored(&written), [Stored::Stored]);
     assert_eq!(f.occupancy(f.hive).0, "2");
 }
+
+/// Runs `f` on a connection of its own.
+fn on_client<T>(
+    f: &Fixture,
+    run: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
+) -> T {
+    runtime().block_on(async {
+        let (mut client, conn) = tokio_postgres::connect(&f.db.url, tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        tokio::spawn(conn);
+        run(&mut client).await.expect("the statement runs")
+    })
+}
+
+#[test]
+fn the_daily_reset_timer_resets_once_at_the_local_reset_time() {
+    let f = Fixture::new("Europe/Berlin", "'04:00'");
+    f.db.query(&format!(
+        "UPDATE hive_status SET occupancy = 17, drift_today = 2,
+             last_reset_at = '2025-01-14 03:00:00+00' WHERE hive_id = {}",
+        f.hive
+    ));
+    let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    // 03:59 in Berlin (UTC+1): not yet.
+    let none = on_client(&f, async |c| {
+        store::maintain::resets(c, at("2025-01-15T02:59:00Z")).await
+    });
+    assert!(none.is_empty());
+    assert_eq!(f.occupancy(f.hive), ("17".into(), "2".into()));
+    // 04:00:30 in Berlin: reset, once, and published with the reset.
+    let reset = on_client(&f, async |c| {
+        store::maintain::resets(c, at("2025-01-15T03:00:30Z")).await
+    });
+    assert_eq!(reset.len(), 1);
+    assert_eq!((reset[0].hive_id, reset[0].occupancy), (f.hive, 0));
+    assert_eq!(f.occupancy(f.hive), ("0".into(), "0".into()));
+    assert_eq!(
+        f.value("SELECT last_reset_at = '2025-01-15 03:00:00+00' FROM hive_status")
+            .as_deref(),
+        Some("t")
+    );
+    let again = on_client(&f, async |c| {
+        store::maintain::resets(c, at("2025-01-15T03:01:00Z")).await
+    });
+    assert!(again.is_empty(), "once per day: {again:?}");
+}
+
+#[test]
+fn a_hive_without_reset_time_is_never_reset() {
+    let f = Fixture::new("Europe/Berlin", "NULL");
+    f.db.query("UPDATE hive_status SET occupancy = 5");
+    let got = on_client(&f, async |c| {
+        store::maintain::resets(c, std::time::SystemTime::now().into()).await
+    });
+    assert!(got.is_empty());
+    assert_eq!(f.occupancy(f.hive).0, "5");
+}
+
+#[test]
+fn a_silent_sensor_makes_its_hive_degraded_once() {
+    let f = Fixture::new("Europe/Berlin", "NULL");
+    let s = f.sensor("door-1", "normal");
+    f.db.query(&format!(
+        "UPDATE sensor SET last_seen = now() - interval '10 minutes' WHERE id = {s}"
+    ));
+    let none = on_client(&f, async |c| store::maintain::degraded(c).await);
+    assert!(
+        none.is_empty(),
+        "heard 10 minutes ago: online (factory interval 15)"
+    );
+    f.db.query(&format!(
+        "UPDATE sensor SET last_seen = now() - interval '31 minutes' WHERE id = {s}"
+    ));
+    let changed = on_client(&f, async |c| store::maintain::degraded(c).await);
+    assert_eq!(changed.len(), 1);
+    assert!(changed[0].degraded);
+    let again = on_client(&f, async |c| store::maintain::degraded(c).await);
+    assert!(again.is_empty(), "published once");
+    // A configuration with a longer interval, acknowledged: online again.
+    f.db.query(&format!(
+        "INSERT INTO sensor_report_config (sensor_id, configuration_id, threshold_cm,
+             reporting_interval_min, status_interval_min, event_threshold)
+         VALUES ({s}, 1, 50, 60, 60, 1);
+         UPDATE sensor SET config_acknowledged_id = 1 WHERE id = {s}"
+    ));
+    let back = on_client(&f, async |c| store::maintain::degraded(c).await);
+    assert_eq!(back.len(), 1);
+    assert!(!back[0].degraded);
+}
+
+#[test]
+fn housekeeping_creates_partitions_and_prunes() {
+    let f = Fixture::new("Europe/Berlin", "NULL");
+    let s = f.sensor("door-1", "normal");
+    f.db.query(&format!(
+        "INSERT INTO sensor_report_seen VALUES
+             ({s}, 'counter', sha256('old'), now() - interval '2 days'),
+             ({s}, 'counter', sha256('new'), now())"
+    ));
+    on_client(&f, async |c| {
+        store::maintain::housekeeping(c, std::time::Duration::from_secs(86_400)).await
+    });
+    assert_eq!(f.count("sensor_report_seen"), "1");
+    let this_month = f.value(
+        "SELECT to_regclass('sensor_report_' || to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'))
+             IS NOT NULL",
+    );
+    assert_eq!(this_month.as_deref(), Some("t"));
+}

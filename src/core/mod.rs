@@ -4,6 +4,7 @@
 pub mod config;
 pub mod cycle;
 pub mod event;
+pub mod every;
 pub mod io;
 pub mod listen;
 pub mod log;

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::modules::ingest::count::percent;
+
 /// The `LISTEN/NOTIFY` channel of occupancy changes between nodes. A notification is
 /// `<node> <json>`: the node that published it, and the JSON of [`Occupancy::notice`].
 pub const CHANNEL: &str = "bizzy_occupancy";
@@ -25,10 +27,9 @@ pub struct Occupancy {
 }
 
 impl Occupancy {
-    /// occupancy / capacity * 100, to one decimal, when the hive has a capacity.
+    /// occupancy / capacity * 100 ([`percent`]), to one decimal, when the hive has a capacity.
     pub fn percent(&self) -> Option<f64> {
-        let cap = self.capacity.filter(|c| *c > 0)?;
-        Some((f64::from(self.occupancy) * 1000.0 / f64::from(cap)).round() / 10.0)
+        percent(self.occupancy, self.capacity).map(|p| (p * 10.0).round() / 10.0)
     }
 
     /// The retained topic of the hive's occupancy.

@@ -135,7 +135,7 @@ impl Ingest for IngestHook {
     }
 
     fn busy(&self) -> bool {
-        !self.batch.is_empty() || self.db.in_flight() > 0
+        !self.batch.is_empty() || self.db.queued() > 0
     }
 }
 

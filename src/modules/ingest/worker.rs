@@ -5,7 +5,9 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
+use crate::core::every::every;
 use crate::core::io::Io;
 use crate::core::process::WorkerCtx;
 use crate::core::queue::SendError;
@@ -19,6 +21,12 @@ use crate::modules::occupancy::Occupancy;
 use crate::mqtt::codec::QoS;
 use crate::mqtt::ingest::{Acks, Outbox};
 use crate::mqtt::session::Message;
+
+/// How often one worker per node runs the periodic database work: a hive with no report is
+/// reset, and a silent sensor's hive shown degraded, within this long.
+pub const MAINTAIN_EVERY: Duration = Duration::from_secs(30);
+/// Partitions and pruning every this many runs (hourly).
+const HOUSEKEEPING_EVERY: u32 = 120;
 
 /// The loop's side of the worker's I/O thread.
 pub struct WorkerDb {
@@ -34,6 +42,8 @@ struct Parts {
     outbox: OnceCell<Outbox>,
     /// Reports sent to the writer and not yet answered.
     queued: Cell<usize>,
+    /// The periodic work is out: the next tick does not send it again.
+    maintaining: Cell<bool>,
     stats: Stats,
 }
 
@@ -51,6 +61,7 @@ impl WorkerDb {
             acks: OnceCell::new(),
             outbox: OnceCell::new(),
             queued: Cell::new(0),
+            maintaining: Cell::new(false),
             stats: Stats::new(zone.clone(), ctx.slot),
         });
         let on_answer = {
@@ -58,6 +69,10 @@ impl WorkerDb {
             move |d: Done| match d {
                 Done::Stored(a) => parts.stored(a),
                 Done::Retained(r) => parts.restore(r),
+                Done::Maintained(hives) => {
+                    parts.maintaining.set(false);
+                    parts.publish(&hives);
+                }
             }
         };
         let (url, conf, node) = (db.url.clone(), conf.clone(), node_name());
@@ -69,10 +84,34 @@ impl WorkerDb {
         if io.send(Job::Retained).is_err() {
             log!(Crit, "ingest: the I/O thread took no request at start");
         }
-        Ok(Rc::new(WorkerDb {
+        let db = Rc::new(WorkerDb {
             io: RefCell::new(io),
             parts,
-        }))
+        });
+        if ctx.slot == 0 {
+            db.maintain_every(&ctx.posted);
+        }
+        Ok(db)
+    }
+
+    /// Sends the periodic work ([`Job::Maintain`]) every [`MAINTAIN_EVERY`], the housekeeping
+    /// every [`HOUSEKEEPING_EVERY`]th time from the first: one worker per node does it.
+    fn maintain_every(self: &Rc<Self>, posted: &crate::core::event::Posted) {
+        let db = Rc::downgrade(self);
+        let mut ticks = 0u32;
+        every(posted, Duration::from_secs(1), move || {
+            let Some(db) = db.upgrade() else {
+                return MAINTAIN_EVERY;
+            };
+            if !db.parts.maintaining.get() {
+                let housekeeping = ticks % HOUSEKEEPING_EVERY == 0;
+                if db.send(Job::Maintain { housekeeping }).is_ok() {
+                    db.parts.maintaining.set(true);
+                    ticks = ticks.wrapping_add(1);
+                }
+            }
+            MAINTAIN_EVERY
+        });
     }
 
     /// The ingest hook's handles: committed tickets are completed through `acks`, changed
@@ -112,14 +151,10 @@ impl WorkerDb {
         Ok(())
     }
 
-    /// Reports handed to the writer and not yet committed.
+    /// Reports handed to the writer and not yet durable: a draining worker waits for them
+    /// (and not for the other jobs, which a new worker does again).
     pub fn queued(&self) -> usize {
         self.parts.queued.get()
-    }
-
-    /// Jobs sent and not yet answered: a draining worker waits for them.
-    pub fn in_flight(&self) -> usize {
-        self.io.borrow().in_flight()
     }
 }
 
@@ -138,8 +173,13 @@ impl Parts {
                 acks.durable(t);
             }
         }
+        self.publish(&a.written.hives);
+    }
+
+    /// Publishes the hives' new occupancy.
+    fn publish(&self, hives: &[Occupancy]) {
         if let Some(outbox) = self.outbox.get() {
-            for o in &a.written.hives {
+            for o in hives {
                 outbox.publish(occupancy_message(o));
             }
         }

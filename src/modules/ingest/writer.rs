@@ -18,7 +18,7 @@ use crate::modules::database::migrate::redact;
 use crate::modules::ingest::batch::{Report, Written};
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::decode::Configuration;
-use crate::modules::ingest::store;
+use crate::modules::ingest::store::{self, maintain};
 use crate::modules::occupancy::{self, Occupancy};
 
 /// First and longest wait before trying PostgreSQL again.
@@ -44,6 +44,9 @@ pub struct Writer {
     node: String,
     /// The connection; `None` until made, and again after it broke.
     client: tokio::sync::Mutex<Option<Client>>,
+    /// A second connection for the rest (retained topics, periodic work), so that a batch
+    /// never waits behind them.
+    aux: tokio::sync::Mutex<Option<Client>>,
 }
 
 impl Writer {
@@ -53,6 +56,7 @@ impl Writer {
             conf,
             node,
             client: tokio::sync::Mutex::new(None),
+            aux: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -103,6 +107,8 @@ pub enum Job {
     Store(Vec<Report>),
     /// Read what the server's retained topics hold, as soon as the database answers.
     Retained,
+    /// The periodic work ([`store::maintain`]); with `housekeeping`, partitions and pruning too.
+    Maintain { housekeeping: bool },
 }
 
 /// The I/O thread's answer to a [`Job`], in kind.
@@ -110,6 +116,8 @@ pub enum Job {
 pub enum Done {
     Stored(Answer),
     Retained(Retained),
+    /// The hives the periodic work changed (reset, degraded or not).
+    Maintained(Vec<Occupancy>),
 }
 
 /// The server's retained messages as PostgreSQL has them: every live hive's occupancy and every
@@ -139,8 +147,39 @@ impl Writer {
         }
     }
 
+    /// The periodic work, once: what fails is logged and tried again at the next tick.
+    async fn maintain(&self, housekeeping: bool) -> Vec<Occupancy> {
+        let mut aux = self.aux.lock().await;
+        let run = async {
+            if aux.is_none() {
+                *aux = Some(connect(&self.url, &self.node).await?);
+            }
+            let c = aux.as_mut().expect("connected just above");
+            if housekeeping {
+                maintain::housekeeping(c, self.conf.dedupe_window.into()).await?;
+            }
+            let mut changed = maintain::resets(c, std::time::SystemTime::now().into()).await?;
+            changed.extend(maintain::degraded(c).await?);
+            Ok::<_, tokio_postgres::Error>(changed)
+        };
+        match run.await {
+            Ok(changed) => changed,
+            Err(e) => {
+                log!(Warn, "ingest: the periodic database work failed: {e}");
+                if aux.as_ref().is_some_and(Client::is_closed) {
+                    *aux = None;
+                }
+                Vec::new()
+            }
+        }
+    }
+
     async fn read_retained(&self) -> Result<Retained, tokio_postgres::Error> {
-        let c = connect(&self.url, &self.node).await?;
+        let mut aux = self.aux.lock().await;
+        if aux.as_ref().is_none_or(Client::is_closed) {
+            *aux = Some(connect(&self.url, &self.node).await?);
+        }
+        let c = aux.as_ref().expect("connected just above");
         let hives = c
             .query(
                 &format!(
@@ -196,6 +235,9 @@ impl Work for Writer {
                     })
                 }
                 Job::Retained => Done::Retained(self.retained().await),
+                Job::Maintain { housekeeping } => {
+                    Done::Maintained(self.maintain(housekeeping).await)
+                }
             }
         })
     }

@@ -33,6 +33,7 @@
 mod apply;
 mod claim;
 mod load;
+pub mod maintain;
 mod save;
 
 use std::collections::HashMap;

@@ -199,21 +199,30 @@ pub(super) async fn hives(
 
 /// Marks the hives `ids` as published with their current occupancy answer, announces each to
 /// the other nodes (see [`hives`]), and answers them by ascending hive id.
-pub async fn published<C: tokio_postgres::GenericClient>(
-    c: &C,
+pub(super) async fn published(
+    tx: &Transaction<'_>,
     ids: &[i64],
+) -> Result<Vec<Occupancy>, tokio_postgres::Error> {
+    publish_where(tx, "hs.hive_id = ANY($1)", &[(&ids, Type::INT8_ARRAY)]).await
+}
+
+/// [`published`] for the hives of `condition` (on `hs`, hive_status, and `v`, hive_occupancy).
+pub(super) async fn publish_where<C: tokio_postgres::GenericClient>(
+    c: &C,
+    condition: &str,
+    params: &[(&(dyn tokio_postgres::types::ToSql + Sync), Type)],
 ) -> Result<Vec<Occupancy>, tokio_postgres::Error> {
     let sql = format!(
         "UPDATE hive_status hs SET degraded = v.degraded
          FROM hive_occupancy v
-         WHERE hs.hive_id = ANY($1) AND v.hive_id = hs.hive_id
+         WHERE v.hive_id = hs.hive_id AND {condition}
          RETURNING {}, pg_notify('{}',
              coalesce(current_setting('bizzy.node', true), '') || ' ' || {})",
         occupancy::COLUMNS,
         occupancy::CHANNEL,
         occupancy::NOTICE
     );
-    let rows = c.query_typed(&sql, &[(&ids, Type::INT8_ARRAY)]).await?;
+    let rows = c.query_typed(&sql, params).await?;
     let mut out: Vec<Occupancy> = rows.iter().map(occupancy::from_row).collect();
     out.sort_by_key(|o| o.hive_id);
     Ok(out)
