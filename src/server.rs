@@ -93,6 +93,10 @@ impl App for Bizzy {
         }
     }
 
+    fn before_workers(&self, conf: &Conf, exe: &std::path::Path) {
+        crate::modules::database::migrate::on_start(conf, exe);
+    }
+
     fn prepare(
         &self,
         conf: &Conf,

@@ -277,3 +277,44 @@ fn migrate_takes_only_its_options() {
         text(&o.stderr)
     );
 }
+
+/// bizzy with MQTT and `[database]` at `url`, migrating on start.
+fn server_migrating_on_start(url: &str) -> (common::Server, u16) {
+    let (http, mqtt) = common::two_free_ports();
+    let conf = format!(
+        "{}\n[mqtt]\nlisten = [\"127.0.0.1:{mqtt}\"]\nallow_anonymous = true\n\n\
+         [database]\nurl = \"{url}\"\nmigrate_on_start = true\n",
+        common::basic_conf(http, "", "", ""),
+    );
+    (common::Server::start(http, &conf), http)
+}
+
+#[test]
+fn migrate_on_start_applies_the_schema_before_the_workers_start() {
+    let db = TestDb::new();
+    let (server, http) = server_migrating_on_start(&db.url);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], http));
+    assert_eq!(common::get(addr, "/").status, 404, "a worker answers");
+    let latest = MIGRATIONS.iter().map(|m| m.version).max().unwrap();
+    assert_eq!(
+        db.value("SELECT max(version) FROM schema_migrations"),
+        Some(latest.to_string()),
+        "applied by the time a worker answers"
+    );
+    let log = server.error_log();
+    assert!(log.contains("applied migration 0001_people"), "{log}");
+}
+
+#[test]
+fn a_database_down_at_start_does_not_stop_the_server() {
+    let port = common::free_port();
+    let url = format!("postgresql://bizzy@127.0.0.1:{port}/bizzy?connect_timeout=1");
+    let (server, http) = server_migrating_on_start(&url);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], http));
+    assert_eq!(common::get(addr, "/").status, 404, "a worker answers");
+    let log = server.error_log();
+    assert!(
+        log.contains("the server starts without it"),
+        "the failed migration is logged: {log}"
+    );
+}

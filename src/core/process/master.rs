@@ -118,6 +118,7 @@ pub fn run(app: &dyn App, start: Start, conf: Conf) -> Result<(), ProcessError> 
         respawn_slots: 0,
         failed: false,
     };
+    app.before_workers(&m.cycle.conf, &m.start.exe);
     m.start_workers();
     m.cycle_loop();
     if m.failed {

@@ -42,6 +42,10 @@ pub trait App {
     }
     /// A worker in `slot` died: reset the gauges it could not reset itself.
     fn reaped(&self, _zones: &Zones, _slot: usize) {}
+    /// In the master, once, after the error log is open and before the first worker is forked
+    /// (a schema migration run as a process of its own, say). `exe` is the server's binary.
+    /// It must not leave a thread behind: the master forks next.
+    fn before_workers(&self, _conf: &Conf, _exe: &std::path::Path) {}
 }
 
 /// A worker's services, each with the protocol of the listeners it serves.

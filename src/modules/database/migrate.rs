@@ -14,12 +14,15 @@
 
 use std::error::Error;
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::DatabaseConf;
+use crate::core::config::Conf;
+use crate::log;
 
 /// One versioned step of the schema.
 #[derive(Debug, Clone, Copy)]
@@ -156,7 +159,79 @@ pub fn migrate_with(url: &str, migrations: &[Migration]) -> Result<Report, Migra
     rt.block_on(run(url, migrations))
 }
 
-async fn run(url: &str, migrations: &[Migration]) -> Result<Report, MigrateError> {
+/// How long the master waits for the migrations before it starts the workers anyway.
+const ON_START_WAIT: Duration = Duration::from_secs(60);
+
+/// `database.migrate_on_start`: runs `bizzy migrate` as a process of its own (the master holds
+/// no runtime and no thread when it forks) and waits for it, at most [`ON_START_WAIT`]. A
+/// database that cannot be reached does not stop the server: it starts, serves, and its first
+/// worker applies the migrations once the database answers ([`run`]). Logged either way.
+pub fn on_start(conf: &Conf, exe: &Path) {
+    if !conf.written::<DatabaseConf>() || !conf.section::<DatabaseConf>().migrate_on_start {
+        return;
+    }
+    let child = std::process::Command::new(exe)
+        .arg("migrate")
+        .arg("-c")
+        .arg(&conf.file)
+        .arg("-p")
+        .arg(&conf.prefix)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            log!(Error, "migrate: cannot start {}: {e}", exe.display());
+            return;
+        }
+    };
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() < ON_START_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let output = |pipe: Option<&mut dyn std::io::Read>| {
+        let mut s = String::new();
+        if let Some(p) = pipe {
+            let _ = p.read_to_string(&mut s);
+        }
+        s
+    };
+    let out = output(child.stdout.as_mut().map(|p| p as &mut dyn std::io::Read));
+    let err = output(child.stderr.as_mut().map(|p| p as &mut dyn std::io::Read));
+    for line in out.lines() {
+        log!(Notice, "{}", line.trim_start_matches("bizzy: "));
+    }
+    match status {
+        Some(s) if s.success() => {}
+        _ => {
+            let why = err
+                .lines()
+                .last()
+                .map(|l| l.trim_start_matches("bizzy: [emerg] ").to_string())
+                .unwrap_or_else(|| "no answer in time".into());
+            log!(
+                Error,
+                "{why}: the server starts without it, and applies the migrations once the \
+                 database answers"
+            );
+        }
+    }
+}
+
+/// Applies the pending `migrations` to the database at `url`, holding the advisory lock.
+pub async fn run(url: &str, migrations: &[Migration]) -> Result<Report, MigrateError> {
     let mut client = connect(url).await?;
     // Session-level: held across the per-migration transactions, released by
     // disconnecting, even if this process dies.

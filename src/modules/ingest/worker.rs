@@ -76,7 +76,9 @@ impl WorkerDb {
             }
         };
         let (url, conf, node) = (db.url.clone(), conf.clone(), node_name());
-        let make = move || Writer::new(url, conf, node);
+        // The worker that runs the periodic work applies what the master could not.
+        let migrate = ctx.slot == 0 && db.migrate_on_start;
+        let make = move || Writer::new(url, conf, node, migrate);
         let name = format!("bizzy-io-{}", ctx.slot);
         let mut io = Io::start(&name, make, &ctx.posted, on_answer)?;
         // A worker starts with no retained messages unless a sibling has them: the server's

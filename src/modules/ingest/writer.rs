@@ -14,7 +14,7 @@ use tokio_postgres::{Client, Config, NoTls};
 
 use crate::core::io::{Served, Work};
 use crate::log;
-use crate::modules::database::migrate::redact;
+use crate::modules::database::migrate::{self, redact, MIGRATIONS};
 use crate::modules::ingest::batch::{Report, Written};
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::decode::Configuration;
@@ -42,6 +42,9 @@ pub struct Writer {
     conf: IngestConf,
     /// This node's name in the notifications it sends (`bizzy.node` on every connection).
     node: String,
+    /// `database.migrate_on_start`: the periodic work applies the migrations first, until
+    /// they are (the master's attempt may have found the database down).
+    migrate: std::cell::Cell<bool>,
     /// The connection; `None` until made, and again after it broke.
     client: tokio::sync::Mutex<Option<Client>>,
     /// A second connection for the rest (retained topics, periodic work), so that a batch
@@ -50,11 +53,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(url: String, conf: IngestConf, node: String) -> Writer {
+    pub fn new(url: String, conf: IngestConf, node: String, migrate: bool) -> Writer {
         Writer {
             url,
             conf,
             node,
+            migrate: std::cell::Cell::new(migrate),
             client: tokio::sync::Mutex::new(None),
             aux: tokio::sync::Mutex::new(None),
         }
@@ -149,6 +153,20 @@ impl Writer {
 
     /// The periodic work, once: what fails is logged and tried again at the next tick.
     async fn maintain(&self, housekeeping: bool) -> Vec<Occupancy> {
+        if self.migrate.get() {
+            match migrate::run(&self.url, MIGRATIONS).await {
+                Ok(report) => {
+                    self.migrate.set(false);
+                    for (_, name) in &report.applied {
+                        log!(Notice, "applied migration {name}");
+                    }
+                }
+                Err(e) => {
+                    log!(Warn, "migrate: {e}");
+                    return Vec::new();
+                }
+            }
+        }
         let mut aux = self.aux.lock().await;
         let run = async {
             if aux.is_none() {
