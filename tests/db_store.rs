@@ -452,7 +452,12 @@ fn event_reports_count_and_a_mode_mismatch_is_stored_not_applied() {
             "2025-01-15T11:01:02Z",
         ),
     ];
-    write(&f, &batch).expect("commits");
+    let written = write(&f, &batch).expect("commits");
+    assert_eq!(
+        stored(&written),
+        [Stored::Stored, Stored::Stored, Stored::ModeMismatch],
+        "counted as a rejection for /metrics"
+    );
     assert_eq!(
         f.rows(
             "SELECT kind, applied, reason, entries, exits, delta_in, delta_out

@@ -27,6 +27,9 @@ pub enum Stored {
     Duplicate,
     /// No live sensor has this device id: nothing stored.
     UnknownSensor,
+    /// Stored, not counted: a report of the kind the sensor does not count in (PROTOCOL.md,
+    /// "General rules").
+    ModeMismatch,
 }
 
 /// A hive whose occupancy the batch changed, for its retained `hives/{id}/occupancy`.

@@ -12,7 +12,7 @@ pub const ZONE: &str = "ingest.stats";
 
 /// Why a sensor message was not taken, as `bizzy_ingest_rejected_total{reason=...}` says it:
 /// the decoders' reasons (PROTOCOL.md), then the store's.
-pub const REASONS: [&str; 8] = [
+pub const REASONS: [&str; 9] = [
     "length",
     "marker",
     "version",
@@ -21,6 +21,7 @@ pub const REASONS: [&str; 8] = [
     "event_count",
     "range",
     "unknown_sensor",
+    "mode_mismatch",
 ];
 
 #[repr(C)]
@@ -96,6 +97,10 @@ impl Stats {
                     bump(&r.duplicates, 1);
                 }
                 Stored::UnknownSensor => self.rejected("unknown_sensor"),
+                Stored::ModeMismatch => {
+                    bump(&r.stored, 1);
+                    self.rejected("mode_mismatch");
+                }
             }
         }
         r.lag_ms.store(lag_ms, Ordering::Relaxed);

@@ -87,10 +87,17 @@ pub async fn write(
         let hive = hives
             .get_mut(&sensor.hive_id)
             .expect("the hive_status_create trigger gives every hive its row");
-        if let Some(row) = apply::apply(report, sensor, hive, conf, &mut hours) {
-            rows.push((report, row));
+        match apply::apply(report, sensor, hive, conf, &mut hours) {
+            Some(row) if row.reason == Some("mode_mismatch") => {
+                rows.push((report, row));
+                stored.push(Stored::ModeMismatch);
+            }
+            Some(row) => {
+                rows.push((report, row));
+                stored.push(Stored::Stored);
+            }
+            None => stored.push(Stored::Stored),
         }
-        stored.push(Stored::Stored);
     }
 
     save::reports(&tx, &rows).await?;
