@@ -806,3 +806,56 @@ fn housekeeping_creates_partitions_and_prunes() {
     );
     assert_eq!(this_month.as_deref(), Some("t"));
 }
+
+/// Observed and integrated milliseconds of the hive, over all its hours.
+fn weighted(f: &Fixture) -> (i64, i64) {
+    let row = &f.rows(&format!(
+        "SELECT coalesce(sum(observed_ms), 0), coalesce(sum(occupancy_ms), 0)
+         FROM hive_hourly WHERE hive_id = {}",
+        f.hive
+    ))[0];
+    (row[0].parse().unwrap(), row[1].parse().unwrap())
+}
+
+fn near(got: i64, want: i64) -> bool {
+    (got - want).abs() <= 2_000
+}
+
+#[test]
+fn occupancy_is_integrated_over_time_by_the_periodic_work_and_by_batches() {
+    let f = Fixture::new("Europe/Berlin", "NULL");
+    f.sensor("door-1", "normal");
+    f.db.query(
+        "UPDATE hive_status SET occupancy = 10, integrated_at = now() - interval '60 seconds'",
+    );
+    let n = on_client(&f, async |c| {
+        store::maintain::integrate(c, std::time::SystemTime::now().into()).await
+    });
+    assert_eq!(n, 1);
+    let (observed, occupancy) = weighted(&f);
+    assert!(near(observed, 60_000), "{observed}");
+    assert!(near(occupancy, 600_000), "{occupancy}");
+    let again = on_client(&f, async |c| {
+        store::maintain::integrate(c, std::time::SystemTime::now().into()).await
+    });
+    assert_eq!(again, 0, "integrated just now");
+
+    // A batch that changes the count integrates what held before it.
+    f.db.query(
+        "UPDATE hive_status SET integrated_at = now() - interval '30 seconds';
+         DELETE FROM hive_hourly",
+    );
+    let now = DateTime::<Utc>::from(std::time::SystemTime::now())
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let p = ReportType::Periodic;
+    let batch = [
+        report("door-1", legacy(100, 0, "2000-01-01 00:00:00", p), &now),
+        report("door-1", legacy(105, 0, "2000-01-01 00:00:01", p), &now),
+    ];
+    write(&f, &batch).expect("commits");
+    assert_eq!(f.occupancy(f.hive).0, "15");
+    let (observed, occupancy) = weighted(&f);
+    assert!(near(observed, 30_000), "{observed}");
+    assert!(near(occupancy, 300_000), "{occupancy}");
+}

@@ -176,7 +176,9 @@ impl Writer {
             if housekeeping {
                 maintain::housekeeping(c, self.conf.dedupe_window.into()).await?;
             }
-            let mut changed = maintain::resets(c, std::time::SystemTime::now().into()).await?;
+            let now = std::time::SystemTime::now().into();
+            maintain::integrate(c, now).await?;
+            let mut changed = maintain::resets(c, now).await?;
             changed.extend(maintain::degraded(c).await?);
             Ok::<_, tokio_postgres::Error>(changed)
         };

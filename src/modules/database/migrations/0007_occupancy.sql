@@ -28,3 +28,20 @@ WHERE h.deleted_at IS NULL;
 -- silent publishes a hive again when hive_occupancy's flag differs, with a conditional UPDATE,
 -- so one worker of one node does it.
 ALTER TABLE hive_status ADD COLUMN degraded boolean NOT NULL DEFAULT false;
+
+-- The time-weighted hourly figures are integrated at every change of a hive's occupancy, many
+-- times a second for a busy hive: in milliseconds, so that short stretches do not round away.
+-- How far each hive is integrated is kept with its occupancy.
+ALTER TABLE hive_hourly
+    DROP COLUMN average_occupancy,
+    DROP COLUMN completeness,
+    DROP CONSTRAINT hive_hourly_observed_seconds_check;
+ALTER TABLE hive_hourly RENAME COLUMN occupancy_seconds TO occupancy_ms;
+ALTER TABLE hive_hourly RENAME COLUMN observed_seconds TO observed_ms;
+ALTER TABLE hive_hourly
+    ADD CONSTRAINT hive_hourly_observed_ms_check CHECK (observed_ms BETWEEN 0 AND 3600000),
+    ADD COLUMN average_occupancy double precision GENERATED ALWAYS AS
+        (occupancy_ms::double precision / NULLIF(observed_ms, 0)) STORED,
+    -- 0..1: how much of the hour the figures cover; a partial hour is shown as such.
+    ADD COLUMN completeness real GENERATED ALWAYS AS (observed_ms / 3600000.0) STORED;
+ALTER TABLE hive_status ADD COLUMN integrated_at timestamptz;

@@ -43,12 +43,16 @@ pub(super) struct ReportRow {
     pub reason: Option<&'static str>,
 }
 
-/// Entries, exits and the peak occupancy a batch adds to one hive's local clock hour.
+/// Entries, exits, the peak occupancy and the time-weighted sums ([`super::weigh`]) a batch
+/// adds to one hive's local clock hour.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct HourSums {
     pub entries: i32,
     pub exits: i32,
     pub peak: i32,
+    /// Milliseconds observed, and occupancy integrated over them (person-milliseconds).
+    pub observed_ms: i64,
+    pub occupancy_ms: i64,
 }
 
 /// The hourly sums of a batch, by (hive id, instant the local hour starts).

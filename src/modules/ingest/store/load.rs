@@ -47,6 +47,9 @@ pub(super) struct HiveRow {
     pub state: HiveState,
     /// The state as read: the batch changed the hive when `state` differs.
     pub read: HiveState,
+    /// The degraded flag last published, and how far the occupancy is integrated.
+    pub degraded: bool,
+    pub integrated_at: Option<DateTime<Utc>>,
 }
 
 /// The live sensors of `device_ids`, locked, by device id.
@@ -129,7 +132,7 @@ pub(super) async fn hives(
     let rows = tx
         .query_typed(
             "SELECT hs.hive_id, hs.occupancy, hs.drift_today, hs.last_reset_at,
-                    h.time_zone::text AS time_zone,
+                    hs.degraded, hs.integrated_at, h.time_zone::text AS time_zone,
                     to_char(h.reset_time, 'HH24:MI') AS reset_time
              FROM hive_status hs JOIN hive h ON h.id = hs.hive_id
              WHERE hs.hive_id = ANY($1::int8[])
@@ -160,6 +163,8 @@ fn hive_row(r: &Row) -> HiveRow {
             .and_then(|t| t.parse().ok()),
         state,
         read: state,
+        degraded: r.get("degraded"),
+        integrated_at: instant(r.get("integrated_at")),
     }
 }
 

@@ -2,6 +2,7 @@
 //! (several nodes may run it at once: every change here is a conditional UPDATE, so it happens
 //! once):
 //!
+//! - the occupancy of each hive no batch changed lately is integrated into hive_hourly;
 //! - the daily reset of each hive at its local reset time (PROTOCOL.md section 6), for the hives
 //!   no report reached since; a report that comes first resets its hive in its own batch;
 //! - a hive whose sensors went silent (or came back) since its occupancy was last published is
@@ -16,9 +17,61 @@ use chrono_tz::Tz;
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
-use super::save;
+use super::apply::Hours;
+use super::{save, weigh};
 use crate::modules::ingest::count::{reset_due, ResetTime};
 use crate::modules::occupancy::Occupancy;
+
+/// Integrates every hive that no batch integrated in the last [`INTEGRATE_AFTER`] up to `now`
+/// (see [`weigh`]). Hives a batch holds are skipped: it integrates them itself.
+pub async fn integrate(
+    client: &mut Client,
+    now: DateTime<Utc>,
+) -> Result<usize, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let before = SystemTime::from(now - INTEGRATE_AFTER);
+    let rows = tx
+        .query_typed(
+            "SELECT hs.hive_id, hs.occupancy, hs.degraded, hs.integrated_at, h.time_zone::text
+             FROM hive_status hs JOIN hive h ON h.id = hs.hive_id
+             WHERE h.deleted_at IS NULL
+               AND (hs.integrated_at IS NULL OR hs.integrated_at < $1)
+             ORDER BY hs.hive_id
+             FOR UPDATE OF hs SKIP LOCKED",
+            &[(&before, Type::TIMESTAMPTZ)],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut hours = Hours::new();
+    let mut ids = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let held = weigh::Held {
+            hive_id: r.get(0),
+            occupancy: u32::try_from(r.get::<_, i32>(1)).unwrap_or(0),
+            degraded: r.get(2),
+            since: r.get::<_, Option<SystemTime>>(3).map(Into::into),
+            zone: r.get::<_, &str>(4).parse().unwrap_or(Tz::UTC),
+        };
+        weigh::integrate(&held, now, &mut hours);
+        ids.push(held.hive_id);
+    }
+    save::hourly(&tx, &hours).await?;
+    tx.execute_typed(
+        "UPDATE hive_status SET integrated_at = $2 WHERE hive_id = ANY($1)",
+        &[
+            (&ids, Type::INT8_ARRAY),
+            (&SystemTime::from(now), Type::TIMESTAMPTZ),
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ids.len())
+}
+
+/// A hive integrated more recently than this (by a batch) is left to the next run.
+const INTEGRATE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(20);
 
 /// Resets the hives whose reset is due at `now`; their new occupancy answers.
 pub async fn resets(

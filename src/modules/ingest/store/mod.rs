@@ -21,9 +21,9 @@
 //! queue instead of deadlocking. The rows are read into the count module's state, every report
 //! goes through its rules in batch order (`apply.rs`), and the state is written back.
 //!
-//! hive_hourly gets entries, exits and the peak occupancy of each local hour; its time-weighted
-//! columns (occupancy_seconds, observed_seconds) need the time between reports and the sensors'
-//! online state, which a timer rather than the batch writer knows: they are not written here.
+//! hive_hourly gets entries, exits and the peak occupancy of each local hour, and for each hive
+//! the batch changed, its occupancy integrated since the last change (`weigh.rs`); the hives no
+//! batch changes are integrated by the periodic work (`maintain.rs`).
 //!
 //! A configuration payload (server -> sensor, which the ingest hook never passes) is answered
 //! `Stored` and writes nothing, not even `last_seen`.
@@ -35,6 +35,7 @@ mod claim;
 mod load;
 pub mod maintain;
 mod save;
+mod weigh;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -106,7 +107,11 @@ pub async fn write(
         .into_iter()
         .filter(|(_, h)| h.state != h.read)
         .collect();
-    let occupancy = save::hives(&tx, &by_id(&changed, |h| h.id)).await?;
+    let now: chrono::DateTime<chrono::Utc> = std::time::SystemTime::now().into();
+    for h in changed.values() {
+        weigh::integrate(&weigh::Held::before(h), now, &mut hours);
+    }
+    let occupancy = save::hives(&tx, &by_id(&changed, |h| h.id), now).await?;
     save::hourly(&tx, &hours).await?;
     tx.commit().await?;
     Ok(Written {

@@ -169,6 +169,7 @@ fn mode_name(mode: Mode) -> &'static str {
 pub(super) async fn hives(
     tx: &Transaction<'_>,
     hives: &[&HiveRow],
+    integrated: DateTime<Utc>,
 ) -> Result<Vec<Occupancy>, tokio_postgres::Error> {
     if hives.is_empty() {
         return Ok(Vec::new());
@@ -182,7 +183,8 @@ pub(super) async fn hives(
         .collect();
     tx.execute_typed(
         "UPDATE hive_status hs SET occupancy = u.occupancy, drift_today = u.drift,
-             last_reset_at = u.reset, updated_at = now()
+             last_reset_at = u.reset, updated_at = now(),
+             integrated_at = greatest(hs.integrated_at, $5)
          FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::timestamptz[])
              AS u(id, occupancy, drift, reset)
          WHERE hs.hive_id = u.id",
@@ -191,6 +193,7 @@ pub(super) async fn hives(
             (&occupancy, Type::INT4_ARRAY),
             (&drift, Type::INT4_ARRAY),
             (&reset, Type::TIMESTAMPTZ_ARRAY),
+            (&SystemTime::from(integrated), Type::TIMESTAMPTZ),
         ],
     )
     .await?;
@@ -229,8 +232,8 @@ pub(super) async fn publish_where<C: tokio_postgres::GenericClient>(
 }
 
 /// Adds the batch's entries, exits and peaks to hive_hourly.
-pub(super) async fn hourly(
-    tx: &Transaction<'_>,
+pub(super) async fn hourly<C: tokio_postgres::GenericClient>(
+    tx: &C,
     hours: &Hours,
 ) -> Result<(), tokio_postgres::Error> {
     if hours.is_empty() {
@@ -243,13 +246,22 @@ pub(super) async fn hourly(
     let entries: Vec<i32> = keys.iter().map(|k| hours[k].entries).collect();
     let exits: Vec<i32> = keys.iter().map(|k| hours[k].exits).collect();
     let peak: Vec<i32> = keys.iter().map(|k| hours[k].peak).collect();
+    let observed: Vec<i32> = keys
+        .iter()
+        .map(|k| i32::try_from(hours[k].observed_ms.clamp(0, 3_600_000)).unwrap_or(0))
+        .collect();
+    let weighted: Vec<i64> = keys.iter().map(|k| hours[k].occupancy_ms.max(0)).collect();
     tx.execute_typed(
-        "INSERT INTO hive_hourly AS hh (hive_id, hour, entries, exits, peak_occupancy)
-         SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int4[], $4::int4[], $5::int4[])
+        "INSERT INTO hive_hourly AS hh (hive_id, hour, entries, exits, peak_occupancy,
+                                       observed_ms, occupancy_ms)
+         SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int4[], $4::int4[], $5::int4[],
+                              $6::int4[], $7::int8[])
          ON CONFLICT (hive_id, hour) DO UPDATE SET
              entries = hh.entries + excluded.entries,
              exits = hh.exits + excluded.exits,
              peak_occupancy = greatest(hh.peak_occupancy, excluded.peak_occupancy),
+             observed_ms = least(3600000, hh.observed_ms + excluded.observed_ms),
+             occupancy_ms = hh.occupancy_ms + excluded.occupancy_ms,
              updated_at = now()",
         &[
             (&hive, Type::INT8_ARRAY),
@@ -257,6 +269,8 @@ pub(super) async fn hourly(
             (&entries, Type::INT4_ARRAY),
             (&exits, Type::INT4_ARRAY),
             (&peak, Type::INT4_ARRAY),
+            (&observed, Type::INT4_ARRAY),
+            (&weighted, Type::INT8_ARRAY),
         ],
     )
     .await?;
