@@ -859,3 +859,25 @@ fn occupancy_is_integrated_over_time_by_the_periodic_work_and_by_batches() {
     assert!(near(observed, 30_000), "{observed}");
     assert!(near(occupancy, 300_000), "{occupancy}");
 }
+
+#[test]
+fn sensor_health_says_online_and_whether_the_newest_configuration_is_applied() {
+    let f = Fixture::new("Europe/Berlin", "NULL");
+    let s = f.sensor("door-1", "normal");
+    let health = format!(
+        "SELECT online, configuration_id, configuration_acknowledged
+         FROM sensor_health WHERE sensor_id = {s}"
+    );
+    assert_eq!(f.rows(&health), [["f", "0", "t"]], "never heard, factory");
+    f.db.query(&format!(
+        "UPDATE sensor SET last_seen = now() WHERE id = {s};
+         INSERT INTO sensor_report_config (sensor_id, configuration_id, threshold_cm,
+             reporting_interval_min, status_interval_min, event_threshold)
+         VALUES ({s}, 1, 50, 5, 60, 1)"
+    ));
+    assert_eq!(f.rows(&health), [["t", "1", "f"]], "pending");
+    f.db.query(&format!(
+        "UPDATE sensor SET config_acknowledged_id = 1 WHERE id = {s}"
+    ));
+    assert_eq!(f.rows(&health), [["t", "1", "t"]], "acknowledged");
+}

@@ -8,10 +8,16 @@ CREATE VIEW sensor_health AS
 SELECT s.id AS sensor_id, s.device_id, s.hive_id, s.last_seen,
        coalesce(c.reporting_interval_min, 15) AS reporting_interval_min,
        coalesce(s.last_seen >= now() - make_interval(mins => 2 * coalesce(c.reporting_interval_min, 15)),
-                false) AS online
+                false) AS online,
+       -- The newest configuration issued (0: none, the factory one), and whether the sensor
+       -- reported applying it.
+       coalesce(n.configuration_id, 0) AS configuration_id,
+       s.config_acknowledged_id >= coalesce(n.configuration_id, 0) AS configuration_acknowledged
 FROM sensor s
 LEFT JOIN sensor_report_config c
        ON c.sensor_id = s.id AND c.configuration_id = s.config_acknowledged_id
+LEFT JOIN LATERAL (SELECT max(configuration_id) AS configuration_id
+                   FROM sensor_report_config WHERE sensor_id = s.id) n ON true
 WHERE s.deleted_at IS NULL;
 
 -- The occupancy answer of every live hive: a hive with an offline sensor is degraded (its number
