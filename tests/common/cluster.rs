@@ -42,7 +42,13 @@ impl Cluster {
             .as_pg("initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-locale"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+            ])
             .output()
             .expect("initdb runs");
         assert!(out.status.success(), "initdb: {out:?}");

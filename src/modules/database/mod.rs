@@ -3,5 +3,6 @@
 
 pub mod conf;
 pub mod migrate;
+pub mod pool;
 
 pub use conf::DatabaseConf;

@@ -78,7 +78,8 @@ impl WorkerDb {
         let (url, conf, node) = (db.url.clone(), conf.clone(), node_name());
         // The worker that runs the periodic work applies what the master could not.
         let migrate = ctx.slot == 0 && db.migrate_on_start;
-        let make = move || Writer::new(url, conf, node, migrate);
+        let pool_size = db.pool_size;
+        let make = move || Writer::new(url, conf, node, migrate, pool_size);
         let name = format!("bizzy-io-{}", ctx.slot);
         let mut io = Io::start(&name, make, &ctx.posted, on_answer)?;
         // A worker starts with no retained messages unless a sibling has them: the server's

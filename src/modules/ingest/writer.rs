@@ -10,11 +10,12 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::Client;
 
 use crate::core::io::{Served, Work};
 use crate::log;
 use crate::modules::database::migrate::{self, redact, MIGRATIONS};
+use crate::modules::database::pool::{self, Pool};
 use crate::modules::ingest::batch::{Report, Written};
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::decode::Configuration;
@@ -24,8 +25,6 @@ use crate::modules::occupancy::{self, Occupancy};
 /// First and longest wait before trying PostgreSQL again.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-/// How long a connection attempt may take when the URL does not say.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A batch's answer: its tickets (in batch order) and what the store said.
 #[derive(Debug)]
@@ -47,20 +46,27 @@ pub struct Writer {
     migrate: std::cell::Cell<bool>,
     /// The connection; `None` until made, and again after it broke.
     client: tokio::sync::Mutex<Option<Client>>,
-    /// A second connection for the rest (retained topics, periodic work), so that a batch
-    /// never waits behind them.
-    aux: tokio::sync::Mutex<Option<Client>>,
+    /// The connections for the rest (retained topics, periodic work), so that a batch never
+    /// waits behind them: `database.pool_size` less the batches' own.
+    pool: Pool,
 }
 
 impl Writer {
-    pub fn new(url: String, conf: IngestConf, node: String, migrate: bool) -> Writer {
+    pub fn new(
+        url: String,
+        conf: IngestConf,
+        node: String,
+        migrate: bool,
+        pool_size: usize,
+    ) -> Writer {
+        let settings = vec![("bizzy.node".to_string(), node.clone())];
         Writer {
+            pool: Pool::new(&url, pool_size.saturating_sub(1), settings),
             url,
             conf,
             node,
             migrate: std::cell::Cell::new(migrate),
             client: tokio::sync::Mutex::new(None),
-            aux: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -167,12 +173,9 @@ impl Writer {
                 }
             }
         }
-        let mut aux = self.aux.lock().await;
         let run = async {
-            if aux.is_none() {
-                *aux = Some(connect(&self.url, &self.node).await?);
-            }
-            let c = aux.as_mut().expect("connected just above");
+            let mut c = self.pool.get().await?;
+            let c = &mut *c;
             if housekeeping {
                 maintain::housekeeping(c, self.conf.dedupe_window.into()).await?;
             }
@@ -186,20 +189,13 @@ impl Writer {
             Ok(changed) => changed,
             Err(e) => {
                 log!(Warn, "ingest: the periodic database work failed: {e}");
-                if aux.as_ref().is_some_and(Client::is_closed) {
-                    *aux = None;
-                }
                 Vec::new()
             }
         }
     }
 
     async fn read_retained(&self) -> Result<Retained, tokio_postgres::Error> {
-        let mut aux = self.aux.lock().await;
-        if aux.as_ref().is_none_or(Client::is_closed) {
-            *aux = Some(connect(&self.url, &self.node).await?);
-        }
-        let c = aux.as_ref().expect("connected just above");
+        let c = self.pool.get().await?;
         let hives = c
             .query(
                 &format!(
@@ -263,22 +259,7 @@ impl Work for Writer {
     }
 }
 
-/// A connection to `url` that names `node` in its notifications; its driver runs as a task of
-/// the I/O thread's runtime.
+/// A connection to `url` that names `node` in its notifications.
 async fn connect(url: &str, node: &str) -> Result<Client, tokio_postgres::Error> {
-    let mut config: Config = url.parse()?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::task::spawn_local(async move {
-        if let Err(e) = connection.await {
-            log!(Warn, "ingest: the database connection ended: {e}");
-        }
-    });
-    let node = node.replace('\'', "''");
-    client
-        .batch_execute(&format!("SET bizzy.node TO '{node}'"))
-        .await?;
-    Ok(client)
+    pool::connect(url, &[("bizzy.node".to_string(), node.to_string())]).await
 }
