@@ -55,6 +55,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_sensors"),
     migration!(4, "0004_reports"),
     migration!(5, "0005_rollups"),
+    migration!(6, "0006_spool"),
 ];
 
 /// The advisory lock every `bizzy migrate` holds while it works: "bizzymig" in ASCII.
