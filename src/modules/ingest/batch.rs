@@ -27,6 +27,9 @@ pub enum Stored {
     Duplicate,
     /// No live sensor has this device id: nothing stored.
     UnknownSensor,
+    /// PostgreSQL was unreachable: appended and fsynced to the worker's spool, durable, stored
+    /// when the spool is replayed (`spool/`).
+    Spooled,
 }
 
 /// A hive whose occupancy the batch changed, for its retained `hives/{id}/occupancy`.
