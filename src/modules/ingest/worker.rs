@@ -51,8 +51,9 @@ impl WorkerDb {
                 Done::Stored(a) => parts.stored(a),
             }
         };
-        let (url, conf) = (db.url.clone(), conf.clone());
-        let make = move || Writer::new(url, conf);
+        let (url, dir) = (db.url.clone(), db.spool_dir.clone());
+        let (conf, stats) = (conf.clone(), parts.stats.clone());
+        let make = move || Writer::new(url, dir, conf, stats);
         let name = format!("bizzy-io-{}", ctx.slot);
         let io = Io::start(&name, make, &ctx.posted, on_answer)?;
         Ok(Rc::new(WorkerDb {
