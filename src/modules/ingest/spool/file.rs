@@ -313,7 +313,9 @@ mod tests {
         let path = f.path.clone();
         assert!(SpoolFile::claim(&path).expect("no error").is_none(), "held");
         drop(f);
-        let (mut g, tail) = SpoolFile::claim(&path).expect("no error").expect("an orphan");
+        let (mut g, tail) = SpoolFile::claim(&path)
+            .expect("no error")
+            .expect("an orphan");
         assert_eq!(tail, Tail::Clean);
         assert_eq!(g.header, header(1));
         assert_eq!(g.waiting().0, 5);
@@ -339,7 +341,9 @@ mod tests {
         let path = f.path.clone();
         let first_end = HEADER_LEN as u64 + batch(1).0.len() as u64;
         drop(f);
-        let (mut g, _) = SpoolFile::claim(&path).expect("no error").expect("an orphan");
+        let (mut g, _) = SpoolFile::claim(&path)
+            .expect("no error")
+            .expect("an orphan");
         g.skip_to(first_end).expect("skipped");
         assert_eq!(g.waiting().0, 5);
         let next = g.read_next().expect("read").expect("a record");
@@ -357,7 +361,9 @@ mod tests {
             .write_all_at(&rec[..rec.len() / 2], f.end)
             .expect("a half record");
         drop(f);
-        let (mut g, tail) = SpoolFile::claim(&path).expect("no error").expect("an orphan");
+        let (mut g, tail) = SpoolFile::claim(&path)
+            .expect("no error")
+            .expect("an orphan");
         assert_eq!(
             tail,
             Tail::Torn {
@@ -366,9 +372,12 @@ mod tests {
         );
         assert_eq!(g.waiting().0, 1);
         g.dirty = true;
-        g.append(&batch(2).0, 2).expect("appended over the torn bytes");
+        g.append(&batch(2).0, 2)
+            .expect("appended over the torn bytes");
         drop(g);
-        let (g, tail) = SpoolFile::claim(&path).expect("no error").expect("an orphan");
+        let (g, tail) = SpoolFile::claim(&path)
+            .expect("no error")
+            .expect("an orphan");
         assert_eq!(tail, Tail::Clean);
         assert_eq!(g.waiting().0, 3);
     }

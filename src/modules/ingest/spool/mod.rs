@@ -242,25 +242,28 @@ impl Spool {
         self.gauges();
     }
 
-    /// Removes file `id` if every record of it is applied: `Ok(true)` when it is gone (its
-    /// progress row may then be forgotten), `Ok(false)` when records wait (an append came).
-    fn remove_if_drained(&mut self, id: &[u8; 16]) -> io::Result<bool> {
+    /// Removes file `id` if every record of it is applied: `Ok(Some(path))` when it is gone
+    /// (its progress row may then be forgotten), `Ok(None)` when records wait (an append came).
+    fn remove_if_drained(&mut self, id: &[u8; 16]) -> io::Result<Option<PathBuf>> {
         let f = if self.own.as_ref().is_some_and(|f| &f.header.id == id) {
             if !self.own.as_ref().is_some_and(SpoolFile::drained) {
-                return Ok(false);
+                return Ok(None);
             }
             self.own.take()
         } else {
             match self.adopted.iter().position(|f| &f.header.id == id) {
                 Some(i) if self.adopted[i].drained() => self.adopted.remove(i),
-                Some(_) => return Ok(false),
+                Some(_) => return Ok(None),
                 None => None,
             }
         };
         self.gauges();
         match f {
-            Some(f) => f.remove().map(|()| true),
-            None => Ok(false),
+            Some(f) => {
+                let path = f.path.clone();
+                f.remove().map(|()| Some(path))
+            }
+            None => Ok(None),
         }
     }
 
@@ -331,9 +334,7 @@ fn file_id(dir: &Path, name: &str) -> [u8; 16] {
     h.update(dir.as_os_str().as_encoded_bytes());
     h.update([0]);
     h.update(name.as_bytes());
-    h.finalize()[..16]
-        .try_into()
-        .expect("SHA-256 is 32 bytes")
+    h.finalize()[..16].try_into().expect("SHA-256 is 32 bytes")
 }
 
 #[cfg(test)]
@@ -377,7 +378,12 @@ mod tests {
         assert!(t.spool_bytes > 5 * 8, "{}", t.spool_bytes);
         let names: Vec<String> = std::fs::read_dir(dir.path().join("var/spool"))
             .expect("the directory was made")
-            .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(
@@ -409,14 +415,17 @@ mod tests {
             let rec = me.read(&id).expect("read").expect("a record");
             order.push(rec.reports.len());
             me.replayed(&id, rec.end, rec.reports.len() as u64);
-            assert!(me.remove_if_drained(&id).expect("removed"));
+            assert!(me.remove_if_drained(&id).expect("removed").is_some());
             if id == older_id {
                 assert_eq!(me.head(), Some(newer_id));
             }
         }
         assert_eq!(order, [1, 2, 4]);
         assert!(me.is_empty());
-        assert_eq!(std::fs::read_dir(dir.path()).expect("a directory").count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("a directory").count(),
+            0
+        );
     }
 
     #[test]

@@ -316,8 +316,18 @@ mod tests {
 
     fn batch_a() -> Vec<Report> {
         vec![
-            report("door-1", "sensors/door-1/counter", &LEGACY, 1_700_000_000_123_456_789),
-            report("door-2", "sensors/door-2/event", &EVENT, 1_700_000_001_000_000_000),
+            report(
+                "door-1",
+                "sensors/door-1/counter",
+                &LEGACY,
+                1_700_000_000_123_456_789,
+            ),
+            report(
+                "door-2",
+                "sensors/door-2/event",
+                &EVENT,
+                1_700_000_001_000_000_000,
+            ),
         ]
     }
 
@@ -442,7 +452,11 @@ mod tests {
         let mut middle = file.clone();
         middle[second + 20] ^= 0x40;
         let (got, tail) = records(&middle);
-        assert_eq!(got, vec![spooled(&batch_a())], "reading stops at the damage");
+        assert_eq!(
+            got,
+            vec![spooled(&batch_a())],
+            "reading stops at the damage"
+        );
         assert_eq!(
             tail,
             Tail::Corrupt {

@@ -1,9 +1,13 @@
 //! The replay task: one per writer, on the worker's I/O thread, for the life of the thread.
-//! While the spool holds nothing it scans the spool directory for orphans every
-//! [`RETRY_MAX`] (or at once when the writer spools a batch); while it holds records it
-//! connects to PostgreSQL on a connection of its own and applies them one record per
-//! transaction, in order; a failure (PostgreSQL still away, a broken connection) waits
-//! [`RETRY_FIRST`], doubling up to [`RETRY_MAX`], and scans again before the next try.
+//! While the spool holds nothing it scans the spool directory for orphans every 5 s (and wakes
+//! at once when the writer spools a batch); while it holds records it connects to PostgreSQL
+//! on a connection of its own and applies them one record per transaction, in order; a failure
+//! (PostgreSQL still away, a broken connection) waits 100 ms, doubling up to 5 s (the writer's
+//! back-off), and scans again before the next try.
+//!
+//! A record PostgreSQL refuses while it is reachable (not a connection failure) is tried again
+//! the same way: it stays at the head, logged, and later batches wait behind it in the spool,
+//! acknowledged (the writer's module header says why such a batch is not skipped).
 //!
 //! Exactly once: [`apply`] writes a record's reports through [`store::write_in`] and, in the same
 //! transaction, the file's progress in `spool_replay` (the offset where the applied record
@@ -161,8 +165,8 @@ impl Replayer {
     async fn finish(&mut self, id: [u8; 16]) {
         let removed = self.r.spool.borrow_mut().remove_if_drained(&id);
         match removed {
-            Ok(true) => {}
-            Ok(false) => return,
+            Ok(Some(path)) => log!(Info, "ingest: {} is replayed", path.display()),
+            Ok(None) => return,
             Err(e) => {
                 log!(
                     Error,
@@ -176,7 +180,10 @@ impl Replayer {
         }
         if let Some(c) = self.client.as_ref() {
             if let Err(e) = forget(c, &id).await {
-                log!(Warn, "ingest: the progress row of a replayed spool stays: {e}");
+                log!(
+                    Warn,
+                    "ingest: the progress row of a replayed spool stays: {e}"
+                );
             }
         }
     }

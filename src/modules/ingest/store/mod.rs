@@ -60,7 +60,7 @@ pub async fn write(
     Ok(written)
 }
 
-/// [`write`]'s statements inside the caller's transaction, which the caller commits: for a
+/// [`write()`]'s statements inside the caller's transaction, which the caller commits: for a
 /// caller that writes more in the same transaction (the spool's replay records its progress).
 pub async fn write_in(
     tx: &Transaction<'_>,
