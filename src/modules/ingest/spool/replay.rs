@@ -55,6 +55,9 @@ pub struct Replay {
 enum StepError {
     Db(tokio_postgres::Error),
     File(std::io::Error),
+    /// A replayed file could not be removed: it is let go, its progress row kept, and taken
+    /// over again (and skipped to its end) on a later scan, after the back-off.
+    Remove(std::io::Error),
 }
 
 impl std::fmt::Display for StepError {
@@ -65,6 +68,7 @@ impl std::fmt::Display for StepError {
                 None => write!(f, "{e}"),
             },
             StepError::File(e) => write!(f, "reading the spool: {e}"),
+            StepError::Remove(e) => write!(f, "removing a replayed spool file: {e}"),
         }
     }
 }
@@ -153,27 +157,20 @@ impl Replayer {
             }
             self.r.spool.borrow_mut().replayed(&id, record.end, n);
         }
+        self.finish(id).await?;
         if self.logged.take().is_some() {
-            log!(Notice, "ingest: PostgreSQL is back: replaying the spool");
+            log!(Notice, "ingest: the spool's replay goes on");
         }
         self.wait = RETRY_FIRST;
-        self.finish(id).await;
         Ok(true)
     }
 
     /// Removes file `id` if it is replayed, and forgets its progress.
-    async fn finish(&mut self, id: [u8; 16]) {
+    async fn finish(&mut self, id: [u8; 16]) -> Result<(), StepError> {
         let removed = self.r.spool.borrow_mut().remove_if_drained(&id);
-        match removed {
-            Ok(Some(path)) => log!(Info, "ingest: {} is replayed", path.display()),
-            Ok(None) => return,
-            Err(e) => {
-                log!(
-                    Error,
-                    "ingest: a replayed spool file cannot be removed ({e}); its progress is kept"
-                );
-                return;
-            }
+        match removed.map_err(StepError::Remove)? {
+            Some(path) => log!(Info, "ingest: {} is replayed", path.display()),
+            None => return Ok(()),
         }
         if self.checked == Some(id) {
             self.checked = None;
@@ -186,6 +183,7 @@ impl Replayer {
                 );
             }
         }
+        Ok(())
     }
 
     fn failed(&mut self, e: &StepError) {
@@ -193,11 +191,16 @@ impl Replayer {
             self.client = None;
         }
         if self.logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
-            log!(
-                Error,
-                "ingest: the spool waits for {}: {e}",
-                redact(&self.r.url)
-            );
+            match e {
+                StepError::Db(_) => log!(
+                    Error,
+                    "ingest: the spool waits for {}: {e}",
+                    redact(&self.r.url)
+                ),
+                StepError::File(_) | StepError::Remove(_) => {
+                    log!(Error, "ingest: the spool's replay stalls: {e}")
+                }
+            }
             self.logged = Some(Instant::now());
         }
     }
