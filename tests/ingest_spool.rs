@@ -1,12 +1,12 @@
-//! The ingest spool (issue 9, DESIGN.md section 7): while PostgreSQL is unreachable, QoS 1
-//! reports are acknowledged once fsynced to a spool file and replayed exactly once when it is
-//! back, by the worker that spooled them or by whoever adopts its orphaned file (a worker
-//! killed, a server stopped). The real binary and a real PostgreSQL, with the outage made by a
-//! TCP proxy between them ([`Proxy`]): the shared test cluster is never stopped. A spool that
-//! cannot be written holds the acknowledgement until PostgreSQL is back instead. Also the two
-//! guarantees replay rests on, on the database alone: the dedupe catches a re-applied counter
-//! or event batch, and a record applied with its progress is never applied twice (status
-//! messages included, which the dedupe never catches). Run through `scripts/with-postgres`.
+//! The ingest spool (issue 9, DESIGN.md section 7): while PostgreSQL is unreachable, QoS 1 reports
+//! are acknowledged once fsynced to a spool file and replayed exactly once when it is back, by the
+//! worker that spooled them or by whoever adopts its orphaned file (a worker killed, one a reload
+//! retired, a server stopped). The real binary and a real PostgreSQL, with the outage made by a TCP
+//! proxy between them ([`Proxy`]): the shared test cluster is never stopped. A spool that cannot be
+//! written holds the acknowledgement until PostgreSQL is back instead. Also the two guarantees
+//! replay rests on, on the database alone: the dedupe catches a re-applied counter or event batch,
+//! and a record applied with its progress is never applied twice (status messages included, which
+//! the dedupe never catches). Run through `scripts/with-postgres`.
 
 mod common;
 
@@ -360,6 +360,32 @@ fn the_spool_of_a_killed_worker_is_adopted_and_replayed_once() {
         "{}",
         server.error_log()
     );
+}
+
+#[test]
+fn the_spool_of_a_worker_a_reload_retired_is_adopted_by_a_new_one() {
+    let db = Db::new();
+    let (server, port) = db.server(None);
+    let dir = server.path("var/spool");
+    let mut c = connect(([127, 0, 0, 1], port).into(), &Connect::new("door-1")).0;
+    publish_acked(&mut c, "counter", &legacy(100, 50, 0));
+
+    db.proxy.cut();
+    outage_reports(&mut c);
+    let old = server.workers();
+    server.signal(libc::SIGHUP);
+    server.wait_workers(2, &old);
+    // The new workers started while the old one still held its file: a later scan takes it.
+    assert!(
+        eventually(Duration::from_secs(15), || server
+            .error_log()
+            .contains("adopted the spool file")),
+        "{}",
+        server.error_log()
+    );
+    assert_eq!(db.reports(), 1);
+    db.proxy.restore();
+    assert_replayed_once(&db, &dir);
 }
 
 #[test]
