@@ -246,7 +246,7 @@ impl ContentHandler for Metrics {
 
 fn render_ingest(s: &mut String, t: &istats::Totals) {
     let one = |v: u64| vec![(String::new(), v)];
-    let families: [(&str, &str, &str, u64); 7] = [
+    let families: [(&str, &str, &str, u64); 10] = [
         (
             "bizzy_ingest_reports_accepted_total",
             "counter",
@@ -288,6 +288,24 @@ fn render_ingest(s: &mut String, t: &istats::Totals) {
             "gauge",
             "Receive to commit of the last batch's oldest report, the largest over the workers.",
             t.lag_ms,
+        ),
+        (
+            "bizzy_ingest_reports_spooled_total",
+            "counter",
+            "Reports acknowledged once fsynced to a spool file while PostgreSQL was unreachable.",
+            t.spooled,
+        ),
+        (
+            "bizzy_ingest_spool_reports",
+            "gauge",
+            "Reports waiting in spool files to be replayed into PostgreSQL.",
+            t.spool_reports,
+        ),
+        (
+            "bizzy_ingest_spool_bytes",
+            "gauge",
+            "Bytes of records waiting in spool files to be replayed.",
+            t.spool_bytes,
         ),
     ];
     for (name, kind, help, v) in families {

@@ -58,6 +58,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_sensors"),
     migration!(4, "0004_reports"),
     migration!(5, "0005_rollups"),
+    migration!(6, "0006_spool"),
     migration!(7, "0007_occupancy"),
 ];
 

@@ -30,6 +30,9 @@ pub enum Stored {
     /// Stored, not counted: a report of the kind the sensor does not count in (PROTOCOL.md,
     /// "General rules").
     ModeMismatch,
+    /// PostgreSQL was unreachable: appended and fsynced to the worker's spool, durable, stored
+    /// when the spool is replayed (`spool/`).
+    Spooled,
 }
 
 /// A hive whose occupancy the batch changed, for its retained `hives/{id}/occupancy`.

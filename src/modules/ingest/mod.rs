@@ -5,14 +5,16 @@
 //! pure functions the storage code calls), `batch.rs` (the reports the event loop hands the
 //! database's I/O thread, and its answer), `store/` (the batch writer: one transaction per
 //! batch through the counting rules), and the module's two halves: `hook.rs` on the event loop
-//! (the MQTT ingest hook) and `writer.rs` on the worker's I/O thread, with `stats.rs` for
-//! `/metrics`. The spool grows here too.
+//! (the MQTT ingest hook) and `writer.rs` on the worker's I/O thread, with `spool/` (where
+//! batches wait, fsynced and acknowledged, while PostgreSQL is unreachable, and their replay)
+//! and `stats.rs` for `/metrics`.
 
 pub mod batch;
 pub mod conf;
 pub mod count;
 pub mod decode;
 pub mod hook;
+pub mod spool;
 pub mod stats;
 pub mod store;
 pub mod worker;

@@ -1,6 +1,6 @@
 //! Ingest counters shared by all workers for `/metrics`: one row per worker slot in a
-//! shared-memory zone, written only by that worker (its ingest hook, on the loop thread),
-//! summed by the reader.
+//! shared-memory zone, written only by that worker, summed by the reader. Each field has one
+//! writing thread: the loop thread's ingest hook, or (the spool's figures) the I/O thread.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -39,6 +39,17 @@ pub struct Row {
     pub queued: AtomicU64,
     /// Receive to commit of the last batch's oldest report, in milliseconds (a gauge).
     pub lag_ms: AtomicU64,
+    /// Reports acknowledged once appended to a spool (PostgreSQL unreachable).
+    pub spooled: AtomicU64,
+    /// Reports and bytes waiting in the spool files this worker holds (gauges; I/O thread).
+    pub spool_reports: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    /// Spooled reports committed on replay, duplicates among them, those of no sensor and
+    /// those not in their sensor's counting mode (I/O thread).
+    pub replayed: AtomicU64,
+    pub replayed_duplicates: AtomicU64,
+    pub replayed_unknown: AtomicU64,
+    pub replayed_mode_mismatch: AtomicU64,
 }
 
 pub const fn zone_size() -> usize {
@@ -84,9 +95,17 @@ impl Stats {
         bump(&self.row().rejected[i], 1);
     }
 
-    /// A batch committed: what became of its reports, and how long the oldest waited.
+    /// A batch committed: what became of its reports, and how long the oldest waited. A
+    /// spooled batch is not committed: only its reports are counted, as spooled.
     pub fn committed(&self, stored: &[Stored], lag_ms: u64) {
         let r = self.row();
+        let spooled = stored.iter().filter(|s| **s == Stored::Spooled).count() as u64;
+        if spooled > 0 {
+            bump(&r.spooled, spooled);
+            if spooled == stored.len() as u64 {
+                return;
+            }
+        }
         bump(&r.batches, 1);
         bump(&r.batched, stored.len() as u64);
         for s in stored {
@@ -101,9 +120,38 @@ impl Stats {
                     bump(&r.stored, 1);
                     self.rejected("mode_mismatch");
                 }
+                Stored::Spooled => {}
             }
         }
         r.lag_ms.store(lag_ms, Ordering::Relaxed);
+    }
+
+    /// A spooled record committed on replay (called on the I/O thread).
+    pub fn replayed(&self, stored: &[Stored]) {
+        let r = self.row();
+        for s in stored {
+            match s {
+                Stored::Stored => bump(&r.replayed, 1),
+                Stored::Duplicate => {
+                    bump(&r.replayed, 1);
+                    bump(&r.replayed_duplicates, 1);
+                }
+                Stored::UnknownSensor => bump(&r.replayed_unknown, 1),
+                Stored::ModeMismatch => {
+                    bump(&r.replayed, 1);
+                    bump(&r.replayed_mode_mismatch, 1);
+                }
+                Stored::Spooled => {}
+            }
+        }
+    }
+
+    /// The spool depth: reports and bytes waiting in the files this worker holds (called on
+    /// the I/O thread).
+    pub fn spool(&self, reports: u64, bytes: u64) {
+        let r = self.row();
+        r.spool_reports.store(reports, Ordering::Relaxed);
+        r.spool_bytes.store(bytes, Ordering::Relaxed);
     }
 
     pub fn queued(&self, n: usize) {
@@ -123,6 +171,9 @@ pub struct Totals {
     pub queued: u64,
     /// The largest of the workers' last lags.
     pub lag_ms: u64,
+    pub spooled: u64,
+    pub spool_reports: u64,
+    pub spool_bytes: u64,
 }
 
 pub fn totals(zone: &Zone) -> Totals {
@@ -142,6 +193,19 @@ pub fn totals(zone: &Zone) -> Totals {
         t.batched += get(&r.batched);
         t.queued += get(&r.queued);
         t.lag_ms = t.lag_ms.max(get(&r.lag_ms));
+        t.spooled += get(&r.spooled);
+        t.spool_reports += get(&r.spool_reports);
+        t.spool_bytes += get(&r.spool_bytes);
+        t.stored += get(&r.replayed);
+        t.duplicates += get(&r.replayed_duplicates);
+        for (reason, n) in [
+            ("unknown_sensor", &r.replayed_unknown),
+            ("mode_mismatch", &r.replayed_mode_mismatch),
+        ] {
+            if let Some(x) = t.rejected.iter_mut().find(|x| x.0 == reason) {
+                x.1 += get(n);
+            }
+        }
     }
     t
 }
@@ -149,7 +213,7 @@ pub fn totals(zone: &Zone) -> Totals {
 /// Resets a worker's gauges (at its start, and by the master when it died).
 pub fn reap(zone: &Zone, slot: usize) {
     let r = &table(zone)[slot];
-    for g in [&r.queued, &r.lag_ms] {
+    for g in [&r.queued, &r.lag_ms, &r.spool_reports, &r.spool_bytes] {
         g.store(0, Ordering::Relaxed);
     }
 }

@@ -16,7 +16,7 @@ use crate::modules::database::DatabaseConf;
 use crate::modules::ingest::batch::Report;
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::stats::{self, Stats};
-use crate::modules::ingest::writer::{Answer, Done, Job, Retained, Writer};
+use crate::modules::ingest::writer::{Answer, Done, Job, Retained, Setup, Writer};
 use crate::modules::occupancy::Occupancy;
 use crate::mqtt::codec::QoS;
 use crate::mqtt::ingest::{Acks, Outbox};
@@ -75,11 +75,17 @@ impl WorkerDb {
                 }
             }
         };
-        let (url, conf, node) = (db.url.clone(), conf.clone(), node_name());
-        // The worker that runs the periodic work applies what the master could not.
-        let migrate = ctx.slot == 0 && db.migrate_on_start;
-        let pool_size = db.pool_size;
-        let make = move || Writer::new(url, conf, node, migrate, pool_size);
+        let setup = Setup {
+            url: db.url.clone(),
+            spool_dir: db.spool_dir.clone(),
+            conf: conf.clone(),
+            stats: parts.stats.clone(),
+            node: node_name(),
+            // The worker that runs the periodic work applies what the master could not.
+            migrate: ctx.slot == 0 && db.migrate_on_start,
+            pool_size: db.pool_size,
+        };
+        let make = move || Writer::new(setup);
         let name = format!("bizzy-io-{}", ctx.slot);
         let mut io = Io::start(&name, make, &ctx.posted, on_answer)?;
         // A worker starts with no retained messages unless a sibling has them: the server's

@@ -2,29 +2,45 @@
 //! the ingest hook hands it through [`store::write`], one transaction per batch, and answers
 //! with the tickets whose acknowledgements may now leave.
 //!
-//! A batch is answered only once it is committed: while PostgreSQL is unreachable the writer
-//! reconnects with a growing delay and tries the same batch again, so nothing acknowledged is
-//! ever missing (the acknowledgements wait; the spool that lets them leave meanwhile is the
-//! next step). Batches are written one at a time on one connection, in the order they came.
+//! A batch is answered only once it is durable: committed, or, while PostgreSQL is
+//! unreachable, appended and fsynced to the writer's spool file (`spool/`), whose replay task
+//! stores it once PostgreSQL is back. While the spool holds records, later batches join them
+//! there, so a worker's batches reach PostgreSQL in the order they came. A batch that can be
+//! neither committed nor spooled (the spool directory cannot be written: logged at crit) is
+//! tried again with a growing delay, its acknowledgements waiting: nothing acknowledged is ever
+//! missing. Batches are written one at a time on one connection, in the order they came.
+//!
+//! Which failures spool a batch: PostgreSQL cannot be reached or logged into, the connection
+//! broke or closed, or the server says it cannot serve now (SQLSTATE classes 08 connection,
+//! 53 insufficient resources, 57 operator intervention such as a shutdown or a recovery, 58
+//! system error, and 25006, a read-only standby after a failover). Any other error (a
+//! deadlock, a serialization failure, a constraint a batch breaks) leaves PostgreSQL reachable:
+//! the batch is tried again in place, since a transient conflict passes and a batch PostgreSQL
+//! refuses would be refused on replay too, behind which every later batch would wait.
 
+use std::cell::RefCell;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_postgres::Client;
 
 use crate::core::io::{Served, Work};
 use crate::log;
 use crate::modules::database::migrate::{self, redact, MIGRATIONS};
 use crate::modules::database::pool::{self, Pool};
-use crate::modules::ingest::batch::{Report, Written};
+use crate::modules::ingest::batch::{Report, Stored, Written};
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::decode::Configuration;
+use crate::modules::ingest::spool::{replay, Spool};
+use crate::modules::ingest::stats::Stats;
 use crate::modules::ingest::store::{self, maintain};
 use crate::modules::occupancy::{self, Occupancy};
 
 /// First and longest wait before trying PostgreSQL again.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+pub(super) const RETRY_FIRST: Duration = Duration::from_millis(100);
+pub(super) const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// A batch's answer: its tickets (in batch order) and what the store said.
 #[derive(Debug)]
@@ -49,63 +65,146 @@ pub struct Writer {
     /// The connections for the rest (retained topics, periodic work), so that a batch never
     /// waits behind them: `database.pool_size` less the batches' own.
     pool: Pool,
+    /// The spool files this writer holds; shared with the replay task.
+    spool: Rc<RefCell<Spool>>,
+    /// Wakes the replay task when a batch is spooled.
+    wake: Rc<Notify>,
+}
+
+/// What a worker's writer is made of.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub url: String,
+    pub spool_dir: PathBuf,
+    pub conf: IngestConf,
+    pub stats: Stats,
+    /// This node's name in the notifications it sends.
+    pub node: String,
+    /// Whether this writer applies the migrations the master could not.
+    pub migrate: bool,
+    pub pool_size: usize,
 }
 
 impl Writer {
-    pub fn new(
-        url: String,
-        conf: IngestConf,
-        node: String,
-        migrate: bool,
-        pool_size: usize,
-    ) -> Writer {
-        let settings = vec![("bizzy.node".to_string(), node.clone())];
+    /// The writer of one worker: it takes over the orphans in `spool_dir` at once and starts
+    /// the spool's replay task. Called on the I/O thread, inside its `LocalSet` (the task is
+    /// spawned there).
+    pub fn new(s: Setup) -> Writer {
+        let spool = Rc::new(RefCell::new(Spool::new(s.spool_dir, s.stats.clone())));
+        spool.borrow_mut().adopt();
+        let wake = Rc::new(Notify::new());
+        // Nobody publishes what a replay changes as it commits: its notifications name a node
+        // of their own, so that every node (this one too) republishes them.
+        tokio::task::spawn_local(replay::run(replay::Replay {
+            spool: Rc::clone(&spool),
+            wake: Rc::clone(&wake),
+            url: s.url.clone(),
+            node: format!("{} replay", s.node),
+            conf: s.conf.clone(),
+            stats: s.stats,
+        }));
+        let settings = vec![("bizzy.node".to_string(), s.node.clone())];
         Writer {
-            pool: Pool::new(&url, pool_size.saturating_sub(1), settings),
-            url,
-            conf,
-            node,
-            migrate: std::cell::Cell::new(migrate),
+            pool: Pool::new(&s.url, s.pool_size.saturating_sub(1), settings),
+            url: s.url,
+            conf: s.conf,
+            node: s.node,
+            migrate: std::cell::Cell::new(s.migrate),
             client: tokio::sync::Mutex::new(None),
+            spool,
+            wake,
         }
     }
 
-    /// Stores `reports`, trying again until PostgreSQL commits them.
+    /// Stores `reports`: committed, or spooled while PostgreSQL is unreachable or the spool
+    /// holds older batches; tried again until one of the two succeeds.
     async fn store(&self, reports: &[Report]) -> Written {
         let mut wait = RETRY_FIRST;
         let mut client = self.client.lock().await;
         loop {
-            if client.is_none() {
-                match connect(&self.url, &self.node).await {
-                    Ok(c) => *client = Some(c),
-                    Err(e) => {
-                        log!(
-                            Error,
-                            "ingest: cannot connect to {}: {e}",
-                            redact(&self.url)
-                        );
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(RETRY_MAX);
-                        continue;
-                    }
+            let spool_it = if self.spool.borrow().is_empty() {
+                match self.write(&mut client, reports).await {
+                    Ok(w) => return w,
+                    Err(Failure::Unreachable) => true,
+                    Err(Failure::Refused) => false,
                 }
+            } else {
+                true
+            };
+            if spool_it && self.spool.borrow_mut().append(reports) {
+                self.wake.notify_one();
+                return Written {
+                    stored: vec![Stored::Spooled; reports.len()],
+                    hives: Vec::new(),
+                };
             }
-            let c = client.as_mut().expect("connected just above");
-            match store::write(c, reports, &self.conf).await {
-                Ok(w) => return w,
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// One attempt to commit `reports` on the writer's connection (made if needed).
+    async fn write(
+        &self,
+        client: &mut Option<Client>,
+        reports: &[Report],
+    ) -> Result<Written, Failure> {
+        if client.is_none() {
+            match connect(&self.url, &self.node).await {
+                Ok(c) => *client = Some(c),
                 Err(e) => {
                     log!(
                         Error,
-                        "ingest: a batch of {} not stored: {e}",
-                        reports.len()
+                        "ingest: cannot connect to {}: {e}",
+                        redact(&self.url)
                     );
-                    if c.is_closed() {
-                        *client = None;
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETRY_MAX);
+                    return Err(Failure::Unreachable);
                 }
             }
+        }
+        let c = client.as_mut().expect("connected just above");
+        match store::write(c, reports, &self.conf).await {
+            Ok(w) => Ok(w),
+            Err(e) => {
+                log!(
+                    Error,
+                    "ingest: a batch of {} not stored: {e}",
+                    reports.len()
+                );
+                let failure = Failure::of(&e, c.is_closed());
+                if failure == Failure::Unreachable {
+                    *client = None;
+                }
+                Err(failure)
+            }
+        }
+    }
+}
+
+/// Why a batch was not committed (see the module header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// PostgreSQL cannot take it now: spool it.
+    Unreachable,
+    /// PostgreSQL refused it: try again in place.
+    Refused,
+}
+
+impl Failure {
+    fn of(e: &tokio_postgres::Error, closed: bool) -> Failure {
+        let Some(code) = e.code() else {
+            // No SQLSTATE: the error is the connection's (I/O, closed, protocol).
+            return Failure::Unreachable;
+        };
+        let code = code.code();
+        let unavailable = ["08", "53", "57", "58"]
+            .iter()
+            .any(|class| code.starts_with(class))
+            || code == "25006";
+        if closed || unavailable {
+            Failure::Unreachable
+        } else {
+            Failure::Refused
         }
     }
 }
@@ -259,7 +358,8 @@ impl Work for Writer {
     }
 }
 
-/// A connection to `url` that names `node` in its notifications.
-async fn connect(url: &str, node: &str) -> Result<Client, tokio_postgres::Error> {
+/// A connection to `url` that names `node` in its notifications; its driver runs as a task
+/// of the I/O thread's runtime.
+pub(super) async fn connect(url: &str, node: &str) -> Result<Client, tokio_postgres::Error> {
     pool::connect(url, &[("bizzy.node".to_string(), node.to_string())]).await
 }

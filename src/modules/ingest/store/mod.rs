@@ -40,7 +40,7 @@ mod weigh;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 use super::batch::{Report, Stored, Written};
 use super::IngestConf;
@@ -57,20 +57,35 @@ pub async fn write(
         return Ok(Written::default());
     }
     let tx = client.transaction().await?;
+    let written = write_in(&tx, reports, conf).await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// [`write()`]'s statements inside the caller's transaction, which the caller commits: for a
+/// caller that writes more in the same transaction (the spool's replay records its progress).
+pub async fn write_in(
+    tx: &Transaction<'_>,
+    reports: &[Report],
+    conf: &IngestConf,
+) -> Result<Written, tokio_postgres::Error> {
+    if reports.is_empty() {
+        return Ok(Written::default());
+    }
     let mut device_ids: Vec<&str> = reports.iter().map(|r| r.device_id.as_str()).collect();
     device_ids.sort_unstable();
     device_ids.dedup();
-    let mut sensors = load::sensors(&tx, &device_ids).await?;
+    let mut sensors = load::sensors(tx, &device_ids).await?;
     let mut hive_ids: Vec<i64> = sensors.values().map(|s| s.hive_id).collect();
     hive_ids.sort_unstable();
     hive_ids.dedup();
-    let mut hives = load::hives(&tx, &hive_ids).await?;
+    let mut hives = load::hives(tx, &hive_ids).await?;
     let sensor_ids: Vec<Option<i64>> = reports
         .iter()
         .map(|r| sensors.get(&r.device_id).map(|s| s.id))
         .collect();
     let window = Duration::from(conf.dedupe_window);
-    let duplicate = claim::duplicates(&tx, reports, &sensor_ids, window).await?;
+    let duplicate = claim::duplicates(tx, reports, &sensor_ids, window).await?;
 
     let mut hours = Hours::new();
     let mut rows = Vec::with_capacity(reports.len());
@@ -101,8 +116,8 @@ pub async fn write(
         }
     }
 
-    save::reports(&tx, &rows).await?;
-    save::sensors(&tx, &by_id(&sensors, |s| s.id)).await?;
+    save::reports(tx, &rows).await?;
+    save::sensors(tx, &by_id(&sensors, |s| s.id)).await?;
     let changed: HashMap<i64, HiveRow> = hives
         .into_iter()
         .filter(|(_, h)| h.state != h.read)
@@ -111,9 +126,8 @@ pub async fn write(
     for h in changed.values() {
         weigh::integrate(&weigh::Held::before(h), now, &mut hours);
     }
-    let occupancy = save::hives(&tx, &by_id(&changed, |h| h.id), now).await?;
-    save::hourly(&tx, &hours).await?;
-    tx.commit().await?;
+    let occupancy = save::hives(tx, &by_id(&changed, |h| h.id), now).await?;
+    save::hourly(tx, &hours).await?;
     Ok(Written {
         stored,
         hives: occupancy,
