@@ -128,8 +128,15 @@ fn a_malformed_payload_is_acknowledged_and_never_stored() {
         "bizzy_ingest_reports_accepted_total 1",
         "bizzy_ingest_reports_stored_total 1",
         "bizzy_ingest_queued_reports 0",
+        "bizzy_database_waiting 0",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    for family in ["bizzy_database_connections_in_use ", "bizzy_io_jobs "] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(family)),
+            "{family}in\n{metrics}"
+        );
     }
 }
 

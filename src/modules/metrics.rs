@@ -246,7 +246,7 @@ impl ContentHandler for Metrics {
 
 fn render_ingest(s: &mut String, t: &istats::Totals) {
     let one = |v: u64| vec![(String::new(), v)];
-    let families: [(&str, &str, &str, u64); 10] = [
+    let families: [(&str, &str, &str, u64); 13] = [
         (
             "bizzy_ingest_reports_accepted_total",
             "counter",
@@ -306,6 +306,24 @@ fn render_ingest(s: &mut String, t: &istats::Totals) {
             "gauge",
             "Bytes of records waiting in spool files to be replayed.",
             t.spool_bytes,
+        ),
+        (
+            "bizzy_database_connections_in_use",
+            "gauge",
+            "Database connections the workers' I/O threads have handed out.",
+            t.db_in_use,
+        ),
+        (
+            "bizzy_database_waiting",
+            "gauge",
+            "Tasks of the workers' I/O threads waiting for a database connection.",
+            t.db_waiting,
+        ),
+        (
+            "bizzy_io_jobs",
+            "gauge",
+            "Jobs handed to the workers' I/O threads and not yet answered.",
+            t.io_jobs,
         ),
     ];
     for (name, kind, help, v) in families {

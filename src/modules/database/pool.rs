@@ -26,7 +26,12 @@ pub struct Pool {
     permits: Semaphore,
     size: usize,
     figures: Rc<Figures>,
+    /// Told the figures whenever they change.
+    watch: Option<Watch>,
 }
+
+/// Told the pool's figures when they change.
+type Watch = Box<dyn Fn(&Figures)>;
 
 /// What the pool is doing.
 #[derive(Debug, Default)]
@@ -55,6 +60,19 @@ impl Pool {
             permits: Semaphore::new(size),
             size,
             figures: Rc::new(Figures::default()),
+            watch: None,
+        }
+    }
+
+    /// Calls `f` with the figures whenever they change (for `/metrics`).
+    pub fn watch(mut self, f: impl Fn(&Figures) + 'static) -> Pool {
+        self.watch = Some(Box::new(f));
+        self
+    }
+
+    fn changed(&self) {
+        if let Some(w) = &self.watch {
+            w(&self.figures);
         }
     }
 
@@ -71,8 +89,10 @@ impl Pool {
     pub async fn get(&self) -> Result<Conn<'_>, tokio_postgres::Error> {
         let f = &self.figures;
         f.waiting.set(f.waiting.get() + 1);
+        self.changed();
         let permit = self.permits.acquire().await;
         f.waiting.set(f.waiting.get() - 1);
+        self.changed();
         let permit = permit.expect("the pool's semaphore is never closed");
         let reuse = {
             let mut idle = self.idle.borrow_mut();
@@ -84,6 +104,7 @@ impl Pool {
             None => connect(&self.url, &self.settings).await?,
         };
         f.in_use.set(f.in_use.get() + 1);
+        self.changed();
         Ok(Conn {
             pool: self,
             client: Some(client),
@@ -114,6 +135,7 @@ impl Drop for Conn<'_> {
                 self.pool.idle.borrow_mut().push(c);
             }
         }
+        self.pool.changed();
     }
 }
 

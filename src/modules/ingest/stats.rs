@@ -50,6 +50,12 @@ pub struct Row {
     pub replayed_duplicates: AtomicU64,
     pub replayed_unknown: AtomicU64,
     pub replayed_mode_mismatch: AtomicU64,
+    /// Database connections of the worker's I/O thread pool handed out, and tasks waiting for
+    /// one (I/O thread).
+    pub db_in_use: AtomicU64,
+    pub db_waiting: AtomicU64,
+    /// Jobs handed to the I/O thread and not yet answered (loop thread).
+    pub io_jobs: AtomicU64,
 }
 
 pub const fn zone_size() -> usize {
@@ -154,6 +160,18 @@ impl Stats {
         r.spool_bytes.store(bytes, Ordering::Relaxed);
     }
 
+    /// The I/O thread's database connections: handed out, and tasks waiting for one.
+    pub fn pool(&self, in_use: usize, waiting: usize) {
+        let r = self.row();
+        r.db_in_use.store(in_use as u64, Ordering::Relaxed);
+        r.db_waiting.store(waiting as u64, Ordering::Relaxed);
+    }
+
+    /// Jobs out on the I/O thread.
+    pub fn io_jobs(&self, n: usize) {
+        self.row().io_jobs.store(n as u64, Ordering::Relaxed);
+    }
+
     pub fn queued(&self, n: usize) {
         self.row().queued.store(n as u64, Ordering::Relaxed);
     }
@@ -174,6 +192,9 @@ pub struct Totals {
     pub spooled: u64,
     pub spool_reports: u64,
     pub spool_bytes: u64,
+    pub db_in_use: u64,
+    pub db_waiting: u64,
+    pub io_jobs: u64,
 }
 
 pub fn totals(zone: &Zone) -> Totals {
@@ -196,6 +217,9 @@ pub fn totals(zone: &Zone) -> Totals {
         t.spooled += get(&r.spooled);
         t.spool_reports += get(&r.spool_reports);
         t.spool_bytes += get(&r.spool_bytes);
+        t.db_in_use += get(&r.db_in_use);
+        t.db_waiting += get(&r.db_waiting);
+        t.io_jobs += get(&r.io_jobs);
         t.stored += get(&r.replayed);
         t.duplicates += get(&r.replayed_duplicates);
         for (reason, n) in [
@@ -213,7 +237,15 @@ pub fn totals(zone: &Zone) -> Totals {
 /// Resets a worker's gauges (at its start, and by the master when it died).
 pub fn reap(zone: &Zone, slot: usize) {
     let r = &table(zone)[slot];
-    for g in [&r.queued, &r.lag_ms, &r.spool_reports, &r.spool_bytes] {
+    for g in [
+        &r.queued,
+        &r.lag_ms,
+        &r.spool_reports,
+        &r.spool_bytes,
+        &r.db_in_use,
+        &r.db_waiting,
+        &r.io_jobs,
+    ] {
         g.store(0, Ordering::Relaxed);
     }
 }

@@ -42,6 +42,8 @@ struct Parts {
     outbox: OnceCell<Outbox>,
     /// Reports sent to the writer and not yet answered.
     queued: Cell<usize>,
+    /// Jobs sent to the I/O thread and not yet answered.
+    jobs: Cell<usize>,
     /// The periodic work is out: the next tick does not send it again.
     maintaining: Cell<bool>,
     stats: Stats,
@@ -61,18 +63,16 @@ impl WorkerDb {
             acks: OnceCell::new(),
             outbox: OnceCell::new(),
             queued: Cell::new(0),
+            jobs: Cell::new(0),
             maintaining: Cell::new(false),
             stats: Stats::new(zone.clone(), ctx.slot),
         });
         let on_answer = {
             let parts = Rc::clone(&parts);
-            move |d: Done| match d {
-                Done::Stored(a) => parts.stored(a),
-                Done::Retained(r) => parts.restore(r),
-                Done::Maintained(hives) => {
-                    parts.maintaining.set(false);
-                    parts.publish(&hives);
-                }
+            move |d: Done| {
+                parts.jobs.set(parts.jobs.get().saturating_sub(1));
+                parts.stats.io_jobs(parts.jobs.get());
+                parts.answered(d);
             }
         };
         let setup = Setup {
@@ -90,8 +90,9 @@ impl WorkerDb {
         let mut io = Io::start(&name, make, &ctx.posted, on_answer)?;
         // A worker starts with no retained messages unless a sibling has them: the server's
         // own come from the database (a node starting, a lone worker respawned, an upgrade).
-        if io.send(Job::Retained).is_err() {
-            log!(Crit, "ingest: the I/O thread took no request at start");
+        match io.send(Job::Retained) {
+            Ok(()) => parts.sent(),
+            Err(_) => log!(Crit, "ingest: the I/O thread took no request at start"),
         }
         let db = Rc::new(WorkerDb {
             io: RefCell::new(io),
@@ -136,7 +137,9 @@ impl WorkerDb {
 
     /// Hands a job to the I/O thread; a full pipe hands it back (back-pressure).
     pub fn send(&self, job: Job) -> Result<(), SendError<Job>> {
-        self.io.borrow_mut().send(job)
+        self.io.borrow_mut().send(job)?;
+        self.parts.sent();
+        Ok(())
     }
 
     /// Hands a batch of reports to the writer; with no room in the pipe, hands it back (the
@@ -155,6 +158,7 @@ impl WorkerDb {
             );
             return Ok(());
         }
+        self.parts.sent();
         self.parts.queued.set(self.parts.queued.get() + n);
         self.parts.stats.queued(self.parts.queued.get());
         Ok(())
@@ -168,6 +172,24 @@ impl WorkerDb {
 }
 
 impl Parts {
+    /// A job went to the I/O thread.
+    fn sent(&self) {
+        self.jobs.set(self.jobs.get() + 1);
+        self.stats.io_jobs(self.jobs.get());
+    }
+
+    /// An answer of the I/O thread, to the part that asked.
+    fn answered(&self, d: Done) {
+        match d {
+            Done::Stored(a) => self.stored(a),
+            Done::Retained(r) => self.restore(r),
+            Done::Maintained(hives) => {
+                self.maintaining.set(false);
+                self.publish(&hives);
+            }
+        }
+    }
+
     fn stored(&self, a: Answer) {
         self.queued
             .set(self.queued.get().saturating_sub(a.tickets.len()));

@@ -101,11 +101,14 @@ impl Writer {
             url: s.url.clone(),
             node: format!("{} replay", s.node),
             conf: s.conf.clone(),
-            stats: s.stats,
+            stats: s.stats.clone(),
         }));
         let settings = vec![("bizzy.node".to_string(), s.node.clone())];
+        let stats = s.stats.clone();
+        let pool = Pool::new(&s.url, s.pool_size.saturating_sub(1), settings)
+            .watch(move |f| stats.pool(f.in_use.get(), f.waiting.get()));
         Writer {
-            pool: Pool::new(&s.url, s.pool_size.saturating_sub(1), settings),
+            pool,
             url: s.url,
             conf: s.conf,
             node: s.node,
