@@ -94,7 +94,7 @@ impl Cluster {
 
     /// Starts the stopped server again, on the same port.
     pub fn resume(&mut self) {
-        let log = self.dir.path().join("server.log");
+        let log = self.data().join("server.log");
         let st = self
             .as_pg("pg_ctl")
             .arg("-D")

@@ -169,11 +169,21 @@ impl SpoolFile {
 
     /// The next record to replay, if any.
     pub fn read_next(&self) -> io::Result<Option<Record>> {
-        if self.next >= self.end {
+        self.read_at(self.next)
+    }
+
+    /// Where the next record to replay starts.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// The record starting at `at` (the end of the one before), if any.
+    pub fn read_at(&self, at: u64) -> io::Result<Option<Record>> {
+        if at >= self.end {
             return Ok(None);
         }
-        (&*self.file).seek(SeekFrom::Start(self.next))?;
-        let input = BufReader::new((&*self.file).take(self.end - self.next));
+        (&*self.file).seek(SeekFrom::Start(at))?;
+        let input = BufReader::new((&*self.file).take(self.end - at));
         match Reader::new(input).read()? {
             Next::Record { body, len } => {
                 let reports = record::decode(&body).ok_or_else(|| {
@@ -181,7 +191,7 @@ impl SpoolFile {
                 })?;
                 Ok(Some(Record {
                     reports,
-                    end: self.next + len,
+                    end: at + len,
                 }))
             }
             Next::End(_) => Err(io::Error::new(

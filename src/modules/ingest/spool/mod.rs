@@ -216,12 +216,26 @@ impl Spool {
             .find(|f| &f.header.id == id)
     }
 
-    /// The next record of file `id` to replay (`None`: none left, or the file is gone).
-    fn read(&self, id: &[u8; 16]) -> io::Result<Option<Record>> {
-        match self.file(id) {
-            Some(f) => f.read_next(),
-            None => Ok(None),
+    /// The next records of file `id` to replay, in order, as many as hold about `reports`
+    /// reports (at least one record; none: none left, or the file is gone).
+    fn read(&self, id: &[u8; 16], reports: usize) -> io::Result<Vec<Record>> {
+        let Some(f) = self.file(id) else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<Record> = Vec::new();
+        let mut n = 0;
+        let mut at = f.next();
+        while n < reports {
+            match f.read_at(at)? {
+                Some(r) => {
+                    n += r.reports.len();
+                    at = r.end;
+                    out.push(r);
+                }
+                None => break,
+            }
         }
+        Ok(out)
     }
 
     /// File `id` is applied up to `end` (an earlier holder's progress, from PostgreSQL).
@@ -365,6 +379,26 @@ mod tests {
     }
 
     #[test]
+    fn records_are_read_whole_in_order_up_to_the_reports_asked_for() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (zone, st) = stats();
+        let mut spool = Spool::new(dir.path().to_path_buf(), st);
+        for n in [3, 2, 4, 1] {
+            assert!(spool.append(&reports(n)));
+        }
+        let id = spool.head().expect("records wait");
+        let first = spool.read(&id, 4).expect("read");
+        let sizes: Vec<usize> = first.iter().map(|r| r.reports.len()).collect();
+        assert_eq!(sizes, [3, 2], "whole records until 4 are reached");
+        let end = first.last().expect("records").end;
+        spool.replayed(&id, end, 5);
+        assert_eq!(stats::totals(&zone).spool_reports, 5);
+        let rest = spool.read(&id, 1000).expect("read");
+        let sizes: Vec<usize> = rest.iter().map(|r| r.reports.len()).collect();
+        assert_eq!(sizes, [4, 1]);
+    }
+
+    #[test]
     fn appends_make_the_directory_and_count_in_the_gauges() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (zone, st) = stats();
@@ -412,7 +446,9 @@ mod tests {
         assert_eq!(me.head(), Some(older_id));
         let mut order = Vec::new();
         while let Some(id) = me.head() {
-            let rec = me.read(&id).expect("read").expect("a record");
+            let recs = me.read(&id, 1).expect("read");
+            assert_eq!(recs.len(), 1, "one record holds a report already");
+            let rec = &recs[0];
             order.push(rec.reports.len());
             me.replayed(&id, rec.end, rec.reports.len() as u64);
             assert!(me.remove_if_drained(&id).expect("removed").is_some());
@@ -421,6 +457,7 @@ mod tests {
             }
         }
         assert_eq!(order, [1, 2, 4]);
+        assert!(me.read(&older_id, 100).expect("read").is_empty(), "gone");
         assert!(me.is_empty());
         assert_eq!(
             std::fs::read_dir(dir.path()).expect("a directory").count(),

@@ -1,7 +1,8 @@
 //! The replay task: one per writer, on the worker's I/O thread, for the life of the thread.
 //! While the spool holds nothing it scans the spool directory for orphans every 5 s (and wakes
 //! at once when the writer spools a batch); while it holds records it connects to PostgreSQL
-//! on a connection of its own and applies them one record per transaction, in order; a failure
+//! on a connection of its own and applies them in order, whole records of about
+//! [`REPLAY_BATCH`] reports per transaction; a failure
 //! (PostgreSQL still away, a broken connection) waits 100 ms, doubling up to 5 s (the writer's
 //! back-off), and scans again before the next try.
 //!
@@ -36,6 +37,11 @@ use crate::modules::ingest::store;
 use crate::modules::ingest::writer::{connect, RETRY_FIRST, RETRY_MAX};
 
 use super::record::Spooled;
+
+/// Records are applied in transactions of about this many reports (whole records, in order):
+/// an outage's spool, written one small batch per loop turn, is replayed at the rate of large
+/// batches.
+const REPLAY_BATCH: usize = 1000;
 
 /// A failing replay is logged at most this often (the first failure of a spell at once).
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -149,15 +155,15 @@ impl Replayer {
             }
             self.checked = Some(id);
         }
-        let record = self.r.spool.borrow().read(&id)?;
-        if let Some(record) = record {
-            let n = record.reports.len() as u64;
-            let reports = reports_of(record.reports);
-            let written = apply(client, &id, record.end, &reports, &self.r.conf).await?;
+        let records = self.r.spool.borrow().read(&id, REPLAY_BATCH)?;
+        if let Some(end) = records.last().map(|r| r.end) {
+            let n: usize = records.iter().map(|r| r.reports.len()).sum();
+            let reports = reports_of(records.into_iter().flat_map(|r| r.reports).collect());
+            let written = apply(client, &id, end, &reports, &self.r.conf).await?;
             if let Some(w) = written {
                 self.r.stats.replayed(&w.stored);
             }
-            self.r.spool.borrow_mut().replayed(&id, record.end, n);
+            self.r.spool.borrow_mut().replayed(&id, end, n as u64);
         }
         self.finish(id).await?;
         if self.logged.take().is_some() {
@@ -235,8 +241,8 @@ fn reports_of(spooled: Vec<Spooled>) -> Vec<Report> {
     out
 }
 
-/// Applies one record of spool file `id`, the one ending at `end`, in one transaction with the
-/// file's progress: `None` when the progress row says it is already applied.
+/// Applies records of spool file `id`, the last of them ending at `end`, in one transaction
+/// with the file's progress: `None` when the progress row says they are already applied.
 pub async fn apply(
     client: &mut Client,
     id: &[u8; 16],
