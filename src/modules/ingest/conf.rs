@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::config::{at_least, between, Dur, Invalid, KeyPath, Section};
 
+/// The largest `ingest.max_batch`: half of what the hook holds uncommitted
+/// ([`super::hook::MAX_QUEUED`]).
+pub const MAX_BATCH_LIMIT: usize = 10_000;
+
 /// The `[ingest]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -17,6 +21,9 @@ pub struct IngestConf {
     pub max_delta: u32,
     /// An identical payload of a sensor and topic within this of its first copy is a duplicate.
     pub dedupe_window: Dur,
+    /// Most reports the ingest hook hands the writer as one transaction; 1 stores each report
+    /// in a transaction of its own (what batching saves, for a benchmark).
+    pub max_batch: usize,
 }
 
 impl Default for IngestConf {
@@ -26,6 +33,7 @@ impl Default for IngestConf {
             wrap_window: 4096,
             max_delta: 5000,
             dedupe_window: Dur::secs(24 * 60 * 60),
+            max_batch: 1000,
         }
     }
 }
@@ -33,14 +41,16 @@ impl Default for IngestConf {
 impl Section for IngestConf {
     const NAME: &'static str = "ingest";
 
-    /// Checks the skew, the counter limits and the duplicate window.
+    /// Checks the skew, the counter limits, the duplicate window and the batch size.
     fn validate(&self) -> Result<(), Invalid> {
         let at = KeyPath::root(Self::NAME);
         at_least(self.max_clock_skew, Dur::secs(1), &at.key("max_clock_skew"))?;
         // A wrap must be told apart from a decrease: the window stays under half the modulus.
         between(self.wrap_window, 1, 32767, &at.key("wrap_window"))?;
         at_least(self.max_delta, 1, &at.key("max_delta"))?;
-        at_least(self.dedupe_window, Dur::secs(1), &at.key("dedupe_window"))
+        at_least(self.dedupe_window, Dur::secs(1), &at.key("dedupe_window"))?;
+        // Half the hook's queue at most, so a full batch never waits for the queue to empty.
+        between(self.max_batch, 1, MAX_BATCH_LIMIT, &at.key("max_batch"))
     }
 }
 
@@ -72,6 +82,11 @@ mod tests {
         assert_eq!(
             e,
             "conf/x.toml:2: ingest.dedupe_window: must be at least 1s, not 0s"
+        );
+        let e = err("[ingest]\nmax_batch = 0\n");
+        assert_eq!(
+            e,
+            "conf/x.toml:2: ingest.max_batch: must be between 1 and 10000, not 0"
         );
     }
 }

@@ -28,14 +28,14 @@ use crate::mqtt::session::Message;
 
 /// Reports taken and not yet committed, past which the broker stops reading publishes.
 pub const MAX_QUEUED: usize = 20_000;
-/// Most reports in one transaction.
-const MAX_BATCH: usize = 1_000;
 /// A sensor's malformed payloads are logged at most once in this long.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The worker's ingest hook.
 pub struct IngestHook {
     db: Rc<WorkerDb>,
+    /// `ingest.max_batch`: most reports in one transaction.
+    max_batch: usize,
     /// This loop turn's reports.
     batch: Vec<Report>,
     /// When each sensor's last malformed payload was logged.
@@ -44,13 +44,16 @@ pub struct IngestHook {
 }
 
 impl IngestHook {
-    /// The hook over the worker's I/O thread; committed tickets are completed through `acks`,
-    /// changed occupancy is published through `outbox`.
-    pub fn new(db: Rc<WorkerDb>, acks: &Acks, outbox: &Outbox) -> IngestHook {
+    /// The hook over the worker's I/O thread, handing it at most `max_batch` reports per
+    /// transaction; committed tickets are completed through `acks`, changed occupancy is
+    /// published through `outbox`.
+    pub fn new(db: Rc<WorkerDb>, acks: &Acks, outbox: &Outbox, max_batch: usize) -> IngestHook {
         db.attach(acks, outbox);
         let stats = db.stats().clone();
         IngestHook {
             db,
+            // Validated >= 1; a 0 here would drop every batch it was given.
+            max_batch: max_batch.max(1),
             batch: Vec::new(),
             logged: HashMap::new(),
             stats,
@@ -118,13 +121,18 @@ impl Ingest for IngestHook {
     }
 
     fn flush(&mut self) {
-        while !self.batch.is_empty() {
-            let rest = self.batch.split_off(self.batch.len().min(MAX_BATCH));
-            let batch = std::mem::replace(&mut self.batch, rest);
+        // Cut into batches by moving each report once: `max_batch = 1` must not turn a busy
+        // turn into a quadratic copy.
+        let mut pending = std::mem::take(&mut self.batch).into_iter();
+        loop {
+            let batch: Vec<Report> = pending.by_ref().take(self.max_batch).collect();
+            if batch.is_empty() {
+                return;
+            }
             if let Err(back) = self.db.store(batch) {
                 // The writer's queue is full: this turn's reports wait for the next turn.
-                let rest = std::mem::replace(&mut self.batch, back);
-                self.batch.extend(rest);
+                self.batch = back;
+                self.batch.extend(pending);
                 return;
             }
         }
@@ -181,9 +189,11 @@ impl IngestHooks {
 
 impl crate::mqtt::service::Hooks for IngestHooks {
     fn ingest(&self, ctx: &WorkerCtx<'_>, acks: &Acks, outbox: &Outbox) -> Box<dyn Ingest> {
-        match self.worker(ctx) {
-            Some(db) => Box::new(IngestHook::new(db, acks, outbox)),
-            None => Box::new(crate::mqtt::ingest::NoIngest),
+        match (self.worker(ctx), &self.database) {
+            (Some(db), Some((_, conf))) => {
+                Box::new(IngestHook::new(db, acks, outbox, conf.max_batch))
+            }
+            _ => Box::new(crate::mqtt::ingest::NoIngest),
         }
     }
 }
