@@ -1,5 +1,5 @@
 //! The `bizzy` command: nginx's command line (`-c`, `-p`, `-t`, `-T`, `-q`, `-s`, `-V`), and the
-//! subcommands named by the first argument (`migrate`, `decode`), each a library function.
+//! subcommands named by the first argument (`migrate`, `decode`, `sim`), each a library function.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -9,17 +9,19 @@ use std::process::ExitCode;
 use bizzy::core::config::Conf;
 use bizzy::core::process::{master, title, App, AppError};
 use bizzy::modules::database::{migrate, DatabaseConf};
-use bizzy::modules::ingest::decode;
+use bizzy::modules::ingest::{decode, sim};
 use bizzy::server::Bizzy;
 
 const USAGE: &str = "\
 Usage: bizzy [-c FILE] [-p PREFIX] [-t | -T] [-q] [-s stop|quit|reload|reopen] [-V] [-h]
        bizzy migrate [-c FILE] [-p PREFIX]
        bizzy decode TOPIC HEX
+       bizzy sim [-c FILE] [-p PREFIX] [--sensors N] [--duration S] [--rate R] [options]
 
 Commands:
   migrate    apply the pending database migrations to database.url, print them, and exit
   decode     decode a sensor payload, print it as JSON
+  sim        simulated sensors over real MQTT, and the occupancy they must leave (bizzy sim -h)
 
 Options:
   -c FILE    configuration file (default: conf/bizzy.toml, relative to the prefix)
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
     match args.get(1).and_then(|a| a.to_str()) {
         Some("migrate") => run_migrate(&args[1..]),
         Some("decode") => decode::cli::run(&args[2..]),
+        Some("sim") => run_sim(&args[2..]),
         _ => serve(args),
     }
 }
@@ -217,6 +220,27 @@ fn run_migrate(args: &[OsString]) -> ExitCode {
         }
         Err(e) => {
             eprintln!("bizzy: [emerg] migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `bizzy sim ...`: `args` after "sim".
+fn run_sim(args: &[OsString]) -> ExitCode {
+    let parsed = match sim::cli::parse(args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let opts = Opts {
+        conf: parsed.conf,
+        prefix: parsed.prefix,
+        ..Opts::default()
+    };
+    let (file, prefix) = conf_paths(&opts);
+    match Conf::load(&file, &prefix, Bizzy::default().sections()) {
+        Ok(conf) => sim::cli::run(&parsed.options, &conf),
+        Err(e) => {
+            eprintln!("bizzy: [emerg] {e}");
             ExitCode::FAILURE
         }
     }

@@ -7,13 +7,15 @@
 //! batch through the counting rules), and the module's two halves: `hook.rs` on the event loop
 //! (the MQTT ingest hook) and `writer.rs` on the worker's I/O thread, with `spool/` (where
 //! batches wait, fsynced and acknowledged, while PostgreSQL is unreachable, and their replay)
-//! and `stats.rs` for `/metrics`.
+//! and `stats.rs` for `/metrics`. `sim/` is `bizzy sim`, the simulated sensors that drive all
+//! of it from outside (a client process, never part of the server).
 
 pub mod batch;
 pub mod conf;
 pub mod count;
 pub mod decode;
 pub mod hook;
+pub mod sim;
 pub mod spool;
 pub mod stats;
 pub mod store;

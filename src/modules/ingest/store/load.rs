@@ -2,6 +2,8 @@
 //! then lock the hive_status rows of their hives, each `FOR UPDATE` in ascending id order
 //! (sensors first, then hives), so that two workers writing batches of the same sensors wait
 //! for each other instead of deadlocking. Rows are read into the count module's state structs.
+//! The simulator reads its fleet's starting state with the same two functions (`sim/fleet.rs`),
+//! so its expectations start from what the writer would read.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -15,7 +17,7 @@ use crate::modules::ingest::count::{Direction, HiveState, Mode, ResetTime, Senso
 
 /// A sensor row, locked for the batch.
 #[derive(Debug, Clone)]
-pub(super) struct SensorRow {
+pub(crate) struct SensorRow {
     pub id: i64,
     pub hive_id: i64,
     pub direction: Direction,
@@ -26,7 +28,7 @@ pub(super) struct SensorRow {
 
 /// The health columns of a sensor row, written back whole.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Health {
+pub(crate) struct Health {
     pub last_seen: Option<DateTime<Utc>>,
     pub startup_time: Option<DateTime<Utc>>,
     pub firmware_version: Option<i64>,
@@ -40,7 +42,7 @@ pub(super) struct Health {
 
 /// A hive_status row, locked for the batch, with what the counting needs of its hive.
 #[derive(Debug, Clone)]
-pub(super) struct HiveRow {
+pub(crate) struct HiveRow {
     pub id: i64,
     pub zone: Tz,
     pub reset: Option<ResetTime>,
@@ -53,7 +55,7 @@ pub(super) struct HiveRow {
 }
 
 /// The live sensors of `device_ids`, locked, by device id.
-pub(super) async fn sensors(
+pub(crate) async fn sensors(
     tx: &Transaction<'_>,
     device_ids: &[&str],
 ) -> Result<HashMap<String, SensorRow>, tokio_postgres::Error> {
@@ -125,7 +127,7 @@ fn sensor_row(r: &Row) -> SensorRow {
 }
 
 /// The hive_status rows of `hive_ids` (ascending, no repeats), locked, by hive id.
-pub(super) async fn hives(
+pub(crate) async fn hives(
     tx: &Transaction<'_>,
     hive_ids: &[i64],
 ) -> Result<HashMap<i64, HiveRow>, tokio_postgres::Error> {

@@ -32,7 +32,7 @@
 
 mod apply;
 mod claim;
-mod load;
+pub(crate) mod load;
 pub mod maintain;
 mod save;
 mod weigh;
