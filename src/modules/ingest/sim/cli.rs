@@ -67,10 +67,10 @@ Output, on standard output:
 sent counts every publish (bad ones too, resends not); stored is the rows sensor_report must
 gain: every valid report once, duplicates (an identical counter or event payload) not. A
 status message is never a duplicate, so one that was sent again after a broken connection
-(status_resent) may have been stored twice. The expectation is exact when every QoS 1 message
-was acknowledged (else the exit status is 1) and the fleet's earlier payloads are not repeated:
-a fleet made by --create never repeats them; a clock-less sensor of an older fleet may.
-A percentile is \"-\" when nothing was measured.
+(status_resent) may have been stored twice. The expectation starts from the fleet's rows (each
+sensor's baseline, each hive's occupancy, the payloads already claimed) and is exact when every
+QoS 1 message was acknowledged (else the exit status is 1) and no other client reports for the
+fleet's sensors meanwhile. A percentile is \"-\" when nothing was measured.
 ";
 
 /// The parsed command line.

@@ -10,10 +10,13 @@
 //! secret is `--password`, stored as PBKDF2 in the PHC format.
 //!
 //! Reading uses the batch writer's own reader (`store::load`), so the model starts from the
-//! rows as the writer would see them.
+//! rows as the writer would see them, and takes the payloads the server holds as claimed
+//! within `ingest.dedupe_window` (sensor_report_seen), so that a payload an earlier run sent
+//! is expected to be a duplicate, as it is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::time::Duration;
 
 use base64::Engine;
 use sha2::Sha512;
@@ -50,6 +53,15 @@ pub fn device_id(i: usize) -> String {
 pub(crate) struct Member {
     pub device_id: String,
     pub row: SensorRow,
+    /// The counter and event payloads the server holds as claimed: (kind, SHA-256).
+    pub claimed: Vec<(Claim, [u8; 32])>,
+}
+
+/// The topic kind a payload is claimed under (`store/claim.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Claim {
+    Counter,
+    Event,
 }
 
 /// The fleet as read from the database.
@@ -177,8 +189,13 @@ pub(crate) async fn create(
     tx.commit().await
 }
 
-/// The first `n` sensors of the fleet and their hives, with the state the writer keeps.
-pub(crate) async fn load(client: &mut Client, n: usize) -> Result<Fleet, FleetError> {
+/// The first `n` sensors of the fleet and their hives, with the state the writer keeps and
+/// the payloads claimed within `window`.
+pub(crate) async fn load(
+    client: &mut Client,
+    n: usize,
+    window: Duration,
+) -> Result<Fleet, FleetError> {
     let limit = i64::try_from(n).unwrap_or(i64::MAX);
     let ids: Vec<String> = client
         .query(
@@ -205,17 +222,53 @@ pub(crate) async fn load(client: &mut Client, n: usize) -> Result<Fleet, FleetEr
     hive_ids.dedup();
     let hives = load::hives(&tx, &hive_ids).await?;
     tx.commit().await?;
+    let sensor_ids: Vec<i64> = rows.values().map(|r| r.id).collect();
+    let mut claimed = claims(client, &sensor_ids, window).await?;
     let members = ids
         .into_iter()
         .filter_map(|device_id| {
             let row = rows.remove(&device_id)?;
-            Some(Member { device_id, row })
+            let claimed = claimed.remove(&row.id).unwrap_or_default();
+            Some(Member {
+                device_id,
+                row,
+                claimed,
+            })
         })
         .collect();
     Ok(Fleet {
         members,
         hives: hives.into_iter().collect(),
     })
+}
+
+/// The payloads of `sensor_ids` claimed within `window` of now, by sensor id.
+async fn claims(
+    client: &Client,
+    sensor_ids: &[i64],
+    window: Duration,
+) -> Result<HashMap<i64, Vec<(Claim, [u8; 32])>>, tokio_postgres::Error> {
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            "SELECT sensor_id, kind, payload_sha256 FROM sensor_report_seen
+             WHERE sensor_id = ANY($1)
+               AND first_received_at >= now() - $2::int8 * interval '1 millisecond'",
+            &[&sensor_ids, &window_ms],
+        )
+        .await?;
+    let mut by_sensor: HashMap<i64, Vec<(Claim, [u8; 32])>> = HashMap::new();
+    for r in rows {
+        let kind = match r.get::<_, &str>(1) {
+            "event" => Claim::Event,
+            _ => Claim::Counter,
+        };
+        let Ok(digest) = <[u8; 32]>::try_from(r.get::<_, &[u8]>(2)) else {
+            continue;
+        };
+        by_sensor.entry(r.get(0)).or_default().push((kind, digest));
+    }
+    Ok(by_sensor)
 }
 
 /// `password` as PBKDF2-SHA512 in the PHC string format, with a salt drawn from `seed`.

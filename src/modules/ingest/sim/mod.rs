@@ -191,7 +191,8 @@ pub fn run(opts: &Options, conf: &Conf, stop: &AtomicBool) -> Result<Outcome, Si
     }
     let addr = broker(opts, conf.section::<MqttConf>())?;
     let ingest = conf.section::<IngestConf>();
-    let fleet = read_fleet(opts, &conf.section::<DatabaseConf>().url)?;
+    let window = Duration::from(ingest.dedupe_window);
+    let fleet = read_fleet(opts, &conf.section::<DatabaseConf>().url, window)?;
     let (sensors, model) = build(opts, &fleet, ingest);
     Sim::new(opts, addr, sensors, model)?.run(stop)
 }
@@ -211,8 +212,9 @@ fn broker(opts: &Options, mqtt: &MqttConf) -> Result<SocketAddr, SimError> {
     Ok(addr)
 }
 
-/// The fleet, created first with `--create`, on a runtime of its own that ends with it.
-fn read_fleet(opts: &Options, url: &str) -> Result<Fleet, SimError> {
+/// The fleet, created first with `--create`, on a runtime of its own that ends with it;
+/// `window` is `ingest.dedupe_window`.
+fn read_fleet(opts: &Options, url: &str, window: Duration) -> Result<Fleet, SimError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -237,7 +239,7 @@ fn read_fleet(opts: &Options, url: &str) -> Result<Fleet, SimError> {
             .await
             .map_err(db)?;
         }
-        fleet::load(&mut client, opts.sensors)
+        fleet::load(&mut client, opts.sensors, window)
             .await
             .map_err(SimError::Fleet)
     })
@@ -275,6 +277,7 @@ fn build(opts: &Options, fleet: &Fleet, ingest: &IngestConf) -> (Vec<Sensor>, Mo
             row.direction,
             row.modulus,
             row.state,
+            &m.claimed,
             ingest,
         ));
     }

@@ -5,22 +5,22 @@
 //! [`apply_events`], [`HiveState::apply`], the reset functions), called on the payload values the
 //! simulator encoded, not on bytes it decoded: what the decoder and the storage glue make of the
 //! bytes is what the comparison with the database checks. Duplicates (an identical payload from
-//! the same sensor on the same topic; status messages never are) are found on a hash of the
-//! bytes sent, as the server finds them on its digest.
+//! the same sensor on the same topic; status messages never are) are found on the SHA-256 of
+//! the bytes sent, as the server finds them, starting from the digests the server holds.
 //!
 //! Across sensors the server's order is not the simulator's (connections land on different
 //! workers, batches commit when they commit); the expectation is exact anyway as long as no
 //! report makes a hive's count clamp at 0, which the generator sees to: every sensor's own net
 //! count since the run started stays at 0 or above ([`Model::inside`], [`Model::preview`]).
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use sha2::{Digest, Sha256};
 
+use super::fleet::Claim;
 use crate::modules::ingest::count::{
     apply_counter, apply_events, is_previous_day, reset_due, trusted, CounterReading, Delta,
     Direction, Event, EventOutcome, HiveState, Outcome, ResetTime, SensorClock, SensorState,
@@ -36,19 +36,23 @@ pub struct SensorModel {
     pub direction: Direction,
     pub settings: Settings,
     pub state: SensorState,
-    /// Hashes of the counter and event payloads sent, for duplicates.
-    seen: HashSet<u64>,
+    /// The counter and event payloads claimed (sent, or held by the server), for duplicates:
+    /// the first 8 bytes of their SHA-256 (two payloads of one sensor colliding there are
+    /// one in 2^64 / n).
+    seen: HashSet<(Claim, u64)>,
     /// The sensor's net count (entries minus exits) added during this run.
     inside: i64,
 }
 
 impl SensorModel {
-    /// A sensor of hive `hive_id` in `state`, mounted `direction`, wrapping at `modulus`.
+    /// A sensor of hive `hive_id` in `state`, mounted `direction`, wrapping at `modulus`,
+    /// whose payloads `claimed` (kind, SHA-256) the server holds already.
     pub fn new(
         hive_id: i64,
         direction: Direction,
         modulus: u32,
         state: SensorState,
+        claimed: &[(Claim, [u8; 32])],
         conf: &IngestConf,
     ) -> SensorModel {
         SensorModel {
@@ -56,7 +60,7 @@ impl SensorModel {
             direction,
             settings: Settings::new(direction, Some(modulus), conf),
             state,
-            seen: HashSet::new(),
+            seen: claimed.iter().map(|(k, d)| (*k, prefix(d))).collect(),
             inside: 0,
         }
     }
@@ -186,16 +190,19 @@ impl Model {
 
 /// The duplicate key of a payload sent as `raw`; `None` for a status message (never a
 /// duplicate). Kinds are kept apart as the server's claim keeps them.
-fn claim_key(payload: &Payload, raw: &[u8]) -> Option<u64> {
+fn claim_key(payload: &Payload, raw: &[u8]) -> Option<(Claim, u64)> {
     let kind = match payload {
-        Payload::Legacy(_) | Payload::Counter(_) => 1u8,
-        Payload::Events(_) => 2,
+        Payload::Legacy(_) | Payload::Counter(_) => Claim::Counter,
+        Payload::Events(_) => Claim::Event,
         Payload::Status(_) | Payload::Configuration(_) => return None,
     };
-    let mut h = DefaultHasher::new();
-    kind.hash(&mut h);
-    raw.hash(&mut h);
-    Some(h.finish())
+    Some((kind, prefix(&Sha256::digest(raw).into())))
+}
+
+fn prefix(digest: &[u8; 32]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// The counting rules for one report on a sensor's state: what it adds (`None`: nothing), the
@@ -273,7 +280,7 @@ mod tests {
 
     fn model(direction: Direction) -> Model {
         let conf = IngestConf::default();
-        let sensor = SensorModel::new(7, direction, 65536, SensorState::default(), &conf);
+        let sensor = SensorModel::new(7, direction, 65536, SensorState::default(), &[], &conf);
         let hive = HiveModel {
             zone: Tz::UTC,
             reset: None,
@@ -359,6 +366,37 @@ mod tests {
         let preview = m.preview(0, &v2(2, (1, 9), ReportType::Threshold), at(2));
         assert_eq!(preview.map(Delta::net), Some(5));
         assert_eq!(m.inside(0), 3, "a preview changes nothing");
+    }
+
+    #[test]
+    fn a_payload_the_server_holds_already_is_a_duplicate() {
+        let p = v2(3, (1, 0), ReportType::Periodic);
+        let mut raw = Vec::new();
+        encode(&p, &mut raw).expect("encodable");
+        let claimed = [(Claim::Counter, <[u8; 32]>::from(Sha256::digest(&raw)))];
+        let conf = IngestConf::default();
+        let sensor = SensorModel::new(
+            7,
+            Direction::Normal,
+            65536,
+            SensorState::default(),
+            &claimed,
+            &conf,
+        );
+        let mut m = Model::new(vec![sensor], model(Direction::Normal).hives, &conf);
+        assert_eq!(m.apply(0, &p, &raw, at(0)), Fate::Duplicate);
+        let events = Payload::Events(vec![decode::Event {
+            event_type: EventType::Entry,
+            distance_mm: 1,
+            timestamp: 0,
+        }]);
+        raw.clear();
+        encode(&events, &mut raw).expect("encodable");
+        assert_ne!(
+            m.apply(0, &events, &raw, at(1)),
+            Fate::Duplicate,
+            "kinds are apart"
+        );
     }
 
     #[test]
