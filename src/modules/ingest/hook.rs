@@ -1,9 +1,12 @@
 //! The ingest hook on the worker's event loop ([`crate::mqtt::ingest::Ingest`]): every PUBLISH
 //! on a sensor topic is decoded here, at once; a malformed one is counted and logged (once per
 //! sensor per minute) and goes no further; a valid one joins the loop turn's batch, its
-//! acknowledgement held. Once per loop turn the batch goes to the writer on the worker's I/O
-//! thread ([`super::writer`]); when it is committed, the held acknowledgements leave
-//! ([`Acks`]). A flood becomes one transaction per turn; a lone report waits for nothing.
+//! acknowledgement held. At the end of a loop turn, when the writer on the worker's I/O thread
+//! ([`super::writer`]) holds no reports, what the turns gathered goes to it, cut into batches of
+//! `ingest.max_batch`; when a batch is committed, its held acknowledgements leave ([`Acks`]).
+//! This is a group commit: a lone report waits for nothing, and under a flood each commit's wait
+//! gathers the next batch, so batches grow with the load instead of staying one loop turn's
+//! worth (a few reports) each waiting for its own commit.
 //!
 //! The hook takes at most [`MAX_QUEUED`] reports that are not yet committed: past that, the
 //! broker stops reading PUBLISH packets until the writer catches up (TCP back-pressure, never
@@ -121,6 +124,10 @@ impl Ingest for IngestHook {
     }
 
     fn flush(&mut self) {
+        // Group commit: while the writer holds reports, the turns gather the next batch.
+        if self.db.queued() > 0 {
+            return;
+        }
         // Cut into batches by moving each report once: `max_batch = 1` must not turn a busy
         // turn into a quadratic copy.
         let mut pending = std::mem::take(&mut self.batch).into_iter();
