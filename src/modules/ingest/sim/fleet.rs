@@ -21,7 +21,7 @@ use std::time::Duration;
 use base64::Engine;
 use sha2::Sha512;
 use tokio_postgres::types::Type;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 use super::rng::Rng;
 use crate::modules::ingest::store::load::{self, HiveRow, SensorRow};
@@ -131,6 +131,32 @@ pub(crate) async fn create(
         )
         .await?
         .get(0);
+    let hive_ids = insert_hives(&tx, account, hives.max(1)).await?;
+    let hash = secret_hash(password, seed);
+    let ids: Vec<String> = (0..sensors).map(device_id).collect();
+    let hive_of: Vec<i64> = (0..sensors).map(|i| hive_ids[i % hive_ids.len()]).collect();
+    let hashes = vec![hash; sensors];
+    let direction: Vec<&str> = (0..sensors)
+        .map(|i| if i % 10 == 3 { "reversed" } else { "normal" })
+        .collect();
+    let modulus: Vec<i32> = (0..sensors)
+        .map(|i| if i % 7 == 5 { 65523 } else { 65536 })
+        .collect();
+    tx.execute(
+        "INSERT INTO sensor (device_id, hive_id, secret_hash, direction, counter_modulus)
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[])",
+        &[&ids, &hive_of, &hashes, &direction, &modulus],
+    )
+    .await?;
+    tx.commit().await
+}
+
+/// `n` hives of `account`, each with its address, no daily reset; their ids.
+async fn insert_hives(
+    tx: &Transaction<'_>,
+    account: i64,
+    n: usize,
+) -> Result<Vec<i64>, tokio_postgres::Error> {
     let insert = tx
         .prepare_typed(
             "WITH ad AS (INSERT INTO address (street, city, zip, country, latitude, longitude)
@@ -153,8 +179,8 @@ pub(crate) async fn create(
             ],
         )
         .await?;
-    let mut hive_ids = Vec::with_capacity(hives);
-    for k in 0..hives {
+    let mut ids = Vec::with_capacity(n);
+    for k in 0..n {
         let (zone, city, country, lat, lon) = PLACES[k % PLACES.len()];
         let street = format!("Simulation street {}", k + 1);
         let name = format!("Simulated hive {}", k + 1);
@@ -168,25 +194,9 @@ pub(crate) async fn create(
                 ],
             )
             .await?;
-        hive_ids.push(row.get::<_, i64>(0));
+        ids.push(row.get::<_, i64>(0));
     }
-    let hash = secret_hash(password, seed);
-    let ids: Vec<String> = (0..sensors).map(device_id).collect();
-    let hive_of: Vec<i64> = (0..sensors).map(|i| hive_ids[i % hives]).collect();
-    let hashes = vec![hash; sensors];
-    let direction: Vec<&str> = (0..sensors)
-        .map(|i| if i % 10 == 3 { "reversed" } else { "normal" })
-        .collect();
-    let modulus: Vec<i32> = (0..sensors)
-        .map(|i| if i % 7 == 5 { 65523 } else { 65536 })
-        .collect();
-    tx.execute(
-        "INSERT INTO sensor (device_id, hive_id, secret_hash, direction, counter_modulus)
-         SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[])",
-        &[&ids, &hive_of, &hashes, &direction, &modulus],
-    )
-    .await?;
-    tx.commit().await
+    Ok(ids)
 }
 
 /// The first `n` sensors of the fleet and their hives, with the state the writer keeps and

@@ -1,8 +1,8 @@
 //! The simulator's loop: one thread, one mio poll over every sensor's connection (and the
 //! occupancy watcher's), in four phases.
 //!
-//! 1. Connect: every sensor connects (at most [`MAX_CONNECTING`] at a time) and logs in; the
-//!    watcher, with `--measure`, subscribes to `hives/+/occupancy`.
+//! 1. Connect: every sensor connects (at most 256 at a time) and logs in; the watcher, with
+//!    `--measure`, subscribes to `hives/+/occupancy`.
 //! 2. Publish, for `--duration` or until SIGINT/SIGTERM: paced (`--rate`, round robin over the
 //!    sensors that have room) or flat out (each sensor keeps `--inflight` QoS 1 messages in
 //!    flight, topped up at each PUBACK); `--bad` malformed payloads spread over the phase. Each
