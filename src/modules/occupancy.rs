@@ -10,7 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::modules::ingest::count::percent;
 
 /// The `LISTEN/NOTIFY` channel of occupancy changes between nodes. A notification is
-/// `<node> <json>`: the node that published it, and the JSON of [`Occupancy::notice`].
+/// `<node> <json>`: the node that published it, and the JSON of `Occupancy::notice`.
 pub const CHANNEL: &str = "bizzy_occupancy";
 
 /// One hive's occupancy.

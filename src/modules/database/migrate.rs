@@ -164,7 +164,7 @@ pub fn migrate_with(url: &str, migrations: &[Migration]) -> Result<Report, Migra
 const ON_START_WAIT: Duration = Duration::from_secs(60);
 
 /// `database.migrate_on_start`: runs `bizzy migrate` as a process of its own (the master holds
-/// no runtime and no thread when it forks) and waits for it, at most [`ON_START_WAIT`]. A
+/// no runtime and no thread when it forks) and waits for it, at most `ON_START_WAIT` (60 s). A
 /// database that cannot be reached does not stop the server: it starts, serves, and its first
 /// worker applies the migrations once the database answers ([`run`]). Logged either way.
 pub fn on_start(conf: &Conf, exe: &Path) {

@@ -2,7 +2,7 @@
 //! While the spool holds nothing it scans the spool directory for orphans every 5 s (and wakes
 //! at once when the writer spools a batch); while it holds records it connects to PostgreSQL
 //! on a connection of its own and applies them in order, whole records of about
-//! [`REPLAY_BATCH`] reports per transaction; a failure
+//! `REPLAY_BATCH` reports per transaction; a failure
 //! (PostgreSQL still away, a broken connection) waits 100 ms, doubling up to 5 s (the writer's
 //! back-off), and scans again before the next try.
 //!

@@ -22,8 +22,8 @@ use super::{save, weigh};
 use crate::modules::ingest::count::{reset_due, ResetTime};
 use crate::modules::occupancy::Occupancy;
 
-/// Integrates every hive that no batch integrated in the last [`INTEGRATE_AFTER`] up to `now`
-/// (see [`weigh`]). Hives a batch holds are skipped: it integrates them itself.
+/// Integrates every hive that no batch integrated in the last `INTEGRATE_AFTER` up to `now`
+/// (see `store/weigh.rs`). Hives a batch holds are skipped: it integrates them itself.
 pub async fn integrate(
     client: &mut Client,
     now: DateTime<Utc>,
