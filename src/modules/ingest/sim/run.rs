@@ -225,6 +225,7 @@ impl<'a> Sim<'a> {
             w.link
                 .open(self.addr, self.poll.registry(), WATCHER)
                 .map_err(|e| SimError::Connect(self.addr, e))?;
+            self.connecting += 1;
         }
         loop {
             let open = self
