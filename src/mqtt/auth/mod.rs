@@ -10,6 +10,7 @@
 
 pub mod acl;
 pub mod passwd;
+pub mod secret;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -49,9 +50,11 @@ impl std::fmt::Display for FileError {
 
 impl std::error::Error for FileError {}
 
-/// Why a CONNECT is refused (CONNACK return codes 4 and 5).
+/// Why a CONNECT is refused (CONNACK return codes 2, 4 and 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// 0x02: the client identifier is not one this client may use.
+    IdentifierRejected,
     /// 0x04: bad user name or password.
     BadCredentials,
     /// 0x05: not authorised.
@@ -133,6 +136,13 @@ pub struct FileAuthority {
 }
 
 impl FileAuthority {
+    /// Whether the password file names `username`: such a user is the files' to check.
+    pub fn knows(&self, username: &str) -> bool {
+        self.passwords
+            .as_ref()
+            .is_some_and(|p| p.contains(username))
+    }
+
     /// The password file's answer, and `allow_anonymous`'s.
     pub fn check(&self, username: Option<&str>, password: Option<&[u8]>) -> Result<(), Refusal> {
         match (username, &self.passwords) {

@@ -80,6 +80,11 @@ impl Passwords {
         self.users.is_empty()
     }
 
+    /// Whether the file has a line for `user`.
+    pub fn contains(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
     /// Whether `user` exists and `password` is theirs.
     pub fn verify(&self, user: &str, password: &[u8]) -> bool {
         match self.users.get(user) {
@@ -145,7 +150,8 @@ fn parse_hash(s: &str) -> Result<Hash, String> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether `a` and `b` are equal, in a time that depends on their lengths only.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -80,6 +80,7 @@ impl Broker {
 
     /// The authority's late answer to the CONNECT of `ticket`, once it came.
     pub fn login_answer(&mut self, ticket: u64) -> Option<Result<(), Refusal>> {
+            Refusal::IdentifierRejected => ConnackCode::IdentifierRejected,
         self.logins.answered.remove(&ticket)
     }
 
