@@ -1,12 +1,14 @@
 //! CONNECT and the end of a connection (3.1, 3.2, 3.14): credentials, the client identifier's
-//! rules, the session to resume or start, a connection of the same client to end (takeover),
-//! and the will when a connection ends without DISCONNECT.
+//! rules, a will on the server's own topics refused, the session to resume or start, a
+//! connection of the same client to end (takeover), and the will when a connection ends without
+//! DISCONNECT.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use mio::Token;
 
+use super::publish::server_topic;
 use super::{Broker, SessionRef};
 use crate::mqtt::auth::{Login, Op, Refusal, Verdict};
 use crate::mqtt::codec::{Connack, ConnackCode, Connect, Packet};
@@ -52,6 +54,11 @@ impl Broker {
         if let Err(code) = self.client_identifier(c) {
             return Admission::Refused(code);
         }
+        // A will on the server's own topics would be a client publishing there: refused as
+        // mosquitto refuses a will its ACL denies, with 0x05.
+        if c.will.as_ref().is_some_and(|w| server_topic(&w.topic)) {
+            return Admission::Refused(self.refused(Refusal::NotAuthorised));
+        }
         self.logins.next += 1;
         let ticket = self.logins.next;
         let login = Login {
@@ -73,6 +80,7 @@ impl Broker {
     pub fn refused(&self, r: Refusal) -> ConnackCode {
         self.stats.refused();
         match r {
+            Refusal::IdentifierRejected => ConnackCode::IdentifierRejected,
             Refusal::BadCredentials => ConnackCode::BadUsernameOrPassword,
             Refusal::NotAuthorised => ConnackCode::NotAuthorized,
         }
@@ -80,7 +88,6 @@ impl Broker {
 
     /// The authority's late answer to the CONNECT of `ticket`, once it came.
     pub fn login_answer(&mut self, ticket: u64) -> Option<Result<(), Refusal>> {
-            Refusal::IdentifierRejected => ConnackCode::IdentifierRejected,
         self.logins.answered.remove(&ticket)
     }
 

@@ -32,6 +32,22 @@ impl Tickets {
     }
 }
 
+/// The roots of the server's own topics (DESIGN.md section 6): `commands/#` (sensor
+/// configurations) and `hives/#` (occupancy).
+const SERVER_ROOTS: [&str; 2] = ["commands", "hives"];
+
+/// Whether `topic` is one of the server's own: `commands/#` or `hives/#` (the roots
+/// themselves included, as those filters match them). No client publishes there, whatever its
+/// authority says: not a PUBLISH (retained or not, [`Broker::on_publish`]) and not a will
+/// ([`Broker::connect`]). The server's own messages do not come this way.
+pub fn server_topic(topic: &str) -> bool {
+    SERVER_ROOTS.iter().any(|root| {
+        topic
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 impl Broker {
     pub(super) fn on_publish(&mut self, r: SessionRef, p: Publish, now_ms: u64) {
         let (qos, pkid) = (p.qos, p.pkid);
@@ -80,12 +96,14 @@ impl Broker {
         }
     }
 
-    /// A client's message the ACL may allow: to the ingest hook and on to subscribers.
+    /// A client's message the ACL may allow: to the ingest hook and on to subscribers. The
+    /// server's own topics are refused to every client, as an ACL refusal is.
     fn accept(&mut self, sid: usize, p: Publish, ticket: u64, now_ms: u64) -> Ack {
         let s = &self.sessions[sid];
-        if !self
-            .auth
-            .allows(&s.client_id, s.username.as_deref(), Op::Publish, &p.topic)
+        if server_topic(&p.topic)
+            || !self
+                .auth
+                .allows(&s.client_id, s.username.as_deref(), Op::Publish, &p.topic)
         {
             // 3.1.1 has no negative acknowledgement: the message is acknowledged and dropped,
             // and counted.

@@ -454,6 +454,89 @@ fn will_on_failure_not_after_disconnect_mqtt_3_1_2_8_and_10() {
 }
 
 #[test]
+fn server_topics_are_the_roots_commands_and_hives_and_below() {
+    for t in [
+        "commands",
+        "commands/sensor/x",
+        "hives",
+        "hives/7/occupancy",
+        "hives/",
+    ] {
+        assert!(server_topic(t), "{t}");
+    }
+    for t in [
+        "command",
+        "commandsx/y",
+        "hivesx",
+        "sensors/x/counter",
+        "push/sensor/x",
+        "x/hives",
+    ] {
+        assert!(!server_topic(t), "{t}");
+    }
+}
+
+#[test]
+fn no_client_publishes_on_the_server_topics_even_retained() {
+    let b = broker();
+    let sub = online(&b, "watcher", true, 1);
+    b.borrow_mut()
+        .packet(
+            sub,
+            subscribe(&[("#", QoS::AtLeastOnce), ("hives/#", QoS::AtLeastOnce)], 1),
+            0,
+        )
+        .unwrap();
+    out(&b, sub);
+    let p = online(&b, "pub", true, 2);
+    for (i, topic) in ["hives/x/occupancy", "commands/sensor/x", "commands"]
+        .iter()
+        .enumerate()
+    {
+        let pkid = i as u16 + 1;
+        let packet = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            topic: topic.to_string(),
+            pkid,
+            payload: Bytes::from_static(b"forged"),
+        });
+        b.borrow_mut().packet(p, packet, 0).unwrap();
+        assert_eq!(
+            out(&b, p),
+            vec![Packet::Puback(pkid)],
+            "{topic}: acknowledged and dropped, as an ACL refusal"
+        );
+    }
+    assert_eq!(out(&b, sub), vec![], "nothing delivered");
+    assert_eq!(b.borrow().retained_count(), 0, "nothing retained");
+    b.borrow_mut()
+        .packet(p, publish("push/sensor/x", b"ok", QoS::AtMostOnce, 0), 0)
+        .unwrap();
+    assert_eq!(out(&b, sub).len(), 1, "other topics still flow");
+}
+
+#[test]
+fn a_will_on_a_server_topic_refuses_the_connect_with_0x05() {
+    let b = broker();
+    for topic in ["hives/x/occupancy", "commands/sensor/x"] {
+        let mut c = connect("w", true);
+        c.will = Some(Will {
+            topic: topic.into(),
+            message: Bytes::from_static(b"forged"),
+            qos: QoS::AtMostOnce,
+            retain: true,
+        });
+        assert_eq!(
+            login(&b, c, 1).err(),
+            Some(ConnackCode::NotAuthorized),
+            "{topic}"
+        );
+    }
+}
+
+#[test]
 fn retained_replicas_converge_on_the_newest_stamp() {
     let b = broker();
     let msg = |p: &'static [u8]| Message {
