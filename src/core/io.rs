@@ -19,6 +19,10 @@
 //! and exits (their answers go nowhere: the loop is gone), or ends with the process.
 //! Nothing here blocks the loop: a full requests pipe is the caller's back-pressure
 //! ([`Io::send`] hands the request back).
+//!
+//! The thread may also tell the loop what nobody asked for (a database notification, say):
+//! [`Work::started`] hands the work a [`News`] handle whose messages take the answers pipe to
+//! the same callback, without counting as answers (they keep no worker alive).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -43,6 +47,34 @@ pub trait Work: 'static {
     type Answer: Send + 'static;
     /// Serves one request; runs concurrently with the others.
     fn serve(self: Rc<Self>, req: Self::Request) -> Served<Self::Answer>;
+
+    /// Called once on the I/O thread, inside its runtime, before the first request: work
+    /// that tells the loop things unasked keeps `news` (and may spawn its tasks here).
+    fn started(self: Rc<Self>, _news: News<Self::Answer>) {}
+}
+
+/// What the I/O thread sends back: the answer to a request, or news nobody asked for.
+enum Reply<A> {
+    Answer(A),
+    News(A),
+}
+
+/// The I/O thread's handle for telling the loop things nobody asked for: each message reaches
+/// the loop's callback as an answer does, in order with them, but is not counted in
+/// [`Io::in_flight`]. Lives on the I/O thread (cheap to clone there).
+pub struct News<A: Send + 'static>(Rc<RefCell<Sender<Reply<A>>>>);
+
+impl<A: Send + 'static> Clone for News<A> {
+    fn clone(&self) -> Self {
+        News(Rc::clone(&self.0))
+    }
+}
+
+impl<A: Send + 'static> News<A> {
+    /// Sends `a` to the loop; waits only if the loop is a whole pipe behind, as answers do.
+    pub fn tell(&self, a: A) {
+        answer(&self.0, Reply::News(a));
+    }
 }
 
 /// The loop's side of a worker's I/O thread.
@@ -65,7 +97,7 @@ impl<W: Work> Io<W> {
     ) -> io::Result<Io<W>> {
         let ctx = Context::new();
         let (requests, req_rx) = ctx.pipe::<W::Request>()?;
-        let (ans_tx, answers) = ctx.pipe::<W::Answer>()?;
+        let (ans_tx, answers) = ctx.pipe::<Reply<W::Answer>>()?;
         std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || serve_all(make, req_rx, ans_tx))?;
@@ -105,7 +137,7 @@ impl<W: Work> Io<W> {
 /// The answers pipe as a connection of the event loop (not a client: it does not keep a
 /// stopping worker alive by itself; [`Io::in_flight`] does, through the service's `busy`).
 struct AnswerConn<A: Send + 'static> {
-    answers: Receiver<A>,
+    answers: Receiver<Reply<A>>,
     on_answer: Box<dyn FnMut(A)>,
     in_flight: Rc<Cell<usize>>,
 }
@@ -136,10 +168,11 @@ impl<A: Send + 'static> Conn for AnswerConn<A> {
     fn ready(&mut self, _cx: &mut Cx<'_>, _ev: Ready) -> Next {
         loop {
             match self.answers.try_recv() {
-                Ok(a) => {
+                Ok(Reply::Answer(a)) => {
                     self.in_flight.set(self.in_flight.get().saturating_sub(1));
                     (self.on_answer)(a);
                 }
+                Ok(Reply::News(a)) => (self.on_answer)(a),
                 Err(RecvError::WouldBlock) => return Next::Keep,
                 Err(_) => return Next::Close,
             }
@@ -161,7 +194,7 @@ impl<A: Send + 'static> Conn for AnswerConn<A> {
 fn serve_all<W: Work>(
     make: impl FnOnce() -> W,
     mut requests: Receiver<W::Request>,
-    answers: Sender<W::Answer>,
+    answers: Sender<Reply<W::Answer>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -177,6 +210,7 @@ fn serve_all<W: Work>(
     local.block_on(&rt, async move {
         let work = Rc::new(make());
         let answers = Rc::new(RefCell::new(answers));
+        Rc::clone(&work).started(News(Rc::clone(&answers)));
         let mut tasks = tokio::task::JoinSet::new();
         let fd = SignalFd(requests.signal_fd());
         // SAFETY: the eventfd belongs to `requests`, which is moved into this future and so
@@ -198,7 +232,7 @@ fn serve_all<W: Work>(
                         let (work, answers) = (Rc::clone(&work), Rc::clone(&answers));
                         tasks.spawn_local(async move {
                             let a = work.serve(req).await;
-                            answer(&answers, a);
+                            answer(&answers, Reply::Answer(a));
                         });
                     }
                     Err(RecvError::WouldBlock) => break,
