@@ -60,6 +60,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_rollups"),
     migration!(6, "0006_spool"),
     migration!(7, "0007_occupancy"),
+    migration!(8, "0008_sensor_notify"),
 ];
 
 /// The advisory lock every `bizzy migrate` holds while it works: "bizzymig" in ASCII.

@@ -1,7 +1,10 @@
 //! PostgreSQL, the source of truth: the `[database]` section (URL, pool, spool directory), the
-//! schema and `bizzy migrate` that applies it, and the worker's I/O thread that grows here.
+//! schema and `bizzy migrate` that applies it, connections made on a worker's I/O thread
+//! (`conn.rs`), and LISTEN/NOTIFY for the worker (`listen.rs`).
 
 pub mod conf;
+pub mod conn;
+pub mod listen;
 pub mod migrate;
 pub mod pool;
 
