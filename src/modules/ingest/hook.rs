@@ -23,8 +23,10 @@ use crate::modules::database::DatabaseConf;
 use crate::modules::ingest::batch::Report;
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::decode::{decode, DecodeError, Rejected, SensorTopic};
+use crate::modules::ingest::login::SensorAuthority;
 use crate::modules::ingest::stats::Stats;
 use crate::modules::ingest::worker::WorkerDb;
+use crate::mqtt::auth::{Authority, FileAuthority, Verdicts};
 use crate::mqtt::codec::QoS;
 use crate::mqtt::ingest::{Ack, Acks, Ingest, Origin, Outbox};
 use crate::mqtt::session::Message;
@@ -195,6 +197,20 @@ impl IngestHooks {
 }
 
 impl crate::mqtt::service::Hooks for IngestHooks {
+    /// With a database, sensors log in from it ([`SensorAuthority`]); the files answer for
+    /// everyone else.
+    fn authority(
+        &self,
+        ctx: &WorkerCtx<'_>,
+        files: Rc<FileAuthority>,
+        verdicts: &Verdicts,
+    ) -> Rc<dyn Authority> {
+        match self.worker(ctx) {
+            Some(db) => SensorAuthority::start(db, files, verdicts),
+            None => files,
+        }
+    }
+
     fn ingest(&self, ctx: &WorkerCtx<'_>, acks: &Acks, outbox: &Outbox) -> Box<dyn Ingest> {
         match (self.worker(ctx), &self.database) {
             (Some(db), Some((_, conf))) => {

@@ -15,6 +15,7 @@ pub mod conf;
 pub mod count;
 pub mod decode;
 pub mod hook;
+pub mod login;
 pub mod sim;
 pub mod spool;
 pub mod stats;

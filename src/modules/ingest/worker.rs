@@ -12,9 +12,11 @@ use crate::core::io::Io;
 use crate::core::process::WorkerCtx;
 use crate::core::queue::SendError;
 use crate::log;
+use crate::modules::database::listen::{Hear, Hearers};
 use crate::modules::database::DatabaseConf;
 use crate::modules::ingest::batch::Report;
 use crate::modules::ingest::conf::IngestConf;
+use crate::modules::ingest::login::store::Reply;
 use crate::modules::ingest::stats::{self, Stats};
 use crate::modules::ingest::writer::{Answer, Done, Job, Retained, Setup, Writer};
 use crate::modules::occupancy::Occupancy;
@@ -47,6 +49,10 @@ struct Parts {
     /// The periodic work is out: the next tick does not send it again.
     maintaining: Cell<bool>,
     stats: Stats,
+    /// The sensor authority's answers, once it is made.
+    logins: OnceCell<Box<dyn Fn(Reply)>>,
+    /// Who follows each LISTEN channel.
+    hearers: Hearers,
 }
 
 impl WorkerDb {
@@ -66,12 +72,16 @@ impl WorkerDb {
             jobs: Cell::new(0),
             maintaining: Cell::new(false),
             stats: Stats::new(zone.clone(), ctx.slot),
+            logins: OnceCell::new(),
+            hearers: Hearers::default(),
         });
         let on_answer = {
             let parts = Rc::clone(&parts);
             move |d: Done| {
-                parts.jobs.set(parts.jobs.get().saturating_sub(1));
-                parts.stats.io_jobs(parts.jobs.get());
+                if !d.is_news() {
+                    parts.jobs.set(parts.jobs.get().saturating_sub(1));
+                    parts.stats.io_jobs(parts.jobs.get());
+                }
                 parts.answered(d);
             }
         };
@@ -135,6 +145,16 @@ impl WorkerDb {
         &self.parts.stats
     }
 
+    /// Where the sensor authority's answers go.
+    pub fn set_logins(&self, to: impl Fn(Reply) + 'static) {
+        let _ = self.parts.logins.set(Box::new(to));
+    }
+
+    /// `hear` follows LISTEN channel `channel` (one of [`super::writer::CHANNELS`]).
+    pub fn hear(&self, channel: &str, hear: std::rc::Weak<dyn Hear>) {
+        self.parts.hearers.add(channel, hear);
+    }
+
     /// Hands a job to the I/O thread; a full pipe hands it back (back-pressure).
     pub fn send(&self, job: Job) -> Result<(), SendError<Job>> {
         self.io.borrow_mut().send(job)?;
@@ -187,6 +207,13 @@ impl Parts {
                 self.maintaining.set(false);
                 self.publish(&hives);
             }
+            Done::Login(r) => {
+                if let Some(to) = self.logins.get() {
+                    to(r);
+                }
+            }
+            Done::Listening { channels } => self.hearers.listening(&channels),
+            Done::Notified { channel, payload } => self.hearers.notified(&channel, &payload),
         }
     }
 

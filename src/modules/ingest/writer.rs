@@ -26,13 +26,15 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_postgres::Client;
 
-use crate::core::io::{Served, Work};
+use crate::core::io::{News, Served, Work};
 use crate::log;
+use crate::modules::database::listen::{self, Heard};
 use crate::modules::database::migrate::{self, redact, MIGRATIONS};
 use crate::modules::database::pool::{self, Pool};
 use crate::modules::ingest::batch::{Report, Stored, Written};
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::decode::Configuration;
+use crate::modules::ingest::login::{self, store::Logins};
 use crate::modules::ingest::spool::{replay, Spool};
 use crate::modules::ingest::stats::Stats;
 use crate::modules::ingest::store::{self, maintain};
@@ -50,6 +52,9 @@ pub struct Answer {
     /// When the batch's oldest report was received (for the ingest lag).
     pub oldest: Option<chrono::DateTime<chrono::Utc>>,
 }
+
+/// The channels the worker's LISTEN connection follows ([`listen`]).
+pub const CHANNELS: &[&str] = &[login::CHANNEL];
 
 /// The writer, made on the I/O thread.
 pub struct Writer {
@@ -69,6 +74,8 @@ pub struct Writer {
     spool: Rc<RefCell<Spool>>,
     /// Wakes the replay task when a batch is spooled.
     wake: Rc<Notify>,
+    /// The sensor logins' questions.
+    logins: Logins,
 }
 
 /// What a worker's writer is made of.
@@ -109,6 +116,7 @@ impl Writer {
             .watch(move |f| stats.pool(f.in_use.get(), f.waiting.get()));
         Writer {
             pool,
+            logins: Logins::new(s.url.clone()),
             url: s.url,
             conf: s.conf,
             node: s.node,
@@ -221,6 +229,8 @@ pub enum Job {
     Retained,
     /// The periodic work ([`store::maintain`]); with `housekeeping`, partitions and pruning too.
     Maintain { housekeeping: bool },
+    /// A question of the sensor authority.
+    Login(login::store::Ask),
 }
 
 /// The I/O thread's answer to a [`Job`], in kind.
@@ -230,6 +240,23 @@ pub enum Done {
     Retained(Retained),
     /// The hives the periodic work changed (reset, degraded or not).
     Maintained(Vec<Occupancy>),
+    Login(login::store::Reply),
+    /// LISTEN on `channels` took effect on a new connection (news, not an answer).
+    Listening {
+        channels: Vec<String>,
+    },
+    /// A notification on one of [`CHANNELS`] (news, not an answer).
+    Notified {
+        channel: String,
+        payload: String,
+    },
+}
+
+impl Done {
+    /// Told by the I/O thread unasked ([`News`]): answers no job.
+    pub fn is_news(&self) -> bool {
+        matches!(self, Done::Listening { .. } | Done::Notified { .. })
+    }
 }
 
 /// The server's retained messages as PostgreSQL has them: every live hive's occupancy and every
@@ -356,8 +383,19 @@ impl Work for Writer {
                 Job::Maintain { housekeeping } => {
                     Done::Maintained(self.maintain(housekeeping).await)
                 }
+                Job::Login(ask) => Done::Login(self.logins.serve(ask).await),
             }
         })
+    }
+
+    fn started(self: Rc<Self>, news: News<Done>) {
+        let channels = CHANNELS.iter().map(|c| c.to_string()).collect();
+        listen::spawn(self.url.clone(), channels, move |h| {
+            news.tell(match h {
+                Heard::Listening(channels) => Done::Listening { channels },
+                Heard::Notified { channel, payload } => Done::Notified { channel, payload },
+            })
+        });
     }
 }
 

@@ -1,0 +1,255 @@
+//! Sensors log in from the database (DESIGN.md section 6): the worker's [`Authority`] over the
+//! sensor table, combined with mosquitto's password and ACL files.
+//!
+//! Who answers a CONNECT:
+//!
+//! | user name | checked against | rights |
+//! |---|---|---|
+//! | none | `allow_anonymous` | the ACL file's anonymous rules |
+//! | one the password file names | the password file | the ACL file |
+//! | a device id (`[A-Za-z0-9_-]{1,64}`) of a live sensor | its secret's hash | a sensor's |
+//! | a device id of a deleted sensor | refused, 0x05 | |
+//! | anything else | the files (as without a database) | the ACL file |
+//!
+//! The password file comes first: an operator's account keeps working whatever is registered
+//! through the business API, and never waits for PostgreSQL. A sensor logs in with user name
+//! and client identifier both its device id (PROTOCOL.md: the device id is its MQTT client id
+//! and user name); another client identifier is refused with 0x02, so a sensor has one session
+//! and a stolen secret cannot open a second one beside it. A sensor may publish under
+//! `sensors/{own id}/` only and subscribe to `commands/sensor/{own id}` only, whatever the ACL
+//! file says; its refused PUBLISHes are dropped as the ACL file's are.
+//!
+//! Answers come from the worker's copy of the logins ([`table`]), read through the worker's I/O
+//! thread ([`store`]) once LISTEN on [`CHANNEL`] took effect, and kept current by its
+//! notifications (migration 0008). A device id the copy does not have (it is not read yet, or
+//! the sensor is new), or whose entry is stale, is looked up for the CONNECT
+//! ([`Verdict::Later`]); when PostgreSQL does not answer within [`store::LOOKUP_TIMEOUT`], the
+//! CONNECT is refused with 0x05. A user name held to a sensor's rights is one the copy knows as
+//! a sensor's, or any device-id-shaped name not in the password file while the copy was never
+//! read: the narrower rights until the worker knows (a session may come from a sibling worker
+//! without a CONNECT here).
+//!
+//! Cost on the event loop: a CONNECT whose password this worker has already verified with the
+//! same hash costs a SHA-256 of the password and a map lookup (about a microsecond; see
+//! `benches/sensor_login.rs`). A password not seen before is checked with PBKDF2 on the I/O
+//! thread's blocking pool (about a millisecond of CPU at [`secret::ITERATIONS`]), never here.
+//!
+//! [`secret::ITERATIONS`]: crate::mqtt::auth::secret::ITERATIONS
+
+pub mod store;
+pub mod table;
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use crate::log;
+use crate::modules::database::listen::Hear;
+use crate::modules::ingest::decode::valid_device_id;
+use crate::modules::ingest::worker::WorkerDb;
+use crate::modules::ingest::writer::Job;
+use crate::mqtt::auth::{Authority, FileAuthority, Login, Op, Refusal, Verdict, Verdicts};
+use store::{Ask, Check, Found, Reply};
+use table::{sensor_allows, Step, Table, Waiter};
+
+/// The channel on which the database announces a changed sensor login (its payload the device
+/// id, empty for all of them).
+pub const CHANNEL: &str = "bizzy_sensor";
+
+/// The worker's authority: sensors from the database, everyone else from the files.
+pub struct SensorAuthority {
+    files: Rc<FileAuthority>,
+    db: Rc<WorkerDb>,
+    verdicts: Verdicts,
+    table: RefCell<Table>,
+}
+
+impl SensorAuthority {
+    /// The authority over the worker's I/O thread `db`; late answers go through `verdicts`.
+    /// The copy of the logins is read once LISTEN takes effect.
+    pub fn start(
+        db: Rc<WorkerDb>,
+        files: Rc<FileAuthority>,
+        verdicts: &Verdicts,
+    ) -> Rc<SensorAuthority> {
+        let a = Rc::new(SensorAuthority {
+            files,
+            db: Rc::clone(&db),
+            verdicts: verdicts.clone(),
+            table: RefCell::new(Table::default()),
+        });
+        let weak = Rc::downgrade(&a);
+        db.set_logins(move |r| {
+            if let Some(a) = weak.upgrade() {
+                a.reply(r);
+            }
+        });
+        db.hear(CHANNEL, Rc::downgrade(&a) as Weak<dyn Hear>);
+        a
+    }
+
+    /// The device id `username` names if the sensor table is to check it: a device-id-shaped
+    /// name the password file does not have.
+    fn sensor_name<'a>(&self, username: Option<&'a str>) -> Option<&'a str> {
+        username.filter(|u| !self.files.knows(u) && valid_device_id(u))
+    }
+
+    /// Answers the CONNECT of `ticket` for sensor `device`, now or later (having asked the I/O
+    /// thread).
+    fn answer(&self, device: &str, w: Waiter, fresh: bool) -> Verdict {
+        let step = self
+            .table
+            .borrow()
+            .check(device, &w.client_id, w.password.as_deref(), fresh);
+        match step {
+            Step::Allow => Verdict::Allow,
+            Step::Refuse(r) => Verdict::Refuse(r),
+            Step::Verify { phc, digest } => {
+                let check = Check {
+                    ticket: w.ticket,
+                    device_id: device.to_string(),
+                    phc,
+                    password: w.password.unwrap_or_default(),
+                    digest,
+                };
+                self.ask(Ask::Verify(check))
+            }
+            Step::Lookup => {
+                if !self.table.borrow_mut().wait(device, w) {
+                    return Verdict::Later;
+                }
+                match self.ask(Ask::One(device.to_string())) {
+                    Verdict::Later => Verdict::Later,
+                    refused => {
+                        self.table.borrow_mut().lookup_failed(device);
+                        refused
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the I/O thread; a refusal if it cannot take the question now.
+    fn ask(&self, ask: Ask) -> Verdict {
+        match self.db.send(Job::Login(ask)) {
+            Ok(()) => Verdict::Later,
+            Err(e) => {
+                log!(
+                    Error,
+                    "sensor logins: the I/O thread cannot take a question ({e})"
+                );
+                Verdict::Refuse(Refusal::NotAuthorised)
+            }
+        }
+    }
+
+    /// An answer of the I/O thread.
+    fn reply(&self, r: Reply) {
+        match r {
+            Reply::All(Ok(rows)) => {
+                let mut t = self.table.borrow_mut();
+                t.loaded(rows);
+                log!(Info, "sensor logins: {} device ids read", t.len());
+            }
+            Reply::All(Err(e)) => {
+                self.table.borrow_mut().load_failed();
+                log!(Error, "sensor logins: cannot read the sensor table: {e}");
+            }
+            Reply::One { device_id, found } => self.looked_up(&device_id, found),
+            Reply::Verified {
+                ticket,
+                device_id,
+                phc,
+                digest,
+                ok,
+            } => {
+                self.table
+                    .borrow_mut()
+                    .verified(&device_id, &phc, digest, ok);
+                let v = if ok {
+                    Ok(())
+                } else {
+                    Err(Refusal::BadCredentials)
+                };
+                self.verdicts.answer(ticket, v);
+            }
+        }
+    }
+
+    /// A lookup's answer: the CONNECTs that waited for it are answered or go on.
+    fn looked_up(&self, device: &str, found: Result<Found, store::LoginError>) {
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                let waiters = self.table.borrow_mut().lookup_failed(device);
+                log!(
+                    Error,
+                    "sensor logins: cannot look up {device}: {e}; {} CONNECT(s) refused",
+                    waiters.len()
+                );
+                for w in waiters {
+                    self.verdicts.answer(w.ticket, Err(Refusal::NotAuthorised));
+                }
+                return;
+            }
+        };
+        let unknown = found == Found::Unknown;
+        let waiters = self.table.borrow_mut().looked_up(device, found);
+        for w in waiters {
+            let ticket = w.ticket;
+            let v = if unknown {
+                self.files.check(Some(device), w.password.as_deref()).into()
+            } else {
+                self.answer(device, w, false)
+            };
+            match v {
+                Verdict::Allow => self.verdicts.answer(ticket, Ok(())),
+                Verdict::Refuse(r) => self.verdicts.answer(ticket, Err(r)),
+                Verdict::Later => {}
+            }
+        }
+    }
+}
+
+impl Authority for SensorAuthority {
+    fn connect(&self, login: &Login<'_>, ticket: u64) -> Verdict {
+        let Some(device) = self.sensor_name(login.username) else {
+            return self.files.connect(login, ticket);
+        };
+        let w = Waiter {
+            ticket,
+            client_id: login.client_id.to_string(),
+            password: login.password.map(<[u8]>::to_vec),
+        };
+        self.answer(device, w, true)
+    }
+
+    fn allows(&self, client_id: &str, username: Option<&str>, op: Op, topic: &str) -> bool {
+        match self.sensor_name(username) {
+            Some(device) if self.table.borrow().is_sensor(device) => {
+                sensor_allows(device, op, topic)
+            }
+            _ => self.files.allows(client_id, username, op, topic),
+        }
+    }
+
+    fn screens_delivery(&self) -> bool {
+        self.files.screens_delivery()
+    }
+}
+
+impl Hear for SensorAuthority {
+    fn listening(&self) {
+        self.table.borrow_mut().load_asked();
+        if self.ask(Ask::All) != Verdict::Later {
+            self.table.borrow_mut().load_failed();
+        }
+    }
+
+    fn notified(&self, payload: &str) {
+        let device = (!payload.is_empty()).then_some(payload);
+        self.table.borrow_mut().notified(device);
+        if device.is_none() {
+            self.listening();
+        }
+    }
+}

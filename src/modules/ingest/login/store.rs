@@ -1,0 +1,236 @@
+//! The sensor logins' side of the worker's I/O thread: reads the login columns of the sensor
+//! table (all of them for the worker's copy, or one device id's for a CONNECT the copy cannot
+//! answer), and checks a password against its PBKDF2 hash off the event loop.
+//!
+//! Its own connection, made when first needed and again after it broke: a lookup must not wait
+//! behind the ingest writer, which holds its connection while it retries a batch. A lookup gives
+//! up after [`LOOKUP_TIMEOUT`] (the CONNECT waiting for it is then refused, well within its own
+//! deadline); the copy's read is tried again a few times before it gives up. Hash checks run on
+//! the runtime's blocking pool, one at a time per worker, so a reconnect storm takes one core
+//! per worker at most and never stalls the thread's database work.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Row};
+
+use crate::modules::database::conn;
+use crate::mqtt::auth::secret;
+
+/// Longest a lookup for a CONNECT may take, connecting included.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest the read of every login may take, and how often it is tried.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+const LOAD_TRIES: u32 = 4;
+
+/// A password digest (SHA-256), what the loop remembers of a password it has seen verified.
+pub type Digest = [u8; 32];
+
+/// A device id's login as the table has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// A live sensor: its secret's PHC string and its hive.
+    Live { secret_hash: String, hive_id: i64 },
+    /// Only deleted sensors had this device id: it must not log in.
+    Deleted,
+    /// No sensor ever had it.
+    Unknown,
+}
+
+/// A password to check against a hash, for the CONNECT of `ticket`.
+#[derive(Debug)]
+pub struct Check {
+    pub ticket: u64,
+    pub device_id: String,
+    pub phc: String,
+    pub password: Vec<u8>,
+    pub digest: Digest,
+}
+
+/// What the loop asks.
+#[derive(Debug)]
+pub enum Ask {
+    /// Every device id's login (the worker's copy).
+    All,
+    /// One device id's.
+    One(String),
+    /// Whether a password matches its hash.
+    Verify(Check),
+}
+
+/// The answers, in kind.
+#[derive(Debug)]
+pub enum Reply {
+    /// Every device id with a live or deleted sensor.
+    All(Result<Vec<(String, Found)>, LoginError>),
+    One {
+        device_id: String,
+        found: Result<Found, LoginError>,
+    },
+    /// The check of a [`Check`] (its password left on the I/O thread).
+    Verified {
+        ticket: u64,
+        device_id: String,
+        phc: String,
+        digest: Digest,
+        ok: bool,
+    },
+}
+
+/// Why a read of the sensor table failed.
+#[derive(Debug)]
+pub enum LoginError {
+    Db(tokio_postgres::Error),
+    /// No answer within the time allowed.
+    Timeout,
+}
+
+impl std::fmt::Display for LoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoginError::Db(e) => match std::error::Error::source(e) {
+                Some(cause) => write!(f, "{e}: {cause}"),
+                None => write!(f, "{e}"),
+            },
+            LoginError::Timeout => f.write_str("no answer in time"),
+        }
+    }
+}
+
+impl std::error::Error for LoginError {}
+
+/// Every device id, its live sensor's login when it has one (a deleted sensor's id may be
+/// registered again: the live row wins).
+const ALL: &str = "SELECT DISTINCT ON (device_id) device_id, secret_hash, hive_id, \
+                   deleted_at IS NULL AS live \
+                   FROM sensor ORDER BY device_id, deleted_at IS NULL DESC";
+const ONE: &str = "SELECT device_id, secret_hash, hive_id, deleted_at IS NULL AS live \
+                   FROM sensor WHERE device_id = $1 ORDER BY deleted_at IS NULL DESC LIMIT 1";
+
+/// The logins' connection and the hash checker, on the I/O thread.
+pub struct Logins {
+    url: String,
+    client: RefCell<Option<Rc<Client>>>,
+    /// One connection attempt at a time.
+    connecting: tokio::sync::Mutex<()>,
+    /// One hash check at a time.
+    cpu: tokio::sync::Semaphore,
+}
+
+impl Logins {
+    pub fn new(url: String) -> Logins {
+        Logins {
+            url,
+            client: RefCell::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            cpu: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    /// Answers `ask`.
+    pub async fn serve(&self, ask: Ask) -> Reply {
+        match ask {
+            Ask::All => Reply::All(self.all().await),
+            Ask::One(device_id) => {
+                let found = tokio::time::timeout(LOOKUP_TIMEOUT, self.one(&device_id))
+                    .await
+                    .unwrap_or(Err(LoginError::Timeout));
+                Reply::One { device_id, found }
+            }
+            Ask::Verify(c) => self.verify(c).await,
+        }
+    }
+
+    async fn all(&self) -> Result<Vec<(String, Found)>, LoginError> {
+        let mut wait = Duration::from_millis(200);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let read = async {
+                let c = self.client().await?;
+                c.query_typed(ALL, &[]).await.map_err(LoginError::Db)
+            };
+            match tokio::time::timeout(LOAD_TIMEOUT, read).await {
+                Ok(Ok(rows)) => return rows.iter().map(row).collect(),
+                Ok(Err(e)) if tries >= LOAD_TRIES => return Err(e),
+                Err(_) if tries >= LOAD_TRIES => return Err(LoginError::Timeout),
+                _ => {}
+            }
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+    }
+
+    async fn one(&self, device_id: &str) -> Result<Found, LoginError> {
+        let c = self.client().await?;
+        let rows = c
+            .query_typed(ONE, &[(&device_id, Type::TEXT)])
+            .await
+            .map_err(LoginError::Db)?;
+        match rows.first() {
+            Some(r) => row(r).map(|(_, found)| found),
+            None => Ok(Found::Unknown),
+        }
+    }
+
+    async fn verify(&self, c: Check) -> Reply {
+        let ok = match self.cpu.acquire().await {
+            Ok(_permit) => {
+                let (phc, password) = (c.phc.clone(), c.password);
+                tokio::task::spawn_blocking(move || secret::verify(&phc, &password))
+                    .await
+                    .unwrap_or(false)
+            }
+            Err(_) => false,
+        };
+        Reply::Verified {
+            ticket: c.ticket,
+            device_id: c.device_id,
+            phc: c.phc,
+            digest: c.digest,
+            ok,
+        }
+    }
+
+    /// The connection, made if there is none or it broke.
+    async fn client(&self) -> Result<Rc<Client>, LoginError> {
+        let open = || {
+            self.client
+                .borrow()
+                .as_ref()
+                .filter(|c| !c.is_closed())
+                .cloned()
+        };
+        if let Some(c) = open() {
+            return Ok(c);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = open() {
+            return Ok(c);
+        }
+        let c = Rc::new(
+            conn::connect(&self.url, "sensor logins")
+                .await
+                .map_err(LoginError::Db)?,
+        );
+        *self.client.borrow_mut() = Some(Rc::clone(&c));
+        Ok(c)
+    }
+}
+
+/// A row of [`ALL`] or [`ONE`].
+fn row(r: &Row) -> Result<(String, Found), LoginError> {
+    let device_id: String = r.try_get(0).map_err(LoginError::Db)?;
+    let live: bool = r.try_get(3).map_err(LoginError::Db)?;
+    let found = if live {
+        Found::Live {
+            secret_hash: r.try_get(1).map_err(LoginError::Db)?,
+            hive_id: r.try_get(2).map_err(LoginError::Db)?,
+        }
+    } else {
+        Found::Deleted
+    };
+    Ok((device_id, found))
+}

@@ -1,0 +1,279 @@
+//! The worker's copy of the sensor logins, and the rules that answer a sensor's CONNECT and
+//! topic rights from it. Pure state on the event loop: what to ask the I/O thread is returned,
+//! never sent from here, so every rule is tested without a database.
+//!
+//! The copy maps a device id to its live sensor's login (PHC hash, hive) or to "deleted". It is
+//! filled by the whole table's read (after each LISTEN took effect) and by the lookups of
+//! CONNECTs it could not answer; a notification marks its device id stale (looked up again at
+//! its next CONNECT). A read or lookup that was under way when a notification came may predate
+//! the change: what it brings for that device id is kept stale too.
+//!
+//! Passwords already verified are remembered per entry as their SHA-256 (the last good one and
+//! the last bad one), so a sensor's reconnection costs a hash and a map lookup on the loop, and
+//! PBKDF2 runs (on the I/O thread) only for a password not seen with this hash before. A new
+//! hash for the device id forgets both.
+
+use std::collections::{HashMap, HashSet};
+
+use sha2::{Digest as _, Sha256};
+
+use super::store::{Digest, Found};
+use crate::mqtt::auth::{Op, Refusal};
+
+/// What answers a sensor's CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Allow,
+    Refuse(Refusal),
+    /// Check the password against the hash on the I/O thread.
+    Verify {
+        phc: String,
+        digest: Digest,
+    },
+    /// The copy does not know the device id (or its entry is stale): look it up.
+    Lookup,
+}
+
+/// A CONNECT waiting for its device id's lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiter {
+    pub ticket: u64,
+    pub client_id: String,
+    pub password: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+enum Login {
+    Live {
+        phc: String,
+        hive_id: i64,
+        good: Option<Digest>,
+        bad: Option<Digest>,
+    },
+    Deleted,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    login: Login,
+    /// Changed since it was read: looked up again before it answers a CONNECT.
+    stale: bool,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    waiters: Vec<Waiter>,
+    /// A notification came while the lookup was under way.
+    superseded: bool,
+}
+
+/// The worker's copy of the sensor logins.
+#[derive(Debug, Default)]
+pub struct Table {
+    entries: HashMap<String, Entry>,
+    /// The whole table was read at least once.
+    loaded: bool,
+    /// Reads of the whole table under way.
+    loads: usize,
+    /// Device ids notified while a read was under way (`None` in the set: all of them).
+    notified_in_load: HashSet<Option<String>>,
+    pending: HashMap<String, Pending>,
+}
+
+impl Table {
+    /// How the CONNECT of sensor `device` (as `client_id`, with `password`) is answered.
+    /// `fresh`: a stale entry does not answer (a CONNECT as it comes); an answer that was just
+    /// looked up for waiting CONNECTs answers them even if a notification made it stale.
+    pub fn check(
+        &self,
+        device: &str,
+        client_id: &str,
+        password: Option<&[u8]>,
+        fresh: bool,
+    ) -> Step {
+        let Some(entry) = self.entries.get(device).filter(|e| !(fresh && e.stale)) else {
+            return Step::Lookup;
+        };
+        let Login::Live { phc, good, bad, .. } = &entry.login else {
+            return Step::Refuse(Refusal::NotAuthorised);
+        };
+        if client_id != device {
+            return Step::Refuse(Refusal::IdentifierRejected);
+        }
+        let Some(password) = password else {
+            return Step::Refuse(Refusal::BadCredentials);
+        };
+        let digest: Digest = Sha256::digest(password).into();
+        if *good == Some(digest) {
+            Step::Allow
+        } else if *bad == Some(digest) {
+            Step::Refuse(Refusal::BadCredentials)
+        } else {
+            Step::Verify {
+                phc: phc.clone(),
+                digest,
+            }
+        }
+    }
+
+    /// `w` waits for `device`'s lookup; true if the lookup is to be asked (no other waits).
+    pub fn wait(&mut self, device: &str, w: Waiter) -> bool {
+        let p = self.pending.entry(device.to_string()).or_default();
+        p.waiters.push(w);
+        p.waiters.len() == 1
+    }
+
+    /// `device`'s lookup answered: the copy takes it; the CONNECTs that waited for it.
+    pub fn looked_up(&mut self, device: &str, found: Found) -> Vec<Waiter> {
+        let p = self.pending.remove(device).unwrap_or_default();
+        self.put(device.to_string(), found, p.superseded);
+        p.waiters
+    }
+
+    /// `device`'s lookup failed: the CONNECTs that waited for it.
+    pub fn lookup_failed(&mut self, device: &str) -> Vec<Waiter> {
+        self.pending
+            .remove(device)
+            .map(|p| p.waiters)
+            .unwrap_or_default()
+    }
+
+    /// A read of the whole table was asked.
+    pub fn load_asked(&mut self) {
+        self.loads += 1;
+    }
+
+    /// A read of the whole table came: it replaces the copy (remembered passwords stay with
+    /// an unchanged hash).
+    pub fn loaded(&mut self, rows: Vec<(String, Found)>) {
+        let all_stale = self.notified_in_load.contains(&None);
+        let mut old = std::mem::take(&mut self.entries);
+        for (device, found) in rows {
+            let stale = all_stale || self.notified_in_load.contains(&Some(device.clone()));
+            if let Some(e) = old.remove(&device) {
+                self.entries.insert(device.clone(), e);
+            }
+            self.put(device, found, stale);
+        }
+        self.load_ended();
+        self.loaded = true;
+    }
+
+    /// A read of the whole table failed.
+    pub fn load_failed(&mut self) {
+        self.load_ended();
+    }
+
+    fn load_ended(&mut self) {
+        self.loads = self.loads.saturating_sub(1);
+        if self.loads == 0 {
+            self.notified_in_load.clear();
+        }
+    }
+
+    /// A notification: `device`'s login changed (`None`: every login may have).
+    pub fn notified(&mut self, device: Option<&str>) {
+        match device {
+            Some(d) => {
+                if let Some(e) = self.entries.get_mut(d) {
+                    e.stale = true;
+                }
+                if let Some(p) = self.pending.get_mut(d) {
+                    p.superseded = true;
+                }
+            }
+            None => {
+                self.entries.values_mut().for_each(|e| e.stale = true);
+                self.pending.values_mut().for_each(|p| p.superseded = true);
+            }
+        }
+        if self.loads > 0 {
+            self.notified_in_load.insert(device.map(str::to_string));
+        }
+    }
+
+    /// A password check came: remembered if the hash it was checked against is still the
+    /// device id's.
+    pub fn verified(&mut self, device: &str, checked: &str, digest: Digest, ok: bool) {
+        if let Some(Entry {
+            login: Login::Live { phc, good, bad, .. },
+            ..
+        }) = self.entries.get_mut(device)
+        {
+            if phc == checked {
+                *(if ok { good } else { bad }) = Some(digest);
+            }
+        }
+    }
+
+    /// Whether `device` is to be held to a sensor's rights: a sensor (live or deleted) has
+    /// it, or the table was never read, so no one can tell (the narrower rights, then).
+    pub fn is_sensor(&self, device: &str) -> bool {
+        self.entries.contains_key(device) || !self.loaded
+    }
+
+    /// The hive of the live sensor `device`, as the copy has it.
+    pub fn hive(&self, device: &str) -> Option<i64> {
+        match self.entries.get(device)?.login {
+            Login::Live { hive_id, .. } => Some(hive_id),
+            Login::Deleted => None,
+        }
+    }
+
+    /// Device ids the copy has (live or deleted).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Puts what the table says of `device` in the copy, keeping the remembered passwords if
+    /// its hash did not change.
+    fn put(&mut self, device: String, found: Found, stale: bool) {
+        let login = match found {
+            Found::Unknown => {
+                self.entries.remove(&device);
+                return;
+            }
+            Found::Deleted => Login::Deleted,
+            Found::Live {
+                secret_hash,
+                hive_id,
+            } => {
+                let (good, bad) = match self.entries.get(&device).map(|e| &e.login) {
+                    Some(Login::Live { phc, good, bad, .. }) if *phc == secret_hash => {
+                        (*good, *bad)
+                    }
+                    _ => (None, None),
+                };
+                Login::Live {
+                    phc: secret_hash,
+                    hive_id,
+                    good,
+                    bad,
+                }
+            }
+        };
+        self.entries.insert(device, Entry { login, stale });
+    }
+}
+
+/// A sensor's rights (DESIGN.md section 6): publish under `sensors/{own id}/`, subscribe to
+/// `commands/sensor/{own id}` only; what it subscribed to is delivered.
+pub fn sensor_allows(device: &str, op: Op, topic: &str) -> bool {
+    match op {
+        Op::Publish => topic
+            .strip_prefix("sensors/")
+            .and_then(|t| t.strip_prefix(device))
+            .is_some_and(|t| t.starts_with('/')),
+        Op::Subscribe => topic
+            .strip_prefix("commands/sensor/")
+            .is_some_and(|t| t == device),
+        Op::Receive => true,
+    }
+}
+
+#[cfg(test)]
+mod tests;
