@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bizzy::mqtt::auth::secret::hash_secret;
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A database of its own for one test.
@@ -49,7 +51,7 @@ impl TestDb {
     }
 
     /// A hive ("The Hive", a bar in Europe/Bucharest, capacity 120, of a new account) with the
-    /// sensor `device_id` on it, in a migrated database: their ids.
+    /// sensor `device_id` on it (its secret [`secret_of`]), in a migrated database: their ids.
     pub fn hive_with_sensor(&self, device_id: &str) -> (String, String) {
         let hive = self
             .value(
@@ -63,14 +65,20 @@ impl TestDb {
                  RETURNING id",
             )
             .expect("a hive id");
-        let sensor = self
-            .value(&format!(
-                "INSERT INTO sensor (device_id, hive_id, secret_hash)
-                 VALUES ('{device_id}', {hive}, '$pbkdf2-sha512$i=1000$c2FsdA$aGFzaGhhc2hoYXNo')
-                 RETURNING id"
-            ))
-            .expect("a sensor id");
+        let sensor = self.add_sensor(&hive, device_id);
         (hive, sensor)
+    }
+
+    /// Registers the sensor `device_id` on `hive`, its secret [`secret_of`] stored as the
+    /// business API stores it: its id.
+    pub fn add_sensor(&self, hive: &str, device_id: &str) -> String {
+        let hash = hash_secret(secret_of(device_id).as_bytes());
+        self.value(&format!(
+            "INSERT INTO sensor (device_id, hive_id, secret_hash)
+             VALUES ('{device_id}', {hive}, '{hash}')
+             RETURNING id"
+        ))
+        .expect("a sensor id")
     }
 
     /// The first column of the first row of `sql`.
@@ -97,6 +105,11 @@ impl Drop for TestDb {
             eprintln!("could not drop test database {}: {e}", self.name);
         }
     }
+}
+
+/// The MQTT password of a sensor the fixtures register: its device id and `-secret`.
+pub fn secret_of(device_id: &str) -> String {
+    format!("{device_id}-secret")
 }
 
 /// `url` naming database `name` instead of its own.
