@@ -36,7 +36,7 @@ scenarios:
   qos0    N connections publish QoS 0 as fast as the broker reads; a PINGREQ follows every
           chunk, and only chunks whose PINGRESP came back are counted
   fanout  one subscriber on sensors/+/counter, N publishers at --qos; messages/s received, lost
-  push    N sensors subscribed (QoS 1) to commands/sensor/{id}; one publisher sends one QoS 1
+  push    N sensors subscribed (QoS 1) to push/sensor/{id}; one publisher sends one QoS 1
           message to each, in rounds; time until all received, delivery latency
   paced   --rate messages/s from one publisher to one subscriber; lost, delivery latency
   idle    N connections, each CONNECT + SUBSCRIBE to commands/sensor/{id}; time until all are

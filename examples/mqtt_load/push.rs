@@ -1,7 +1,9 @@
 //! `push`: configuration push to sensors. `opts.conns` sensors each subscribe (QoS 1) to
-//! `commands/sensor/{id}`; one backend connection publishes one QoS 1 message to each. A round
-//! is timed from its first PUBLISH to the last sensor's delivery; rounds repeat, 50 ms apart,
-//! for `opts.duration`.
+//! `push/sensor/{id}`; one backend connection publishes one QoS 1 message to each. A round is
+//! timed from its first PUBLISH to the last sensor's delivery; rounds repeat, 50 ms apart, for
+//! `opts.duration`. The real configurations go to `commands/sensor/{id}`, which only the server
+//! may publish to (DESIGN.md section 6): the backend here is a client, so it uses a topic of the
+//! same shape, one subscriber per topic, that a client may publish to.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,7 +21,7 @@ const ROUND_WAIT: Duration = Duration::from_secs(5);
 const ROUND_GAP: Duration = Duration::from_millis(50);
 
 fn command_topic(id: usize) -> String {
-    format!("commands/sensor/{id}")
+    format!("push/sensor/{id}")
 }
 
 /// Shared by the sensors: deliveries so far and the time of the latest.
