@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bizzy::core::event::{Command, Control, EventLoop, LoopFiles, Posted, CONTROL};
-use bizzy::core::io::{Io, Served, Work};
+use bizzy::core::io::{Io, News, Served, Work};
 use bizzy::core::shm::Zones;
 use bizzy::core::stats::ConnStats;
 use mio::Waker;
@@ -114,5 +114,59 @@ fn every_request_is_answered_once_on_the_loop_thread() {
         t.elapsed() < Duration::from_millis(N * 3),
         "{:?}",
         t.elapsed()
+    );
+}
+
+/// Tells the loop `0..5` as news when it starts; answers a request only after a second.
+struct Teller;
+
+impl Work for Teller {
+    type Request = u64;
+    type Answer = u64;
+
+    fn serve(self: Rc<Self>, n: u64) -> Served<u64> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            n
+        })
+    }
+
+    fn started(self: Rc<Self>, news: News<u64>) {
+        tokio::task::spawn_local(async move {
+            for i in 0..5 {
+                news.tell(i);
+            }
+        });
+    }
+}
+
+#[test]
+fn news_reach_the_loop_without_counting_as_answers() {
+    let posted = Posted::new();
+    let mut el = event_loop(&posted);
+    let got: Rc<RefCell<Vec<u64>>> = Rc::default();
+    let done = Rc::new(Cell::new(false));
+    let waker: Rc<RefCell<Option<Arc<Waker>>>> = Rc::default();
+    let on_answer = {
+        let (got, done, waker) = (Rc::clone(&got), Rc::clone(&done), Rc::clone(&waker));
+        move |a: u64| {
+            got.borrow_mut().push(a);
+            if got.borrow().len() == 5 {
+                done.set(true);
+                if let Some(w) = waker.borrow().as_ref() {
+                    w.wake().unwrap();
+                }
+            }
+        }
+    };
+    let mut io = Io::start("bizzy-io-news", || Teller, &posted, on_answer).unwrap();
+    io.send(42).unwrap();
+    let mut ctl = UntilDone { done, waker };
+    el.run(&mut ctl, Duration::from_secs(5)).unwrap();
+    assert_eq!(*got.borrow(), [0, 1, 2, 3, 4], "the news, in order");
+    assert_eq!(
+        io.in_flight(),
+        1,
+        "news are not answers: the request is still out"
     );
 }
