@@ -38,8 +38,8 @@ const SERVER_ROOTS: [&str; 2] = ["commands", "hives"];
 
 /// Whether `topic` is one of the server's own: `commands/#` or `hives/#` (the roots
 /// themselves included, as those filters match them). No client publishes there, whatever its
-/// authority says: not a PUBLISH (retained or not, [`Broker::on_publish`]) and not a will
-/// ([`Broker::connect`]). The server's own messages do not come this way.
+/// authority says: not a PUBLISH (retained or not) and not a will ([`Broker::connect`]). The
+/// server's own messages do not come this way.
 pub fn server_topic(topic: &str) -> bool {
     SERVER_ROOTS.iter().any(|root| {
         topic
