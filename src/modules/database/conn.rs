@@ -35,8 +35,20 @@ pub async fn connect(url: &str, what: &'static str) -> Result<Client, tokio_post
     let (client, connection) = open(url).await?;
     tokio::task::spawn_local(async move {
         if let Err(e) = connection.await {
-            log!(Warn, "{what}: the database connection ended: {e}");
+            log!(
+                Warn,
+                "{what}: the database connection ended: {}",
+                describe(&e)
+            );
         }
     });
     Ok(client)
+}
+
+/// An error with its cause: tokio-postgres keeps the server's message there ("db error: ...").
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }

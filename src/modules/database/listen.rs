@@ -88,12 +88,12 @@ async fn session(
 ) -> String {
     let (client, connection) = match conn::open(url).await {
         Ok(c) => c,
-        Err(e) => return format!("cannot connect to {}: {e}", redact(url)),
+        Err(e) => return format!("cannot connect to {}: {}", redact(url), conn::describe(&e)),
     };
     let driver = tokio::task::spawn_local(drive(connection, Rc::clone(tell)));
     if let Err(e) = client.batch_execute(&listen_sql(channels)).await {
         driver.abort();
-        return e.to_string();
+        return conn::describe(&e);
     }
     *listened = true;
     if failing {
@@ -108,7 +108,7 @@ async fn session(
     drop(client);
     match ended {
         Ok(Ok(())) => "the server closed the connection".into(),
-        Ok(Err(e)) => e.to_string(),
+        Ok(Err(e)) => conn::describe(&e),
         Err(e) => format!("the listener's task ended ({e})"),
     }
 }

@@ -90,10 +90,7 @@ pub enum LoginError {
 impl std::fmt::Display for LoginError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LoginError::Db(e) => match std::error::Error::source(e) {
-                Some(cause) => write!(f, "{e}: {cause}"),
-                None => write!(f, "{e}"),
-            },
+            LoginError::Db(e) => f.write_str(&conn::describe(e)),
             LoginError::Timeout => f.write_str("no answer in time"),
         }
     }
