@@ -1,6 +1,7 @@
 //! Who may connect, publish and subscribe: the [`Authority`] trait the MQTT layer asks, and the
 //! file-backed authority in mosquitto's formats (`mqtt.password_file`, `mqtt.acl_file`). The
-//! database-backed store of sensors and display tokens implements the same trait.
+//! database-backed store of sensors (`modules::ingest::login`) and display tokens implements the
+//! same trait; [`secret`] holds the hashes of the sensors' secrets.
 //!
 //! A CONNECT may be answered later ([`Verdict::Later`]): an authority that must ask another
 //! thread (a database) answers the CONNECT's ticket through its [`Verdicts`] handle. Meanwhile
