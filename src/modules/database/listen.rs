@@ -13,7 +13,7 @@
 //! polls the connection itself ([`tokio_postgres::Connection::poll_message`]). Notifications
 //! sent while no connection listens are lost: that is why every (re)connection is announced as
 //! [`Heard::Listening`], after which a follower reloads what it keeps. A silently dead peer is
-//! found by TCP keepalives ([`super::conn`]).
+//! found by TCP keepalives ([`super::pool::open`]).
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -23,8 +23,8 @@ use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{AsyncMessage, Connection, Socket};
 
 use crate::log;
-use crate::modules::database::conn;
 use crate::modules::database::migrate::redact;
+use crate::modules::database::pool;
 
 /// First and longest wait before connecting again.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -86,14 +86,14 @@ async fn session(
     failing: bool,
     listened: &mut bool,
 ) -> String {
-    let (client, connection) = match conn::open(url).await {
+    let (client, connection) = match pool::open(url).await {
         Ok(c) => c,
-        Err(e) => return format!("cannot connect to {}: {}", redact(url), conn::describe(&e)),
+        Err(e) => return format!("cannot connect to {}: {}", redact(url), pool::describe(&e)),
     };
     let driver = tokio::task::spawn_local(drive(connection, Rc::clone(tell)));
     if let Err(e) = client.batch_execute(&listen_sql(channels)).await {
         driver.abort();
-        return conn::describe(&e);
+        return pool::describe(&e);
     }
     *listened = true;
     if failing {
@@ -108,7 +108,7 @@ async fn session(
     drop(client);
     match ended {
         Ok(Ok(())) => "the server closed the connection".into(),
-        Ok(Err(e)) => conn::describe(&e),
+        Ok(Err(e)) => pool::describe(&e),
         Err(e) => format!("the listener's task ended ({e})"),
     }
 }

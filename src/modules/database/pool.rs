@@ -3,19 +3,27 @@
 //! connection taken waits its turn (first come, first served); the figures say how many are
 //! taken and how many tasks wait, for `/metrics`. Runs inside the I/O thread's current-thread
 //! runtime: nothing here is `Send`, and nothing needs to be.
+//!
+//! Every connection ([`open`]) has a connect timeout and TCP keepalives that find a silently
+//! dead peer within about a minute, unless the URL chooses its own (a connection that only
+//! waits, as a LISTEN does, would otherwise learn of a lost server after the system's two
+//! hours).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
 
 use crate::log;
 use crate::modules::database::migrate::redact;
 
 /// How long a connection attempt may take when the URL does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle time before the first keepalive probe, when the URL does not say.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
 
 /// A worker's connections.
 pub struct Pool {
@@ -145,11 +153,7 @@ pub async fn connect(
     url: &str,
     settings: &[(String, String)],
 ) -> Result<Client, tokio_postgres::Error> {
-    let mut config: Config = url.parse()?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = open(url).await?;
     let shown = redact(url);
     tokio::task::spawn_local(async move {
         if let Err(e) = connection.await {
@@ -163,6 +167,28 @@ pub async fn connect(
             .await?;
     }
     Ok(client)
+}
+
+/// A connection to `url` whose driver the caller polls (to see its notifications, say).
+pub async fn open(
+    url: &str,
+) -> Result<(Client, Connection<Socket, NoTlsStream>), tokio_postgres::Error> {
+    let mut config: Config = url.parse()?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if !url.contains("keepalives_idle") {
+        config.keepalives_idle(KEEPALIVES_IDLE);
+    }
+    config.connect(NoTls).await
+}
+
+/// An error with its cause: tokio-postgres keeps the server's message there ("db error: ...").
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 #[cfg(test)]

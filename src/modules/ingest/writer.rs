@@ -74,7 +74,7 @@ pub struct Writer {
     spool: Rc<RefCell<Spool>>,
     /// Wakes the replay task when a batch is spooled.
     wake: Rc<Notify>,
-    /// The sensor logins' questions.
+    /// The sensor logins' password checks (their reads take connections of `pool`).
     logins: Logins,
 }
 
@@ -116,7 +116,7 @@ impl Writer {
             .watch(move |f| stats.pool(f.in_use.get(), f.waiting.get()));
         Writer {
             pool,
-            logins: Logins::new(s.url.clone()),
+            logins: Logins::default(),
             url: s.url,
             conf: s.conf,
             node: s.node,
@@ -383,7 +383,7 @@ impl Work for Writer {
                 Job::Maintain { housekeeping } => {
                     Done::Maintained(self.maintain(housekeeping).await)
                 }
-                Job::Login(ask) => Done::Login(self.logins.serve(ask).await),
+                Job::Login(ask) => Done::Login(self.logins.serve(ask, &self.pool).await),
             }
         })
     }

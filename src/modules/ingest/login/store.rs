@@ -2,21 +2,19 @@
 //! table (all of them for the worker's copy, or one device id's for a CONNECT the copy cannot
 //! answer), and checks a password against its PBKDF2 hash off the event loop.
 //!
-//! Its own connection, made when first needed and again after it broke: a lookup must not wait
-//! behind the ingest writer, which holds its connection while it retries a batch. A lookup gives
-//! up after [`LOOKUP_TIMEOUT`] (the CONNECT waiting for it is then refused, well within its own
+//! The reads take a connection of the worker's pool (never the batches' own, which a batch
+//! holds while PostgreSQL is away). A lookup gives up after [`LOOKUP_TIMEOUT`], waiting for a
+//! connection included (the CONNECT waiting for it is then refused, well within its own
 //! deadline); the copy's read is tried again a few times before it gives up. Hash checks run on
 //! the runtime's blocking pool, one at a time per worker, so a reconnect storm takes one core
 //! per worker at most and never stalls the thread's database work.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::Duration;
 
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
-use crate::modules::database::conn;
+use crate::modules::database::pool::{self, Pool};
 use crate::mqtt::auth::secret;
 
 /// Longest a lookup for a CONNECT may take, connecting included.
@@ -90,7 +88,7 @@ pub enum LoginError {
 impl std::fmt::Display for LoginError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LoginError::Db(e) => f.write_str(&conn::describe(e)),
+            LoginError::Db(e) => f.write_str(&pool::describe(e)),
             LoginError::Timeout => f.write_str("no answer in time"),
         }
     }
@@ -106,69 +104,32 @@ const ALL: &str = "SELECT DISTINCT ON (device_id) device_id, secret_hash, hive_i
 const ONE: &str = "SELECT device_id, secret_hash, hive_id, deleted_at IS NULL AS live \
                    FROM sensor WHERE device_id = $1 ORDER BY deleted_at IS NULL DESC LIMIT 1";
 
-/// The logins' connection and the hash checker, on the I/O thread.
+/// The hash checker, on the I/O thread.
 pub struct Logins {
-    url: String,
-    client: RefCell<Option<Rc<Client>>>,
-    /// One connection attempt at a time.
-    connecting: tokio::sync::Mutex<()>,
     /// One hash check at a time.
     cpu: tokio::sync::Semaphore,
 }
 
-impl Logins {
-    pub fn new(url: String) -> Logins {
+impl Default for Logins {
+    fn default() -> Logins {
         Logins {
-            url,
-            client: RefCell::new(None),
-            connecting: tokio::sync::Mutex::new(()),
             cpu: tokio::sync::Semaphore::new(1),
         }
     }
+}
 
-    /// Answers `ask`.
-    pub async fn serve(&self, ask: Ask) -> Reply {
+impl Logins {
+    /// Answers `ask`, reading through `pool`.
+    pub async fn serve(&self, ask: Ask, pool: &Pool) -> Reply {
         match ask {
-            Ask::All => Reply::All(self.all().await),
+            Ask::All => Reply::All(all(pool).await),
             Ask::One(device_id) => {
-                let found = tokio::time::timeout(LOOKUP_TIMEOUT, self.one(&device_id))
+                let found = tokio::time::timeout(LOOKUP_TIMEOUT, one(pool, &device_id))
                     .await
                     .unwrap_or(Err(LoginError::Timeout));
                 Reply::One { device_id, found }
             }
             Ask::Verify(c) => self.verify(c).await,
-        }
-    }
-
-    async fn all(&self) -> Result<Vec<(String, Found)>, LoginError> {
-        let mut wait = Duration::from_millis(200);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let read = async {
-                let c = self.client().await?;
-                c.query_typed(ALL, &[]).await.map_err(LoginError::Db)
-            };
-            match tokio::time::timeout(LOAD_TIMEOUT, read).await {
-                Ok(Ok(rows)) => return rows.iter().map(row).collect(),
-                Ok(Err(e)) if tries >= LOAD_TRIES => return Err(e),
-                Err(_) if tries >= LOAD_TRIES => return Err(LoginError::Timeout),
-                _ => {}
-            }
-            tokio::time::sleep(wait).await;
-            wait *= 2;
-        }
-    }
-
-    async fn one(&self, device_id: &str) -> Result<Found, LoginError> {
-        let c = self.client().await?;
-        let rows = c
-            .query_typed(ONE, &[(&device_id, Type::TEXT)])
-            .await
-            .map_err(LoginError::Db)?;
-        match rows.first() {
-            Some(r) => row(r).map(|(_, found)| found),
-            None => Ok(Found::Unknown),
         }
     }
 
@@ -190,30 +151,39 @@ impl Logins {
             ok,
         }
     }
+}
 
-    /// The connection, made if there is none or it broke.
-    async fn client(&self) -> Result<Rc<Client>, LoginError> {
-        let open = || {
-            self.client
-                .borrow()
-                .as_ref()
-                .filter(|c| !c.is_closed())
-                .cloned()
+/// Every device id's login, tried again a few times.
+async fn all(pool: &Pool) -> Result<Vec<(String, Found)>, LoginError> {
+    let mut wait = Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let read = async {
+            let c = pool.get().await.map_err(LoginError::Db)?;
+            c.query_typed(ALL, &[]).await.map_err(LoginError::Db)
         };
-        if let Some(c) = open() {
-            return Ok(c);
+        match tokio::time::timeout(LOAD_TIMEOUT, read).await {
+            Ok(Ok(rows)) => return rows.iter().map(row).collect(),
+            Ok(Err(e)) if tries >= LOAD_TRIES => return Err(e),
+            Err(_) if tries >= LOAD_TRIES => return Err(LoginError::Timeout),
+            _ => {}
         }
-        let _one = self.connecting.lock().await;
-        if let Some(c) = open() {
-            return Ok(c);
-        }
-        let c = Rc::new(
-            conn::connect(&self.url, "sensor logins")
-                .await
-                .map_err(LoginError::Db)?,
-        );
-        *self.client.borrow_mut() = Some(Rc::clone(&c));
-        Ok(c)
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+}
+
+/// One device id's login.
+async fn one(pool: &Pool, device_id: &str) -> Result<Found, LoginError> {
+    let c = pool.get().await.map_err(LoginError::Db)?;
+    let rows = c
+        .query_typed(ONE, &[(&device_id, Type::TEXT)])
+        .await
+        .map_err(LoginError::Db)?;
+    match rows.first() {
+        Some(r) => row(r).map(|(_, found)| found),
+        None => Ok(Found::Unknown),
     }
 }
 
