@@ -291,10 +291,25 @@ fn no_client_publishes_on_the_server_topics() {
         d.publish(topic, b"forged", 0, false);
     }
     s.publish("commands/sensor/door-1", b"forged", 1, true);
-    assert_eq!(watcher.take_all(QUIET), vec![], "nothing delivered");
+    // The server's own messages (the hive's occupancy) may come; no forged one may.
+    let forged = |got: Vec<Publish>| {
+        got.into_iter()
+            .filter(|p| p.payload == b"forged")
+            .map(|p| p.topic)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        forged(watcher.take_all(QUIET)),
+        Vec::<String>::new(),
+        "delivered"
+    );
     let mut late = f.display("display-3");
     late.subscribe(&[("hives/#", 1), ("commands/#", 1)]);
-    assert_eq!(late.take_all(QUIET), vec![], "nothing retained");
+    assert_eq!(
+        forged(late.take_all(QUIET)),
+        Vec::<String>::new(),
+        "retained"
+    );
     assert_eq!(
         code(
             f.addr(),
