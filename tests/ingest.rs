@@ -234,3 +234,39 @@ fn each_change_is_published_retained_and_rebuilt_at_start() {
     assert!(got, "the retained occupancy is rebuilt at start");
     drop(again);
 }
+
+#[test]
+fn a_change_committed_on_one_node_is_published_on_another() {
+    let f = fixture();
+    let (http, port) = two_free_ports();
+    let conf = format!(
+        "{}\n[mqtt]\nlisten = [\"127.0.0.1:{port}\"]\nallow_anonymous = true\n\n\
+         [database]\nurl = \"{}\"\nmigrate_on_start = false\n",
+        basic_conf(http, "", "", ""),
+        f.db.url
+    );
+    let _b = Server::start(http, &conf);
+    let b: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    assert!(common::eventually(WAIT, || std::net::TcpStream::connect(b).is_ok()));
+    let topic = format!("hives/{}/occupancy", f.hive);
+    let mut watcher = connect(b, &Connect::new("watcher-b")).0;
+    watcher.subscribe(&[(topic.as_str(), 0)]);
+    // Node B's workers may still be making their LISTEN connection: report until it shows.
+    let mut c = connect(f.addr(), &Connect::new("door-1")).0;
+    let mut total_in = 100;
+    let seen = common::eventually(WAIT, || {
+        total_in += 3;
+        let pid = publish(&mut c, &legacy(total_in, 0, 0));
+        assert_eq!(c.recv(WAIT), Some(Packet::Puback(pid)));
+        let mut seen = false;
+        while let Some(p) = watcher.recv(std::time::Duration::from_millis(200)) {
+            if let Packet::Publish(m) = p {
+                let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("JSON");
+                let want = i64::from(total_in - 103);
+                seen |= m.topic == topic && v["occupancy"].as_i64() == Some(want) && want > 0;
+            }
+        }
+        seen
+    });
+    assert!(seen, "node B publishes what node A committed");
+}

@@ -149,6 +149,28 @@ fn nothing_acknowledged_is_lost_or_doubled_across_a_20_second_outage() {
             "{id}: every acknowledged report once, and the count it makes"
         );
     }
+    // What the replay changed is published: the retained occupancy is the database's.
+    let hives = query(
+        "SELECT s.device_id, hs.hive_id, hs.occupancy FROM sensor s
+         JOIN hive_status hs ON hs.hive_id = s.hive_id",
+    );
+    let mut watcher = connect(addr, &Connect::new("watcher")).0;
+    watcher.subscribe(&[("hives/+/occupancy", 0)]);
+    let mut retained = std::collections::HashMap::new();
+    while let Some(p) = watcher.recv(Duration::from_millis(500)) {
+        if let Packet::Publish(m) = p {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("JSON");
+            retained.insert(m.topic.clone(), v["occupancy"].to_string());
+        }
+    }
+    for row in &hives {
+        let (hive, occupancy) = (row[1].clone().unwrap(), row[2].clone().unwrap());
+        assert_eq!(
+            retained.get(&format!("hives/{hive}/occupancy")),
+            Some(&occupancy),
+            "{row:?}"
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let m = common::get(server.addr(), "/metrics").text();

@@ -19,7 +19,7 @@ use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::login::store::Reply;
 use crate::modules::ingest::stats::{self, Stats};
 use crate::modules::ingest::writer::{Answer, Done, Job, Retained, Setup, Writer};
-use crate::modules::occupancy::Occupancy;
+use crate::modules::occupancy::{self, Occupancy};
 use crate::mqtt::codec::QoS;
 use crate::mqtt::ingest::{Acks, Outbox};
 use crate::mqtt::session::Message;
@@ -34,6 +34,8 @@ const HOUSEKEEPING_EVERY: u32 = 120;
 pub struct WorkerDb {
     io: RefCell<Io<Writer>>,
     parts: Rc<Parts>,
+    /// The follower of the other nodes' occupancy changes, on the worker that republishes them.
+    nodes: OnceCell<Rc<OtherNodes>>,
 }
 
 /// Who gets the answers: filled in as the hooks are made.
@@ -85,12 +87,13 @@ impl WorkerDb {
                 parts.answered(d);
             }
         };
+        let node = node_name();
         let setup = Setup {
             url: db.url.clone(),
             spool_dir: db.spool_dir.clone(),
             conf: conf.clone(),
             stats: parts.stats.clone(),
-            node: node_name(),
+            node: node.clone(),
             // The worker that runs the periodic work applies what the master could not.
             migrate: ctx.slot == 0 && db.migrate_on_start,
             pool_size: db.pool_size,
@@ -107,9 +110,16 @@ impl WorkerDb {
         let db = Rc::new(WorkerDb {
             io: RefCell::new(io),
             parts,
+            nodes: OnceCell::new(),
         });
         if ctx.slot == 0 {
             db.maintain_every(&ctx.posted);
+            let nodes = OtherNodes::new(&db, node);
+            db.hear(
+                occupancy::CHANNEL,
+                Rc::downgrade(&nodes) as std::rc::Weak<dyn Hear>,
+            );
+            let _ = db.nodes.set(nodes);
         }
         Ok(db)
     }
@@ -212,6 +222,7 @@ impl Parts {
                     to(r);
                 }
             }
+            Done::Changed(hives) => self.publish(&hives),
             Done::Listening { channels } => self.hearers.listening(&channels),
             Done::Notified { channel, payload } => self.hearers.notified(&channel, &payload),
         }
@@ -235,7 +246,7 @@ impl Parts {
     }
 
     /// Publishes the hives' new occupancy.
-    fn publish(&self, hives: &[Occupancy]) {
+    pub(super) fn publish(&self, hives: &[Occupancy]) {
         if let Some(outbox) = self.outbox.get() {
             for o in hives {
                 outbox.publish(occupancy_message(o));
@@ -277,6 +288,68 @@ pub fn occupancy_message(o: &Occupancy) -> Message {
         payload: o.to_json().into(),
         qos: QoS::AtMostOnce,
         retain: true,
+    }
+}
+
+/// The other nodes' occupancy changes ([`occupancy::CHANNEL`]), followed by one worker per
+/// node (slot 0) and published here as this node's own: the committing worker's node published
+/// them already, every other node does it once. A spool's replay announces under a name of
+/// its own (see the writer), so that every node, this one too, publishes what it changed. When
+/// LISTEN takes effect again after its connection was lost, the hives changed meanwhile are
+/// read and published.
+pub struct OtherNodes {
+    db: std::rc::Weak<WorkerDb>,
+    node: String,
+    /// When the last notification came (or LISTEN first took effect).
+    heard: Cell<Option<std::time::SystemTime>>,
+}
+
+impl OtherNodes {
+    fn new(db: &Rc<WorkerDb>, node: String) -> Rc<OtherNodes> {
+        Rc::new(OtherNodes {
+            db: Rc::downgrade(db),
+            node,
+            heard: Cell::new(None),
+        })
+    }
+}
+
+/// How far back a re-established LISTEN looks for changes it may have missed, before the last
+/// notification it heard (a commit's notification is sent after its `updated_at`).
+const MISSED_MARGIN: Duration = Duration::from_secs(5);
+
+impl Hear for OtherNodes {
+    fn listening(&self) {
+        let now = std::time::SystemTime::now();
+        if let (Some(last), Some(db)) = (self.heard.get(), self.db.upgrade()) {
+            if db.send(Job::ChangedSince(last - MISSED_MARGIN)).is_err() {
+                log!(
+                    Warn,
+                    "ingest: the I/O thread took no request for missed changes"
+                );
+            }
+        }
+        self.heard.set(Some(now));
+    }
+
+    fn notified(&self, payload: &str) {
+        self.heard.set(Some(std::time::SystemTime::now()));
+        let Some((node, notice)) = payload.split_once(' ') else {
+            return;
+        };
+        if node == self.node {
+            return;
+        }
+        let Some(db) = self.db.upgrade() else {
+            return;
+        };
+        match Occupancy::from_notice(notice) {
+            Some(o) => db.parts.publish(&[o]),
+            None => log!(
+                Warn,
+                "ingest: an occupancy notification that does not read: {payload}"
+            ),
+        }
     }
 }
 

@@ -54,7 +54,7 @@ pub struct Answer {
 }
 
 /// The channels the worker's LISTEN connection follows ([`listen`]).
-pub const CHANNELS: &[&str] = &[login::CHANNEL];
+pub const CHANNELS: &[&str] = &[login::CHANNEL, occupancy::CHANNEL];
 
 /// The writer, made on the I/O thread.
 pub struct Writer {
@@ -231,6 +231,9 @@ pub enum Job {
     Maintain { housekeeping: bool },
     /// A question of the sensor authority.
     Login(login::store::Ask),
+    /// The occupancy of the hives that changed since this instant (notifications missed while
+    /// the LISTEN connection was down), as soon as the database answers.
+    ChangedSince(std::time::SystemTime),
 }
 
 /// The I/O thread's answer to a [`Job`], in kind.
@@ -241,6 +244,8 @@ pub enum Done {
     /// The hives the periodic work changed (reset, degraded or not).
     Maintained(Vec<Occupancy>),
     Login(login::store::Reply),
+    /// The hives of [`Job::ChangedSince`].
+    Changed(Vec<Occupancy>),
     /// LISTEN on `channels` took effect on a new connection (news, not an answer).
     Listening {
         channels: Vec<String>,
@@ -323,6 +328,29 @@ impl Writer {
         }
     }
 
+    /// The hives changed since `t`, trying again until the database answers.
+    async fn changed_since(&self, t: std::time::SystemTime) -> Vec<Occupancy> {
+        let mut wait = RETRY_FIRST;
+        loop {
+            let read = async {
+                let c = self.pool.get().await?;
+                let sql = format!(
+                    "SELECT {} FROM hive_occupancy v WHERE v.updated_at >= $1 ORDER BY v.hive_id",
+                    occupancy::COLUMNS
+                );
+                c.query(&sql, &[&t]).await
+            };
+            match read.await {
+                Ok(rows) => return rows.iter().map(occupancy::from_row).collect(),
+                Err(e) => {
+                    log!(Warn, "ingest: cannot read the changed occupancy: {e}");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
     async fn read_retained(&self) -> Result<Retained, tokio_postgres::Error> {
         let c = self.pool.get().await?;
         let hives = c
@@ -384,6 +412,7 @@ impl Work for Writer {
                     Done::Maintained(self.maintain(housekeeping).await)
                 }
                 Job::Login(ask) => Done::Login(self.logins.serve(ask, &self.pool).await),
+                Job::ChangedSince(t) => Done::Changed(self.changed_since(t).await),
             }
         })
     }
