@@ -68,10 +68,21 @@ impl Occupancy {
         s
     }
 
-    /// Reads the JSON a [`CHANNEL`] notification carries (the answer's shape with
-    /// `updated_at` in microseconds since the epoch, as the database writes it).
-    pub fn from_notice(json: &str) -> Option<Occupancy> {
-        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    /// A change as a notification carries it: the answer's shape with `updated_at` in
+    /// microseconds since the epoch, without what the receiver decides (`percent`, `stale`).
+    fn notice(&self, out: &mut String) {
+        let capacity = self.capacity.map_or("null".to_string(), |c| c.to_string());
+        let _ = write!(
+            out,
+            "{{\"hive_id\":{},\"occupancy\":{},\"capacity\":{capacity},\"updated_at\":{},\"degraded\":{}}}",
+            self.hive_id,
+            self.occupancy,
+            self.updated_at.timestamp_micros(),
+            self.degraded
+        );
+    }
+
+    fn from_notice(v: &serde_json::Value) -> Option<Occupancy> {
         let micros = v.get("updated_at")?.as_i64()?;
         Some(Occupancy {
             hive_id: v.get("hive_id")?.as_i64()?,
@@ -85,6 +96,40 @@ impl Occupancy {
             degraded: v.get("degraded")?.as_bool()?,
         })
     }
+}
+
+/// The most bytes of changes in one notification (PostgreSQL takes payloads below 8,000 bytes,
+/// and the node's name goes in front).
+const NOTICE_MAX: usize = 7_000;
+
+/// `changes` as the JSON arrays of the notifications that announce them, each below
+/// [`NOTICE_MAX`] bytes.
+pub fn notices(changes: &[Occupancy]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::from("[");
+    for o in changes {
+        let mut one = String::with_capacity(128);
+        o.notice(&mut one);
+        if cur.len() > 1 && cur.len() + one.len() + 1 > NOTICE_MAX {
+            cur.push(']');
+            out.push(std::mem::replace(&mut cur, String::from("[")));
+        }
+        if cur.len() > 1 {
+            cur.push(',');
+        }
+        cur.push_str(&one);
+    }
+    if cur.len() > 1 {
+        cur.push(']');
+        out.push(cur);
+    }
+    out
+}
+
+/// The changes a notification's JSON array carries; `None` when it does not read.
+pub fn from_notices(json: &str) -> Option<Vec<Occupancy>> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v.as_array()?.iter().map(Occupancy::from_notice).collect()
 }
 
 /// `hives/{id}/occupancy`.
@@ -108,11 +153,6 @@ pub fn from_row(r: &tokio_postgres::Row) -> Occupancy {
         degraded: r.get(4),
     }
 }
-
-/// The SQL expression of a notification's JSON for the `hive_occupancy` row `v`.
-pub const NOTICE: &str = "json_build_object('hive_id', v.hive_id, 'occupancy', v.occupancy, \
-     'capacity', v.capacity, 'updated_at', (extract(epoch FROM v.updated_at) * 1000000)::int8, \
-     'degraded', v.degraded)::text";
 
 #[cfg(test)]
 mod tests {
@@ -171,15 +211,32 @@ mod tests {
     }
 
     #[test]
-    fn a_notice_reads_back() {
-        let n = r#"{"hive_id":9,"occupancy":5,"capacity":null,"updated_at":1764547200123456,"degraded":true}"#;
-        let o = Occupancy::from_notice(n).unwrap();
-        assert_eq!(o.hive_id, 9);
-        assert_eq!(o.occupancy, 5);
-        assert_eq!(o.capacity, None);
-        assert!(o.degraded && !o.stale);
-        assert_eq!(o.updated_at.timestamp_micros(), 1764547200123456);
-        assert!(Occupancy::from_notice("{}").is_none());
-        assert!(Occupancy::from_notice("not json").is_none());
+    fn notices_read_back_and_stay_below_the_payload_limit() {
+        let changes: Vec<Occupancy> = (0..200)
+            .map(|i| Occupancy {
+                hive_id: i,
+                occupancy: 5,
+                capacity: (i % 2 == 0).then_some(40),
+                updated_at: DateTime::<Utc>::from_timestamp_micros(1_764_547_200_123_456).unwrap(),
+                stale: true,
+                degraded: i % 3 == 0,
+            })
+            .collect();
+        let cut = notices(&changes);
+        assert!(cut.len() > 1, "200 changes do not fit one notification");
+        assert!(cut.iter().all(|n| n.len() <= NOTICE_MAX));
+        let back: Vec<Occupancy> = cut
+            .iter()
+            .flat_map(|n| from_notices(n).expect("reads"))
+            .collect();
+        let want: Vec<Occupancy> = changes
+            .into_iter()
+            .map(|o| Occupancy { stale: false, ..o })
+            .collect();
+        assert_eq!(back, want);
+        assert!(notices(&[]).is_empty());
+        assert!(from_notices("{}").is_none());
+        assert!(from_notices("not json").is_none());
+        assert!(from_notices(r#"[{"hive_id":1}]"#).is_none());
     }
 }

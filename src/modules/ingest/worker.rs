@@ -96,6 +96,7 @@ impl WorkerDb {
             node: node.clone(),
             // The worker that runs the periodic work applies what the master could not.
             migrate: ctx.slot == 0 && db.migrate_on_start,
+            other_nodes: ctx.slot == 0,
             pool_size: db.pool_size,
         };
         let make = move || Writer::new(setup);
@@ -160,7 +161,8 @@ impl WorkerDb {
         let _ = self.parts.logins.set(Box::new(to));
     }
 
-    /// `hear` follows LISTEN channel `channel` (one of [`super::writer::CHANNELS`]).
+    /// `hear` follows LISTEN channel `channel` (one of [`super::writer::CHANNELS`], or the
+    /// occupancy channel on the worker that follows the other nodes).
     pub fn hear(&self, channel: &str, hear: std::rc::Weak<dyn Hear>) {
         self.parts.hearers.add(channel, hear);
     }
@@ -343,8 +345,8 @@ impl Hear for OtherNodes {
         let Some(db) = self.db.upgrade() else {
             return;
         };
-        match Occupancy::from_notice(notice) {
-            Some(o) => db.parts.publish(&[o]),
+        match occupancy::from_notices(notice) {
+            Some(changes) => db.parts.publish(&changes),
             None => log!(
                 Warn,
                 "ingest: an occupancy notification that does not read: {payload}"

@@ -54,7 +54,7 @@ pub struct Answer {
 }
 
 /// The channels the worker's LISTEN connection follows ([`listen`]).
-pub const CHANNELS: &[&str] = &[login::CHANNEL, occupancy::CHANNEL];
+pub const CHANNELS: &[&str] = &[login::CHANNEL];
 
 /// The writer, made on the I/O thread.
 pub struct Writer {
@@ -65,6 +65,8 @@ pub struct Writer {
     /// `database.migrate_on_start`: the periodic work applies the migrations first, until
     /// they are (the master's attempt may have found the database down).
     migrate: std::cell::Cell<bool>,
+    /// LISTEN on [`occupancy::CHANNEL`] too.
+    other_nodes: bool,
     /// The connection; `None` until made, and again after it broke.
     client: tokio::sync::Mutex<Option<Client>>,
     /// The connections for the rest (retained topics, periodic work), so that a batch never
@@ -89,6 +91,9 @@ pub struct Setup {
     pub node: String,
     /// Whether this writer applies the migrations the master could not.
     pub migrate: bool,
+    /// Whether it also follows the other nodes' occupancy changes ([`occupancy::CHANNEL`]):
+    /// one worker per node does.
+    pub other_nodes: bool,
     pub pool_size: usize,
 }
 
@@ -121,6 +126,7 @@ impl Writer {
             conf: s.conf,
             node: s.node,
             migrate: std::cell::Cell::new(s.migrate),
+            other_nodes: s.other_nodes,
             client: tokio::sync::Mutex::new(None),
             spool,
             wake,
@@ -418,7 +424,10 @@ impl Work for Writer {
     }
 
     fn started(self: Rc<Self>, news: News<Done>) {
-        let channels = CHANNELS.iter().map(|c| c.to_string()).collect();
+        let mut channels: Vec<String> = CHANNELS.iter().map(|c| c.to_string()).collect();
+        if self.other_nodes {
+            channels.push(occupancy::CHANNEL.to_string());
+        }
         listen::spawn(self.url.clone(), channels, move |h| {
             news.tell(match h {
                 Heard::Listening(channels) => Done::Listening { channels },

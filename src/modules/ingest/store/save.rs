@@ -219,15 +219,21 @@ pub(super) async fn publish_where<C: tokio_postgres::GenericClient>(
         "UPDATE hive_status hs SET degraded = v.degraded
          FROM hive_occupancy v
          WHERE v.hive_id = hs.hive_id AND {condition}
-         RETURNING {}, pg_notify('{}',
-             coalesce(current_setting('bizzy.node', true), '') || ' ' || {})",
+         RETURNING {}",
         occupancy::COLUMNS,
-        occupancy::CHANNEL,
-        occupancy::NOTICE
     );
     let rows = c.query_typed(&sql, params).await?;
     let mut out: Vec<Occupancy> = rows.iter().map(occupancy::from_row).collect();
     out.sort_by_key(|o| o.hive_id);
+    if !out.is_empty() {
+        let notices = occupancy::notices(&out);
+        let sql = format!(
+            "SELECT pg_notify('{}', coalesce(current_setting('bizzy.node', true), '') || ' ' || n)
+             FROM unnest($1::text[]) AS n",
+            occupancy::CHANNEL
+        );
+        c.query_typed(&sql, &[(&notices, Type::TEXT_ARRAY)]).await?;
+    }
     Ok(out)
 }
 
