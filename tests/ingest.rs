@@ -24,25 +24,30 @@ fn fixture() -> Fixture {
     let db = TestDb::new();
     migrate_with(&db.url, MIGRATIONS).expect("the schema applies");
     let (hive, _) = db.hive_with_sensor("door-1");
-    let (http, port) = two_free_ports();
-    let conf = format!(
-        "{}\n[mqtt]\nlisten = [\"127.0.0.1:{port}\"]\nallow_anonymous = true\n\n\
-         [database]\nurl = \"{}\"\nmigrate_on_start = false\n",
-        basic_conf(http, "", "", ""),
-        db.url
-    );
-    let broker = Server::start(http, &conf);
-    assert!(
-        common::eventually(WAIT, || std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok()),
-        "MQTT listens"
-    );
+    let (broker, port) = server_on(&db.url);
     Fixture {
         db,
         hive,
         broker,
         port,
     }
+}
+
+/// bizzy with anonymous MQTT and `[database]` at `url`, once MQTT listens; its MQTT port.
+fn server_on(url: &str) -> (Server, u16) {
+    let (http, port) = two_free_ports();
+    let conf = format!(
+        "{}\n[mqtt]\nlisten = [\"127.0.0.1:{port}\"]\nallow_anonymous = true\n\n\
+         [database]\nurl = \"{url}\"\nmigrate_on_start = false\n",
+        basic_conf(http, "", "", ""),
+    );
+    let server = Server::start(http, &conf);
+    assert!(
+        common::eventually(WAIT, || std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok()),
+        "MQTT listens"
+    );
+    (server, port)
 }
 
 impl Fixture {
@@ -210,19 +215,8 @@ fn each_change_is_published_retained_and_rebuilt_at_start() {
     drop((c, watcher, late));
     f.broker.signal(libc::SIGTERM);
     assert!(f.broker.wait_exit(WAIT).is_some(), "the server stops");
-    let (http, port) = two_free_ports();
-    let conf = format!(
-        "{}\n[mqtt]\nlisten = [\"127.0.0.1:{port}\"]\nallow_anonymous = true\n\n\
-         [database]\nurl = \"{}\"\nmigrate_on_start = false\n",
-        basic_conf(http, "", "", ""),
-        f.db.url
-    );
-    let again = Server::start(http, &conf);
+    let (again, port) = server_on(&f.db.url);
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    assert!(common::eventually(WAIT, || std::net::TcpStream::connect(
-        addr
-    )
-    .is_ok()));
     let got = common::eventually(WAIT, || {
         let mut s = connect(addr, &Connect::new("after")).0;
         s.subscribe(&[(topic.as_str(), 0)]);

@@ -341,48 +341,13 @@ fn postgresql_stopped_for_20_seconds_mid_run_loses_and_doubles_nothing() {
     );
 }
 
-/// A master started by USR2, stopped when the test ends however it ends.
-struct NewMaster(i32);
-
-impl Drop for NewMaster {
-    fn drop(&mut self) {
-        let workers = children_titled(self.0, "bizzy:");
-        kill(self.0, libc::SIGTERM);
-        if !eventually(Duration::from_secs(10), || !alive(self.0)) {
-            kill(self.0, libc::SIGKILL);
-        }
-        for w in workers {
-            kill(w, libc::SIGKILL);
-        }
-    }
-}
-
 #[test]
 fn a_binary_upgrade_mid_run_loses_and_doubles_nothing() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let f = fixture();
     let mut new = None;
     let e = simulate(&f, 4, |s| {
-        let old = s.master_pid();
-        let pid_file = s.path("var/run/bizzy.pid");
-        s.signal(libc::SIGUSR2);
-        assert!(
-            eventually(Duration::from_secs(10), || read_pid(&pid_file)
-                .is_some_and(|p| p != old)),
-            "no new master: {}",
-            s.error_log()
-        );
-        let master = NewMaster(read_pid(&pid_file).expect("checked above"));
-        assert!(
-            eventually(Duration::from_secs(10), || children_titled(
-                master.0,
-                "bizzy: worker process"
-            )
-            .len()
-                == 2),
-            "the new master has no workers: {}",
-            s.error_log()
-        );
+        let master = start_new_binary(s);
         let old_workers = s.workers();
         s.signal(libc::SIGWINCH);
         assert!(

@@ -7,52 +7,18 @@ use common::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A master started by the old one, stopped (TERM) when the test ends however it ends.
-struct NewMaster(i32);
-
-impl Drop for NewMaster {
-    fn drop(&mut self) {
-        let workers = children_titled(self.0, "bizzy:");
-        kill(self.0, libc::SIGTERM);
-        if !eventually(Duration::from_secs(10), || !alive(self.0)) {
-            kill(self.0, libc::SIGKILL);
-        }
-        for w in workers {
-            kill(w, libc::SIGKILL);
-        }
-    }
-}
-
 fn oldbin(s: &Server) -> PathBuf {
     s.path("var/run/bizzy.pid.oldbin")
 }
 
-/// USR2, then waits for the new master's pid file and its workers.
+/// USR2, then waits for the new master's pid file and its workers; the old pid file is renamed.
 fn start_new_binary(s: &Server) -> NewMaster {
     let old = s.master_pid();
-    let pid_file = s.path("var/run/bizzy.pid");
-    s.signal(libc::SIGUSR2);
-    assert!(
-        eventually(Duration::from_secs(10), || read_pid(&pid_file)
-            .is_some_and(|p| p != old)),
-        "no new pid file: {}",
-        s.error_log()
-    );
-    let new = NewMaster(read_pid(&pid_file).expect("checked above"));
+    let new = common::start_new_binary(s);
     assert_eq!(
         read_pid(&oldbin(s)),
         Some(old),
         "the old pid file is renamed"
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || children_titled(
-            new.0,
-            "bizzy: worker process"
-        )
-        .len()
-            == 2),
-        "the new master has no workers: {}",
-        s.error_log()
     );
     new
 }

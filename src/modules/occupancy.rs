@@ -103,7 +103,7 @@ impl Occupancy {
 const NOTICE_MAX: usize = 7_000;
 
 /// `changes` as the JSON arrays of the notifications that announce them, each below
-/// [`NOTICE_MAX`] bytes.
+/// `NOTICE_MAX` bytes.
 pub fn notices(changes: &[Occupancy]) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::from("[");

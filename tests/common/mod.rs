@@ -626,3 +626,44 @@ fn hammer_once(addr: SocketAddr) -> std::io::Result<()> {
         Err(std::io::Error::other(format!("bad answer: {text:?}")))
     }
 }
+
+/// A master started by USR2 from an old one, stopped (TERM) when the test ends however it ends.
+pub struct NewMaster(pub i32);
+
+impl Drop for NewMaster {
+    fn drop(&mut self) {
+        let workers = children_titled(self.0, "bizzy:");
+        kill(self.0, libc::SIGTERM);
+        if !eventually(Duration::from_secs(10), || !alive(self.0)) {
+            kill(self.0, libc::SIGKILL);
+        }
+        for w in workers {
+            kill(w, libc::SIGKILL);
+        }
+    }
+}
+
+/// USR2 to `s`'s master, then waits for the new master's pid file and its two workers.
+pub fn start_new_binary(s: &Server) -> NewMaster {
+    let old = s.master_pid();
+    let pid_file = s.path("var/run/bizzy.pid");
+    s.signal(libc::SIGUSR2);
+    assert!(
+        eventually(Duration::from_secs(10), || read_pid(&pid_file)
+            .is_some_and(|p| p != old)),
+        "no new pid file: {}",
+        s.error_log()
+    );
+    let new = NewMaster(read_pid(&pid_file).expect("checked above"));
+    assert!(
+        eventually(Duration::from_secs(10), || children_titled(
+            new.0,
+            "bizzy: worker process"
+        )
+        .len()
+            == 2),
+        "the new master has no workers: {}",
+        s.error_log()
+    );
+    new
+}
