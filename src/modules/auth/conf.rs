@@ -1,5 +1,5 @@
 //! The `[auth]` section: the Firebase project, its certificates and the platform
-//! administrators, for the auth module to come; this file only parses and checks it.
+//! administrators; this file only parses and checks it.
 
 use std::path::{Path, PathBuf};
 
