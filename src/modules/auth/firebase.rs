@@ -34,7 +34,7 @@ const CACHE_CAPACITY: usize = 1024;
 
 /// A Firebase user id: the verified token's `sub`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Uid(pub String);
+pub struct Uid(String);
 
 impl Uid {
     /// The uid as text.

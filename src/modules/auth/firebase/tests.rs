@@ -134,6 +134,15 @@ fn cache_stays_bounded() {
         v.remember(id, Uid("u".into()), NOW + 10, NOW);
     }
     assert!(v.cache.borrow().len() <= CACHE_CAPACITY);
+    let later = NOW + 10 + LEEWAY_SECS;
+    for i in 0..CACHE_CAPACITY as u64 {
+        let mut id = [1u8; 32];
+        id[..8].copy_from_slice(&i.to_le_bytes());
+        v.remember(id, Uid("fresh".into()), later + 3600, later);
+    }
+    let cache = v.cache.borrow();
+    assert_eq!(cache.len(), CACHE_CAPACITY);
+    assert!(cache.values().all(|(uid, _)| uid.as_str() == "fresh"));
 }
 
 #[test]
