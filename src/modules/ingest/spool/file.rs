@@ -81,7 +81,12 @@ impl SpoolFile {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        Ok(SpoolFile {
+        Ok(SpoolFile::opened(path, file, header))
+    }
+
+    /// A held file with its header read or written, before its records are counted.
+    fn opened(path: PathBuf, file: Flock<File>, header: Header) -> SpoolFile {
+        SpoolFile {
             path,
             file,
             header,
@@ -90,7 +95,7 @@ impl SpoolFile {
             reports: 0,
             dirty: false,
             damaged: false,
-        })
+        }
     }
 
     /// Claims the spool file at `path` if no one holds it: `None` when it is locked (its owner
@@ -117,16 +122,7 @@ impl SpoolFile {
             .ok()
             .and_then(|()| Header::decode(&head))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a spool header"))?;
-        let mut f = SpoolFile {
-            path: path.to_path_buf(),
-            file,
-            header,
-            end: HEADER_LEN as u64,
-            next: HEADER_LEN as u64,
-            reports: 0,
-            dirty: false,
-            damaged: false,
-        };
+        let mut f = SpoolFile::opened(path.to_path_buf(), file, header);
         let tail = f.scan()?;
         f.damaged = matches!(tail, Tail::Corrupt { .. });
         Ok(Some((f, tail)))
