@@ -61,6 +61,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_spool"),
     migration!(7, "0007_occupancy"),
     migration!(8, "0008_sensor_notify"),
+    migration!(9, "0009_api_token"),
 ];
 
 /// The advisory lock every `bizzy migrate` holds while it works: "bizzymig" in ASCII.

@@ -1,6 +1,9 @@
 //! `handler = "api"`: the JSON API under `/v1/`. This cycle of the project serves no API
 //! resource yet, so every call answers the API's own 404 shape rather than an HTML page.
 
+pub mod caller;
+pub mod error;
+
 use std::rc::Rc;
 
 use crate::http::conf::LocationConf;
