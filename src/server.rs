@@ -9,12 +9,13 @@ use crate::core::config::{Conf, Protocol, Sections};
 use crate::core::process::{App, AppError, Prepared, Services, WorkerCtx};
 use crate::core::shm::Zones;
 use crate::http::conf::HttpSection;
-use crate::http::module::Module;
+use crate::http::module::{Module, Shared};
 use crate::http::runtime::Http;
 use crate::http::service::HttpPrepared;
 use crate::http::stats as hstats;
 use crate::modules::ingest::hook::IngestHooks;
 use crate::modules::ingest::stats as istats;
+use crate::modules::ingest::worker::WorkerDbSlot;
 use crate::modules::{
     auth::AuthConf, cache::CacheConf, database::DatabaseConf, ingest::IngestConf,
 };
@@ -104,11 +105,14 @@ impl App for Bizzy {
         files: &[(PathBuf, std::fs::File)],
     ) -> Result<Box<dyn Prepared>, AppError> {
         let conf = Arc::new(conf.clone());
-        let http = Http::build(&conf, zones, files, &self.modules)?;
+        let db = Rc::new(WorkerDbSlot::new(&conf));
+        let mut shared = Shared::default();
+        shared.put(Rc::clone(&db));
+        let http = Http::build(&conf, zones, files, &self.modules, &shared)?;
         let mqtt = if conf.section::<MqttConf>().listen.is_empty() {
             None
         } else {
-            let hooks = Rc::new(IngestHooks::new(&conf));
+            let hooks = Rc::new(IngestHooks::new(Rc::clone(&db)));
             Some(MqttPrepared::build(&conf, hooks)?)
         };
         Ok(Box::new(Both {
@@ -116,18 +120,22 @@ impl App for Bizzy {
                 http: Rc::new(http),
             },
             mqtt,
+            db,
         }))
     }
 }
 
-/// HTTP always, MQTT when it has listeners.
+/// HTTP always, MQTT when it has listeners, and the worker's I/O thread with a database.
 struct Both {
     http: HttpPrepared,
     mqtt: Option<MqttPrepared>,
+    db: Rc<WorkerDbSlot>,
 }
 
 impl Prepared for Both {
     fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, AppError> {
+        // Started before the services, so that the HTTP API has it without MQTT too.
+        self.db.start(ctx);
         let mut s = self.http.services(ctx)?;
         if let Some(m) = &self.mqtt {
             s.push((MQTT, Box::new(m.service(ctx)?)));

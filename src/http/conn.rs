@@ -46,6 +46,8 @@ struct Pending {
 struct Parked {
     req: Request,
     resume: Resume,
+    /// When the handler's wait is up (loop clock, ms), if it set one.
+    deadline: Option<u64>,
 }
 
 enum Chunk {
@@ -185,8 +187,13 @@ impl HttpConn {
             if self.closing {
                 return self.start_linger(cx);
             }
-            if self.parked.is_some() {
-                cx.clear_timeout();
+            if let Some(p) = &self.parked {
+                match p.deadline {
+                    Some(at) => {
+                        cx.set_timeout(Duration::from_millis(at.saturating_sub(cx.now_ms())))
+                    }
+                    None => cx.clear_timeout(),
+                }
                 return Next::Keep;
             }
             if held {
@@ -430,21 +437,36 @@ impl HttpConn {
             }
             _ => {}
         }
-        self.run_phases(cx, req, None);
+        self.run_phases(cx, req, None, false);
     }
 
-    fn run_phases(&mut self, cx: &mut Cx<'_>, mut req: Request, from: Option<Resume>) {
+    fn run_phases(
+        &mut self,
+        cx: &mut Cx<'_>,
+        mut req: Request,
+        from: Option<Resume>,
+        expired: bool,
+    ) {
         let w = self.w.clone();
         let http = &w.http;
         let mut pcx = phase::Cx {
             now_ms: cx.now_ms(),
             token: cx.token(),
             posted: &w.posted,
+            wait: None,
+            expired,
         };
         let find = |r: &mut Request| r.location = http.servers.servers[r.server].find(&r.path);
         match http.engine.run(&mut req, &mut pcx, from, &find) {
             Ok(Ran::Done(resp)) => self.respond(cx, req, resp),
-            Ok(Ran::Wait(resume)) => self.parked = Some(Box::new(Parked { req, resume })),
+            Ok(Ran::Wait(resume)) => {
+                let deadline = pcx.wait.map(|d| cx.now_ms() + d.as_millis() as u64);
+                self.parked = Some(Box::new(Parked {
+                    req,
+                    resume,
+                    deadline,
+                }))
+            }
             Err(e) => {
                 let mut resp = error_response(&e);
                 if e.closes() {
@@ -692,9 +714,10 @@ impl HttpConn {
         }
     }
 
-    fn resume(&mut self, cx: &mut Cx<'_>) {
+    /// Runs a parked request's handler again: woken, or (`expired`) its wait is up.
+    fn resume(&mut self, cx: &mut Cx<'_>, expired: bool) {
         if let Some(p) = self.parked.take() {
-            self.run_phases(cx, p.req, Some(p.resume));
+            self.run_phases(cx, p.req, Some(p.resume), expired);
         }
     }
 }
@@ -718,13 +741,27 @@ impl Conn for HttpConn {
         if ev.writable || ev.closed {
             self.writable = true;
         }
+        if self.parked.is_some() && self.peer_shut {
+            // nginx's ngx_http_test_reading: the client left while its request waits; the
+            // parked request (and the question it waits for) goes with the connection.
+            log!(
+                Info,
+                "client {} prematurely closed the connection while its request waited",
+                self.peer
+            );
+            return Next::Close;
+        }
         if ev.woken {
-            self.resume(cx);
+            self.resume(cx, false);
         }
         self.drive(cx)
     }
 
     fn timeout(&mut self, cx: &mut Cx<'_>) -> Next {
+        if self.parked.is_some() {
+            self.resume(cx, true);
+            return self.drive(cx);
+        }
         if self.lingering || !self.out.is_empty() {
             return Next::Close;
         }

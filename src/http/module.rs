@@ -5,6 +5,7 @@
 //! Used in the master, once per cycle, by [`super::runtime::Http::build`]; nothing here runs
 //! per request. What goes wrong there is an [`InitError`], which refuses the configuration.
 
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -94,9 +95,33 @@ pub enum ContentKey {
     Handler(&'static str),
 }
 
+/// What the wiring hands the modules for a cycle, by type: parts made once per cycle that a
+/// module's handlers use in the workers (the worker's I/O thread, the token verifier). The
+/// modules take what they need in [`Module::init`]; http itself knows none of these types.
+#[derive(Default)]
+pub struct Shared(Vec<(TypeId, Rc<dyn Any>)>);
+
+impl Shared {
+    /// Shares `v` (replacing what was shared under its type).
+    pub fn put<T: 'static>(&mut self, v: Rc<T>) {
+        self.0.retain(|(t, _)| *t != TypeId::of::<T>());
+        self.0.push((TypeId::of::<T>(), v));
+    }
+
+    /// What was shared under `T`, if anything.
+    pub fn get<T: 'static>(&self) -> Option<Rc<T>> {
+        self.0
+            .iter()
+            .find(|(t, _)| *t == TypeId::of::<T>())
+            .and_then(|(_, v)| Rc::clone(v).downcast::<T>().ok())
+    }
+}
+
 /// What modules register into during a cycle's preparation.
 pub struct Registry<'a> {
     pub conf: &'a Arc<Conf>,
+    /// What the wiring shares with the modules this cycle.
+    pub shared: &'a Shared,
     /// The `[http]` section of `conf`.
     pub http: &'a HttpConf,
     pub zones: &'a Zones,

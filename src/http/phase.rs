@@ -43,6 +43,11 @@ pub struct Cx<'a> {
     /// The connection's token and the loop's wake-up queue, for handlers that wait.
     pub token: mio::Token,
     pub posted: &'a Posted,
+    /// Set by a handler that returns [`Flow::Wait`]: how long it may wait. The connection runs
+    /// the handler again when that time is up, with `expired` set, if nothing woke it first.
+    pub wait: Option<std::time::Duration>,
+    /// This run is the one that follows a wait whose time is up: answer now.
+    pub expired: bool,
 }
 
 pub trait PhaseHandler {
@@ -210,6 +215,8 @@ mod tests {
             now_ms: 0,
             token: mio::Token(1),
             posted,
+            wait: None,
+            expired: false,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::http::conf::{HttpConf, LocationConf};
 use crate::http::date::DateCache;
 use crate::http::filter::{self, Chains, GzipConf};
 use crate::http::location::{Location, Server, Servers};
-use crate::http::module::{ContentFactory, ContentKey, InitError, Module, Registry};
+use crate::http::module::{ContentFactory, ContentKey, InitError, Module, Registry, Shared};
 use crate::http::phase::{ContentHandler, Engine};
 use crate::http::stats::Stats;
 
@@ -35,10 +35,12 @@ impl Http {
         zones: &Zones,
         files: &[(PathBuf, std::fs::File)],
         modules: &[Box<dyn Module>],
+        shared: &Shared,
     ) -> Result<Http, InitError> {
         let h = conf.section::<HttpConf>();
         let mut reg = Registry {
             conf,
+            shared,
             http: h,
             zones,
             files,

@@ -151,8 +151,8 @@ fn the_location_is_answered_by_the_module() {
         (hstats::ZONE.to_string(), hstats::zone_size()),
     ];
     let zones = Zones::build(&wanted, None).expect("the stats zones");
-    let http =
-        Http::build(&Arc::new(conf), &zones, &[], &modules).unwrap_or_else(|e| panic!("{e}"));
+    let http = Http::build(&Arc::new(conf), &zones, &[], &modules, &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(*made.borrow(), ["prefix \"/hi/\""]);
     let loc = http.servers.servers[0]
         .find("/hi/there")

@@ -1,11 +1,11 @@
-//! The `[database]` section: the PostgreSQL URL, the pool and the spool directory, for the
-//! database I/O threads to come; this file only parses and checks it.
+//! The `[database]` section: the PostgreSQL URL, the pool, the spool directory and how long a
+//! request waits for an answer; this file only parses and checks it.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::config::{between, fail, non_empty, resolve, Invalid, KeyPath, Section};
+use crate::core::config::{between, fail, non_empty, resolve, Dur, Invalid, KeyPath, Section};
 
 /// The `[database]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,9 @@ pub struct DatabaseConf {
     pub migrate_on_start: bool,
     /// Where reports wait while the database is unreachable (resolved against the prefix).
     pub spool_dir: PathBuf,
+    /// How long an HTTP request waits for the database before it is answered 503 (the query is
+    /// cancelled).
+    pub query_timeout: Dur,
 }
 
 impl Default for DatabaseConf {
@@ -28,6 +31,7 @@ impl Default for DatabaseConf {
             pool_size: 4,
             migrate_on_start: true,
             spool_dir: PathBuf::from("var/spool"),
+            query_timeout: Dur::secs(5),
         }
     }
 }
@@ -48,6 +52,9 @@ impl Section for DatabaseConf {
             );
         }
         between(self.pool_size, 1, 1024, &at.key("pool_size"))?;
+        if self.query_timeout.0.is_zero() {
+            return fail(&at.key("query_timeout"), "must be more than 0".to_string());
+        }
         non_empty(&self.spool_dir.to_string_lossy(), &at.key("spool_dir"))
     }
 

@@ -12,20 +12,17 @@
 //! broker stops reading PUBLISH packets until the writer catches up (TCP back-pressure, never
 //! unbounded memory). Messages on other topics are not its business: acknowledged at once.
 
-use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::core::process::WorkerCtx;
 use crate::log;
-use crate::modules::database::DatabaseConf;
 use crate::modules::ingest::batch::Report;
-use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::decode::{decode, DecodeError, Rejected, SensorTopic};
 use crate::modules::ingest::login::SensorAuthority;
 use crate::modules::ingest::stats::Stats;
-use crate::modules::ingest::worker::WorkerDb;
+use crate::modules::ingest::worker::{WorkerDb, WorkerDbSlot};
 use crate::mqtt::auth::{Authority, FileAuthority, Verdicts};
 use crate::mqtt::codec::QoS;
 use crate::mqtt::ingest::{Ack, Acks, Ingest, Origin, Outbox};
@@ -157,42 +154,19 @@ impl Ingest for IngestHook {
 }
 
 /// The MQTT hooks of the ingest module: with a `[database]` section, every worker gets an
-/// [`IngestHook`] and its writer thread; without one, MQTT runs as a plain broker.
+/// [`IngestHook`] on the worker's I/O thread; without one, MQTT runs as a plain broker.
 pub struct IngestHooks {
-    database: Option<(DatabaseConf, IngestConf)>,
-    /// The worker's I/O thread, started by the first hook that needs it (after fork).
-    worker: OnceCell<Option<Rc<WorkerDb>>>,
+    worker: Rc<WorkerDbSlot>,
 }
 
 impl IngestHooks {
-    pub fn new(conf: &crate::core::config::Conf) -> IngestHooks {
-        let database = conf.written::<DatabaseConf>().then(|| {
-            (
-                conf.section::<DatabaseConf>().clone(),
-                conf.section::<IngestConf>().clone(),
-            )
-        });
-        IngestHooks {
-            database,
-            worker: OnceCell::new(),
-        }
+    /// Hooks on the worker's I/O thread that `worker` starts (shared with the HTTP API).
+    pub fn new(worker: Rc<WorkerDbSlot>) -> IngestHooks {
+        IngestHooks { worker }
     }
 
-    /// The worker's I/O thread: `None` without `[database]`, or when it cannot start (logged).
     fn worker(&self, ctx: &WorkerCtx<'_>) -> Option<Rc<WorkerDb>> {
-        self.worker
-            .get_or_init(|| {
-                let (db, conf) = self.database.as_ref()?;
-                WorkerDb::start(ctx, db, conf)
-                    .map_err(|e| {
-                        log!(
-                            Crit,
-                            "ingest: cannot start the I/O thread ({e}): reports are not stored"
-                        )
-                    })
-                    .ok()
-            })
-            .clone()
+        self.worker.start(ctx)
     }
 }
 
@@ -212,11 +186,12 @@ impl crate::mqtt::service::Hooks for IngestHooks {
     }
 
     fn ingest(&self, ctx: &WorkerCtx<'_>, acks: &Acks, outbox: &Outbox) -> Box<dyn Ingest> {
-        match (self.worker(ctx), &self.database) {
-            (Some(db), Some((_, conf))) => {
-                Box::new(IngestHook::new(db, acks, outbox, conf.max_batch))
+        match self.worker(ctx) {
+            Some(db) => {
+                let max_batch = db.max_batch();
+                Box::new(IngestHook::new(db, acks, outbox, max_batch))
             }
-            _ => Box::new(crate::mqtt::ingest::NoIngest),
+            None => Box::new(crate::mqtt::ingest::NoIngest),
         }
     }
 }

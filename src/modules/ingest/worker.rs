@@ -13,6 +13,7 @@ use crate::core::process::WorkerCtx;
 use crate::core::queue::SendError;
 use crate::log;
 use crate::modules::database::listen::{Hear, Hearers};
+use crate::modules::database::query::{Pending, Queries, Query, Run};
 use crate::modules::database::DatabaseConf;
 use crate::modules::ingest::batch::Report;
 use crate::modules::ingest::conf::IngestConf;
@@ -33,9 +34,63 @@ const HOUSEKEEPING_EVERY: u32 = 120;
 /// The loop's side of the worker's I/O thread.
 pub struct WorkerDb {
     io: RefCell<Io<Writer>>,
+    /// `ingest.max_batch`.
+    max_batch: usize,
     parts: Rc<Parts>,
     /// The follower of the other nodes' occupancy changes, on the worker that republishes them.
     nodes: OnceCell<Rc<OtherNodes>>,
+}
+
+/// The worker's I/O thread as the cycle's parts share it (the MQTT hooks, the HTTP API): made
+/// in the master with the configuration, started in the worker by the first part that needs it.
+pub struct WorkerDbSlot {
+    database: Option<(DatabaseConf, IngestConf)>,
+    worker: OnceCell<Option<Rc<WorkerDb>>>,
+}
+
+impl WorkerDbSlot {
+    /// With a `[database]` section the workers get an I/O thread; without, none.
+    pub fn new(conf: &crate::core::config::Conf) -> WorkerDbSlot {
+        let database = conf.written::<DatabaseConf>().then(|| {
+            (
+                conf.section::<DatabaseConf>().clone(),
+                conf.section::<IngestConf>().clone(),
+            )
+        });
+        WorkerDbSlot {
+            database,
+            worker: OnceCell::new(),
+        }
+    }
+
+    /// The `[database]` section, when there is one.
+    pub fn conf(&self) -> Option<&DatabaseConf> {
+        self.database.as_ref().map(|(db, _)| db)
+    }
+
+    /// The worker's I/O thread, started on the first call (after fork): `None` without
+    /// `[database]`, or when it cannot start (logged once).
+    pub fn start(&self, ctx: &WorkerCtx<'_>) -> Option<Rc<WorkerDb>> {
+        self.worker
+            .get_or_init(|| {
+                let (db, conf) = self.database.as_ref()?;
+                WorkerDb::start(ctx, db, conf)
+                    .map_err(|e| {
+                        log!(
+                            Crit,
+                            "cannot start the worker's I/O thread ({e}): reports are not stored \
+                             and the API answers 503"
+                        )
+                    })
+                    .ok()
+            })
+            .clone()
+    }
+
+    /// The I/O thread if it was started.
+    pub fn get(&self) -> Option<Rc<WorkerDb>> {
+        self.worker.get().cloned().flatten()
+    }
 }
 
 /// Who gets the answers: filled in as the hooks are made.
@@ -55,6 +110,8 @@ struct Parts {
     logins: OnceCell<Box<dyn Fn(Reply)>>,
     /// Who follows each LISTEN channel.
     hearers: Hearers,
+    /// The questions parked HTTP requests wait for.
+    queries: Queries,
 }
 
 impl WorkerDb {
@@ -76,6 +133,7 @@ impl WorkerDb {
             stats: Stats::new(zone.clone(), ctx.slot),
             logins: OnceCell::new(),
             hearers: Hearers::default(),
+            queries: Queries::default(),
         });
         let on_answer = {
             let parts = Rc::clone(&parts);
@@ -110,6 +168,7 @@ impl WorkerDb {
         }
         let db = Rc::new(WorkerDb {
             io: RefCell::new(io),
+            max_batch: conf.max_batch,
             parts,
             nodes: OnceCell::new(),
         });
@@ -152,6 +211,11 @@ impl WorkerDb {
         let _ = self.parts.outbox.set(outbox.clone());
     }
 
+    /// `ingest.max_batch`.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.parts.stats
     }
@@ -165,6 +229,22 @@ impl WorkerDb {
     /// occupancy channel on the worker that follows the other nodes).
     pub fn hear(&self, channel: &str, hear: std::rc::Weak<dyn Hear>) {
         self.parts.hearers.add(channel, hear);
+    }
+
+    /// Asks the I/O thread to `run` with a pooled connection within `timeout`, for the parked
+    /// request of connection `token` (woken through `posted` when the answer is in). `None`:
+    /// the I/O thread takes no more now (answer 503).
+    pub fn ask(
+        &self,
+        run: Run,
+        timeout: Duration,
+        token: mio::Token,
+        posted: &crate::core::event::Posted,
+    ) -> Option<Pending> {
+        let (id, pending) = self.parts.queries.ask(token, posted);
+        // Refused, the pending question is dropped here, which forgets it.
+        self.send(Job::Query(Query { id, timeout, run })).ok()?;
+        Some(pending)
     }
 
     /// Hands a job to the I/O thread; a full pipe hands it back (back-pressure).
@@ -225,6 +305,7 @@ impl Parts {
                 }
             }
             Done::Changed(hives) => self.publish(&hives),
+            Done::Queried(id, asked) => self.queries.answered(id, asked),
             Done::Listening { channels } => self.hearers.listening(&channels),
             Done::Notified { channel, payload } => self.hearers.notified(&channel, &payload),
         }

@@ -31,6 +31,7 @@ use crate::log;
 use crate::modules::database::listen::{self, Heard};
 use crate::modules::database::migrate::{self, redact, MIGRATIONS};
 use crate::modules::database::pool::{self, Pool};
+use crate::modules::database::query::{self, Asked, Query};
 use crate::modules::ingest::batch::{Report, Stored, Written};
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::decode::Configuration;
@@ -240,6 +241,8 @@ pub enum Job {
     /// The occupancy of the hives that changed since this instant (notifications missed while
     /// the LISTEN connection was down), as soon as the database answers.
     ChangedSince(std::time::SystemTime),
+    /// A question an HTTP request waits for ([`query`]).
+    Query(Query),
 }
 
 /// The I/O thread's answer to a [`Job`], in kind.
@@ -252,6 +255,8 @@ pub enum Done {
     Login(login::store::Reply),
     /// The hives of [`Job::ChangedSince`].
     Changed(Vec<Occupancy>),
+    /// How question `id` ended.
+    Queried(u64, Asked),
     /// LISTEN on `channels` took effect on a new connection (news, not an answer).
     Listening {
         channels: Vec<String>,
@@ -419,6 +424,10 @@ impl Work for Writer {
                 }
                 Job::Login(ask) => Done::Login(self.logins.serve(ask, &self.pool).await),
                 Job::ChangedSince(t) => Done::Changed(self.changed_since(t).await),
+                Job::Query(q) => {
+                    let (id, asked) = query::serve(&self.pool, q).await;
+                    Done::Queried(id, asked)
+                }
             }
         })
     }
