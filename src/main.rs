@@ -1,5 +1,5 @@
 //! The `bizzy` command: nginx's command line (`-c`, `-p`, `-t`, `-T`, `-q`, `-s`, `-V`), and the
-//! subcommands named by the first argument (`migrate`, `decode`, `sim`), each a library function.
+//! subcommands named by the first argument (`migrate`, `decode`, `sim`, `token`), each a library function.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use bizzy::core::config::Conf;
 use bizzy::core::process::{master, title, App, AppError};
+use bizzy::modules::auth::mint;
 use bizzy::modules::database::{migrate, DatabaseConf};
 use bizzy::modules::ingest::{decode, sim};
 use bizzy::server::Bizzy;
@@ -17,11 +18,13 @@ Usage: bizzy [-c FILE] [-p PREFIX] [-t | -T] [-q] [-s stop|quit|reload|reopen] [
        bizzy migrate [-c FILE] [-p PREFIX]
        bizzy decode TOPIC HEX
        bizzy sim [-c FILE] [-p PREFIX] [--sensors N] [--duration S] [--rate R] [options]
+       bizzy token --key FILE --kid KID --project P --uid UID [--ttl 1h] [--iat-offset [-]D]
 
 Commands:
   migrate    apply the pending database migrations to database.url, print them, and exit
   decode     decode a sensor payload, print it as JSON
   sim        simulated sensors over real MQTT, and the occupancy they must leave (bizzy sim -h)
+  token      print a Firebase-shaped ID token signed with a local RSA key (demos and tests)
 
 Options:
   -c FILE    configuration file (default: conf/bizzy.toml, relative to the prefix)
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Some("migrate") => run_migrate(&args[1..]),
         Some("decode") => decode::cli::run(&args[2..]),
         Some("sim") => run_sim(&args[2..]),
+        Some("token") => mint::cli::run(&args[2..]),
         _ => serve(args),
     }
 }

@@ -17,7 +17,10 @@ use crate::modules::ingest::hook::IngestHooks;
 use crate::modules::ingest::stats as istats;
 use crate::modules::ingest::worker::WorkerDbSlot;
 use crate::modules::{
-    auth::AuthConf, cache::CacheConf, database::DatabaseConf, ingest::IngestConf,
+    auth::{Auth, AuthConf},
+    cache::CacheConf,
+    database::DatabaseConf,
+    ingest::IngestConf,
 };
 use crate::mqtt::conf::{MqttConf, PROTOCOL as MQTT};
 use crate::mqtt::service::{self as mqtt, MqttPrepared, NoHooks};
@@ -76,6 +79,7 @@ impl App for Bizzy {
     }
 
     fn check(&self, conf: &Conf) -> Result<(), AppError> {
+        auth(conf)?;
         if conf.section::<MqttConf>().listen.is_empty() {
             return Ok(());
         }
@@ -105,9 +109,13 @@ impl App for Bizzy {
         files: &[(PathBuf, std::fs::File)],
     ) -> Result<Box<dyn Prepared>, AppError> {
         let conf = Arc::new(conf.clone());
+        let auth = auth(&conf)?;
         let db = Rc::new(WorkerDbSlot::new(&conf));
         let mut shared = Shared::default();
         shared.put(Rc::clone(&db));
+        if let Some(auth) = auth {
+            shared.put(auth);
+        }
         let http = Http::build(&conf, zones, files, &self.modules, &shared)?;
         let mqtt = if conf.section::<MqttConf>().listen.is_empty() {
             None
@@ -123,6 +131,13 @@ impl App for Bizzy {
             db,
         }))
     }
+}
+
+/// The cycle's `[auth]`, certificates loaded (in the master, by `check` for `-t` and by
+/// `prepare` for each cycle, so a bad file fails `-t` and refuses a reload): `None` without an
+/// `[auth]` section. `prepare` shares it with the HTTP modules (`reg.shared.get::<Auth>()`).
+pub fn auth(conf: &Conf) -> Result<Option<Rc<Auth>>, AppError> {
+    Auth::load(conf).map_err(AppError::from)
 }
 
 /// HTTP always, MQTT when it has listeners, and the worker's I/O thread with a database.
