@@ -108,7 +108,7 @@ fn command_line_errors_name_the_option() {
     assert_eq!(e, Err(UsageError::Missing("--uid")));
     let e = parse(&args(&["--key"]));
     assert_eq!(e, Err(UsageError::NeedsValue("--key".into())));
-    let e = parse(&args(&["--ttl", "1x"])).err().expect("refused");
+    let e = parse(&args(&["--ttl", "1x"])).expect_err("refused");
     assert_eq!(e.to_string(), "--ttl: \"1x\" is not a duration");
     let e = parse(&args(&["--bogus"]));
     assert!(matches!(e, Err(UsageError::Invalid(_))));
