@@ -8,6 +8,13 @@
 //! the connection is parked: nothing else is read from it, its CONNECT deadline still runs, and
 //! the CONNACK goes out when the answer comes. Topic rights ([`Authority::allows`]) are asked on
 //! every packet and must answer at once.
+//!
+//! A login may stop holding while its client is connected (a sensor deleted, a token revoked):
+//! the authority then cuts the client off through the same handle ([`Verdicts::cut_off`]).
+//! The broker closes the connections it serves under that login at its next turn, without
+//! publishing their wills (as mosquitto's dynamic security plugin kicks a client whose rights
+//! changed: `mosquitto_kick_client_by_username(username, false)`), and discards their sessions,
+//! persistent or not: what they held was granted under rights that are gone.
 
 pub mod acl;
 pub mod passwd;
@@ -103,28 +110,57 @@ pub trait Authority {
     }
 }
 
-/// The answers of an authority that said [`Verdict::Later`], from the loop thread. Cheap to
-/// clone; the broker collects them once per loop turn and wakes the parked connections.
+/// The answers of an authority that said [`Verdict::Later`], and its cut-offs, from the loop
+/// thread. Cheap to clone; the broker collects them once per loop turn, wakes the parked
+/// connections and closes the cut ones.
 #[derive(Debug, Clone, Default)]
-pub struct Verdicts(Rc<RefCell<Vec<Answer>>>);
+pub struct Verdicts(Rc<RefCell<Given>>);
+
+#[derive(Debug, Default)]
+struct Given {
+    answers: Vec<Answer>,
+    cuts: Vec<Cut>,
+}
 
 /// A CONNECT's ticket and the authority's late answer to it.
 pub type Answer = (u64, Result<(), Refusal>);
 
+/// Whose login no longer holds: the clients to cut off, on this worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cut {
+    /// The client of this identifier, whoever it logged in as.
+    Client(String),
+    /// Every client that logged in with this user name.
+    User(String),
+}
+
 impl Verdicts {
     /// The answer to the CONNECT of `ticket`.
     pub fn answer(&self, ticket: u64, verdict: Result<(), Refusal>) {
-        self.0.borrow_mut().push((ticket, verdict));
+        self.0.borrow_mut().answers.push((ticket, verdict));
+    }
+
+    /// Cuts off the clients `cut` names, at the broker's next turn: their connections close
+    /// (no will) and their sessions are discarded. Clients this worker does not hold are left
+    /// alone (each worker hears of a login's change and cuts its own).
+    pub fn cut_off(&self, cut: Cut) {
+        self.0.borrow_mut().cuts.push(cut);
     }
 
     /// The answers given since the last call.
     pub(crate) fn take(&self) -> Vec<Answer> {
-        std::mem::take(&mut *self.0.borrow_mut())
+        std::mem::take(&mut self.0.borrow_mut().answers)
     }
 
-    /// Whether answers wait to be collected.
+    /// The cut-offs asked since the last call.
+    pub(crate) fn take_cuts(&self) -> Vec<Cut> {
+        std::mem::take(&mut self.0.borrow_mut().cuts)
+    }
+
+    /// Whether answers or cut-offs wait to be collected.
     pub(crate) fn pending(&self) -> bool {
-        !self.0.borrow().is_empty()
+        let g = self.0.borrow();
+        !g.answers.is_empty() || !g.cuts.is_empty()
     }
 }
 

@@ -1,7 +1,7 @@
 //! CONNECT and the end of a connection (3.1, 3.2, 3.14): credentials, the client identifier's
 //! rules, a will on the server's own topics refused, the session to resume or start, a
-//! connection of the same client to end (takeover), and the will when a connection ends without
-//! DISCONNECT.
+//! connection of the same client to end (takeover), the will when a connection ends without
+//! DISCONNECT, and the clients the authority cuts off.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use mio::Token;
 
 use super::publish::server_topic;
 use super::{Broker, SessionRef};
-use crate::mqtt::auth::{Login, Op, Refusal, Verdict};
+use crate::mqtt::auth::{Cut, Login, Op, Refusal, Verdict};
 use crate::mqtt::codec::{Connack, ConnackCode, Connect, Packet};
 use crate::mqtt::router::ClientKey;
 use crate::mqtt::session::{Message, Session};
@@ -97,7 +97,8 @@ impl Broker {
         self.logins.answered.remove(&ticket);
     }
 
-    /// Picks up the authority's late answers and wakes the connections waiting for them.
+    /// Picks up the authority's late answers and wakes the connections waiting for them, then
+    /// its cut-offs.
     pub(super) fn collect_verdicts(&mut self) {
         if !self.verdicts.pending() {
             return;
@@ -107,6 +108,43 @@ impl Broker {
                 self.logins.answered.insert(ticket, verdict);
                 self.posted.post(token);
             }
+        }
+        for cut in self.verdicts.take_cuts() {
+            self.cut_off(&cut);
+        }
+    }
+
+    /// Cuts off the clients `cut` names (see [`crate::mqtt::auth::Verdicts::cut_off`]): each
+    /// connection ends without its will and each session is discarded. Returns how many
+    /// sessions went.
+    pub fn cut_off(&mut self, cut: &Cut) -> usize {
+        let sids: Vec<usize> = match cut {
+            Cut::Client(id) => self.by_id.get(id.as_str()).copied().into_iter().collect(),
+            Cut::User(name) => self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.username.as_deref() == Some(name.as_str()))
+                .map(|(sid, _)| sid)
+                .collect(),
+        };
+        for &sid in &sids {
+            self.unplug(sid);
+            self.discard(sid);
+        }
+        sids.len()
+    }
+
+    /// The connection of session `sid`, if any, is to end without its will: it is woken and
+    /// finds it no longer serves the session.
+    fn unplug(&mut self, sid: usize) {
+        let s = &mut self.sessions[sid];
+        if let Some(t) = s.conn.take() {
+            s.will = None;
+            s.woken = false;
+            s.out.clear();
+            s.held.clear();
+            self.posted.post(t);
+            self.stats.connected(false);
         }
     }
 
@@ -178,16 +216,8 @@ impl Broker {
         let Some(&sid) = self.by_id.get(client_id) else {
             return false;
         };
-        let old = &mut self.sessions[sid];
-        if let Some(t) = old.conn.take() {
-            old.will = None;
-            old.woken = false;
-            old.out.clear();
-            old.held.clear();
-            self.posted.post(t);
-            self.stats.connected(false);
-        }
-        if clean || old.clean {
+        self.unplug(sid);
+        if clean || self.sessions[sid].clean {
             self.discard(sid);
             return false;
         }

@@ -8,7 +8,7 @@ use mio::Token;
 
 use super::*;
 use crate::core::shm::Zone;
-use crate::mqtt::auth::FileAuthority;
+use crate::mqtt::auth::{Cut, FileAuthority};
 use crate::mqtt::codec::{ConnackCode, Connect, Decode, Decoder, Publish, Subscribe, Will};
 use crate::mqtt::ingest::{Ack, Acks, NoIngest, Origin, Outbox};
 use crate::mqtt::session::Message;
@@ -676,4 +676,75 @@ fn the_servers_messages_are_published_and_restored_only_where_missing() {
         .collect();
     payloads.sort();
     assert_eq!(payloads, vec![b"live".to_vec(), b"newer".to_vec()]);
+}
+
+#[test]
+fn a_cut_off_client_is_closed_without_its_will_and_its_session_discarded() {
+    let b = broker();
+    let sub = online(&b, "s", true, 1);
+    b.borrow_mut()
+        .packet(sub, subscribe(&[("will/#", QoS::AtMostOnce)], 1), 0)
+        .unwrap();
+    out(&b, sub);
+    let mut c = connect("dev1", false);
+    c.username = Some("dev1".into());
+    c.will = Some(Will {
+        topic: "will/dev1".into(),
+        message: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+    });
+    let r = login(&b, c, 2).unwrap().session;
+    assert_eq!(b.borrow_mut().cut_off(&Cut::Client("other".into())), 0);
+    assert_eq!(b.borrow_mut().cut_off(&Cut::Client("dev1".into())), 1);
+    assert!(!b.borrow().serves(r, Token(2)), "its connection closes");
+    assert!(b.borrow().session(r).is_none(), "persistent, yet discarded");
+    b.borrow_mut().disconnected(r, Token(2), true, 0);
+    assert!(out(&b, sub).is_empty(), "no will");
+    let again = login(&b, connect("dev1", false), 3).unwrap();
+    assert!(!again.session_present, "nothing of the old session is left");
+}
+
+#[test]
+fn a_cut_by_user_name_ends_every_client_of_that_login_and_no_other() {
+    let b = broker();
+    let mut tokens = Vec::new();
+    for (id, user, token) in [
+        ("d1", "token:7", 1),
+        ("d2", "token:7", 2),
+        ("d3", "token:8", 3),
+    ] {
+        let mut c = connect(id, true);
+        c.username = Some(user.into());
+        tokens.push((login(&b, c, token).unwrap().session, token));
+    }
+    assert_eq!(b.borrow_mut().cut_off(&Cut::User("token:7".into())), 2);
+    let live: Vec<bool> = tokens
+        .iter()
+        .map(|&(r, t)| b.borrow().serves(r, Token(t)))
+        .collect();
+    assert_eq!(live, [false, false, true]);
+}
+
+#[test]
+fn cut_offs_given_through_the_verdicts_handle_act_at_the_next_turn() {
+    let zone = Zone::new("mqtt.test", crate::mqtt::stats::zone_size()).unwrap();
+    let auth = Rc::new(FileAuthority {
+        allow_anonymous: true,
+        ..FileAuthority::default()
+    });
+    let hooks = Hooks::with_authority(auth);
+    let verdicts = hooks.verdicts.clone();
+    let b = Rc::new(RefCell::new(Broker::new(
+        Limits::default(),
+        hooks,
+        Posted::new(),
+        Stats::new(zone, 0),
+        (0, 0),
+    )));
+    let r = online(&b, "dev1", true, 1);
+    verdicts.cut_off(Cut::Client("dev1".into()));
+    assert!(b.borrow().serves(r, Token(1)), "not before the turn");
+    b.borrow_mut().tick(0);
+    assert!(!b.borrow().serves(r, Token(1)));
 }
