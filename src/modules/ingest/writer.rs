@@ -55,7 +55,7 @@ pub struct Answer {
 }
 
 /// The channels the worker's LISTEN connection follows ([`listen`]).
-pub const CHANNELS: &[&str] = &[login::CHANNEL];
+pub const CHANNELS: &[&str] = &[login::CHANNEL, login::token::CHANNEL];
 
 /// The writer, made on the I/O thread.
 pub struct Writer {

@@ -9,6 +9,8 @@
 //! | one the password file names | the password file | the ACL file |
 //! | a device id (`[A-Za-z0-9_-]{1,64}`) of a live sensor | its secret's hash | a sensor's |
 //! | a device id of a deleted sensor | refused, 0x05 | |
+//! | `token:{id}` of a display token ([`token`]) | its secret's hash, not revoked | a display's |
+//! | `token:{id}` of a revoked token | refused, 0x05 | |
 //! | anything else | the files (as without a database) | the ACL file |
 //!
 //! The password file comes first: an operator's account keeps working whatever is registered
@@ -29,6 +31,13 @@
 //! read: the narrower rights until the worker knows (a session may come from a sibling worker
 //! without a CONNECT here).
 //!
+//! Cut off at once: a notification on [`CHANNEL`] means the device id's login changed (deleted,
+//! new secret, other hive: migration 0008 announces nothing else), one on [`token::CHANNEL`]
+//! that the token changed (migration 0010). Every worker of every node hears it and cuts off
+//! the clients it holds under that login ([`Verdicts::cut_off`] by user name: a sensor's is its
+//! device id, a display's `token:{id}`); they must log in again, against the database. A
+//! password verified while such a notification came does not let its CONNECT in (0x05).
+//!
 //! Cost on the event loop: a CONNECT whose password this worker has already verified with the
 //! same hash costs the authority a SHA-256 of the password and a map lookup (72 ns,
 //! `benches/sensor_login.rs`). A password not seen before is checked with PBKDF2 on the I/O
@@ -41,6 +50,7 @@
 
 pub mod store;
 pub mod table;
+pub mod token;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -50,21 +60,29 @@ use crate::modules::database::listen::Hear;
 use crate::modules::ingest::decode::valid_device_id;
 use crate::modules::ingest::worker::WorkerDb;
 use crate::modules::ingest::writer::Job;
-use crate::mqtt::auth::{Authority, FileAuthority, Login, Op, Refusal, Verdict, Verdicts};
-use store::{Ask, Check, Found, Reply};
+use crate::mqtt::auth::{Authority, Cut, FileAuthority, Login, Op, Refusal, Verdict, Verdicts};
+use store::{Ask, Check, Digest, Found, Reply, TokenFound};
 use table::{sensor_allows, Step, Table, Waiter};
+use token::{token_allows, token_id, Tokens};
 
 /// The channel on which the database announces a changed sensor login (its payload the device
 /// id, empty for all of them).
 pub const CHANNEL: &str = "bizzy_sensor";
 
-/// The worker's authority: sensors from the database, everyone else from the files.
+/// The worker's authority: sensors and display tokens from the database, everyone else from
+/// the files.
 pub struct SensorAuthority {
     files: Rc<FileAuthority>,
     db: Rc<WorkerDb>,
     verdicts: Verdicts,
     table: RefCell<Table>,
+    tokens: RefCell<Tokens>,
+    /// What follows [`token::CHANNEL`] (the listener holds it weakly).
+    token_ear: Rc<TokenEar>,
 }
+
+/// The follower of [`token::CHANNEL`], for its authority.
+struct TokenEar(Weak<SensorAuthority>);
 
 impl SensorAuthority {
     /// The authority over the worker's I/O thread `db`; late answers go through `verdicts`.
@@ -74,11 +92,13 @@ impl SensorAuthority {
         files: Rc<FileAuthority>,
         verdicts: &Verdicts,
     ) -> Rc<SensorAuthority> {
-        let a = Rc::new(SensorAuthority {
+        let a = Rc::new_cyclic(|weak| SensorAuthority {
             files,
             db: Rc::clone(&db),
             verdicts: verdicts.clone(),
             table: RefCell::new(Table::default()),
+            tokens: RefCell::new(Tokens::default()),
+            token_ear: Rc::new(TokenEar(weak.clone())),
         });
         let weak = Rc::downgrade(&a);
         db.set_logins(move |r| {
@@ -87,7 +107,17 @@ impl SensorAuthority {
             }
         });
         db.hear(CHANNEL, Rc::downgrade(&a) as Weak<dyn Hear>);
+        db.hear(
+            token::CHANNEL,
+            Rc::downgrade(&a.token_ear) as Weak<dyn Hear>,
+        );
         a
+    }
+
+    /// The token `username` names if the token table is to check it (`Some(None)`: a token's
+    /// user name without a valid id).
+    fn token_name(&self, username: Option<&str>) -> Option<Option<i64>> {
+        username.filter(|u| !self.files.knows(u)).and_then(token_id)
     }
 
     /// The device id `username` names if the sensor table is to check it: a device-id-shaped
@@ -98,11 +128,13 @@ impl SensorAuthority {
 
     /// Answers the CONNECT of `ticket` for sensor `device`, now or later (having asked the I/O
     /// thread). Nothing is copied for a CONNECT the copy answers at once.
-    fn answer(&self, device: &str, login: &Login<'_>, ticket: u64, fresh: bool) -> Verdict {
+    /// A lookup's answer that a notification overtook is stale: its CONNECTs are looked up
+    /// again rather than answered from it.
+    fn answer(&self, device: &str, login: &Login<'_>, ticket: u64) -> Verdict {
         let step = self
             .table
             .borrow()
-            .check(device, login.client_id, login.password, fresh);
+            .check(device, login.client_id, login.password, true);
         match step {
             Step::Allow => Verdict::Allow,
             Step::Refuse(r) => Verdict::Refuse(r),
@@ -163,6 +195,7 @@ impl SensorAuthority {
                 log!(Error, "sensor logins: cannot read the sensor table: {e}");
             }
             Reply::One { device_id, found } => self.looked_up(&device_id, found),
+            Reply::Token { id, found } => self.token_looked_up(id, found),
             Reply::Verified {
                 ticket,
                 device_id,
@@ -170,16 +203,30 @@ impl SensorAuthority {
                 digest,
                 ok,
             } => {
-                self.table
-                    .borrow_mut()
-                    .verified(&device_id, &phc, digest, ok);
-                let v = if ok {
-                    Ok(())
-                } else {
-                    Err(Refusal::BadCredentials)
-                };
+                let v = self.verified(&device_id, &phc, digest, ok);
                 self.verdicts.answer(ticket, v);
             }
+        }
+    }
+
+    /// A password check came for a device id or a token's user name: remembered, and the
+    /// CONNECT's answer; a login that changed meanwhile does not let it in.
+    fn verified(&self, name: &str, phc: &str, digest: Digest, ok: bool) -> Result<(), Refusal> {
+        let holds = match token_id(name) {
+            Some(id) => {
+                let id = id.unwrap_or_default();
+                self.tokens.borrow_mut().verified(id, phc, digest, ok);
+                self.tokens.borrow().holds(id, phc)
+            }
+            None => {
+                self.table.borrow_mut().verified(name, phc, digest, ok);
+                self.table.borrow().holds(name, phc)
+            }
+        };
+        match (ok, holds) {
+            (false, _) => Err(Refusal::BadCredentials),
+            (true, false) => Err(Refusal::NotAuthorised),
+            (true, true) => Ok(()),
         }
     }
 
@@ -212,7 +259,7 @@ impl SensorAuthority {
             let v = if unknown {
                 self.files.check(login.username, login.password).into()
             } else {
-                self.answer(device, &login, ticket, false)
+                self.answer(device, &login, ticket)
             };
             match v {
                 Verdict::Allow => self.verdicts.answer(ticket, Ok(())),
@@ -223,11 +270,104 @@ impl SensorAuthority {
     }
 }
 
+/// Display tokens: the same steps as a sensor's, over [`Tokens`].
+impl SensorAuthority {
+    /// Answers the CONNECT of `ticket` with token `id`, now or later.
+    fn answer_token(&self, id: i64, login: &Login<'_>, ticket: u64) -> Verdict {
+        let step = self.tokens.borrow().check(id, login.password);
+        match step {
+            Step::Allow => Verdict::Allow,
+            Step::Refuse(r) => Verdict::Refuse(r),
+            Step::Verify { phc, digest } => self.ask(Ask::Verify(Check {
+                ticket,
+                device_id: token::username(id),
+                phc,
+                password: login.password.unwrap_or_default().to_vec(),
+                digest,
+            })),
+            Step::Lookup => {
+                let w = Waiter {
+                    ticket,
+                    client_id: login.client_id.to_string(),
+                    password: login.password.map(<[u8]>::to_vec),
+                };
+                if !self.tokens.borrow_mut().wait(id, w) {
+                    return Verdict::Later;
+                }
+                match self.ask(Ask::Token(id)) {
+                    Verdict::Later => Verdict::Later,
+                    refused => {
+                        self.tokens.borrow_mut().lookup_failed(id);
+                        refused
+                    }
+                }
+            }
+        }
+    }
+
+    /// A token's lookup answered: the CONNECTs that waited for it are answered or go on; a
+    /// token gone cuts off whoever is still logged in with it (a lookup after LISTEN resumed).
+    fn token_looked_up(&self, id: i64, found: Result<TokenFound, store::LoginError>) {
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                let waiters = self.tokens.borrow_mut().lookup_failed(id);
+                log!(
+                    Error,
+                    "display tokens: cannot look up token {id}: {e}; {} CONNECT(s) refused",
+                    waiters.len()
+                );
+                for w in waiters {
+                    self.verdicts.answer(w.ticket, Err(Refusal::NotAuthorised));
+                }
+                return;
+            }
+        };
+        if !matches!(found, TokenFound::Live { .. }) {
+            self.verdicts.cut_off(Cut::User(token::username(id)));
+        }
+        let waiters = self.tokens.borrow_mut().looked_up(id, found);
+        for w in waiters {
+            let login = Login {
+                client_id: &w.client_id,
+                username: None,
+                password: w.password.as_deref(),
+            };
+            match self.answer_token(id, &login, w.ticket) {
+                Verdict::Allow => self.verdicts.answer(w.ticket, Ok(())),
+                Verdict::Refuse(r) => self.verdicts.answer(w.ticket, Err(r)),
+                Verdict::Later => {}
+            }
+        }
+    }
+
+    /// A notification: token `id` changed. Forgotten, and its clients cut off.
+    fn token_changed(&self, id: i64) {
+        self.tokens.borrow_mut().forget(id);
+        self.verdicts.cut_off(Cut::User(token::username(id)));
+    }
+
+    /// LISTEN on the tokens' channel took effect (or every token changed): changes may have
+    /// been missed, so every token known is forgotten and looked up again (a gone one's
+    /// clients are then cut off).
+    fn tokens_listening(&self) {
+        for id in self.tokens.borrow_mut().forget_all() {
+            if self.ask(Ask::Token(id)) != Verdict::Later {
+                return;
+            }
+        }
+    }
+}
+
 impl Authority for SensorAuthority {
     fn connect(&self, login: &Login<'_>, ticket: u64) -> Verdict {
         match self.sensor_name(login.username) {
-            Some(device) => self.answer(device, login, ticket, true),
-            None => self.files.connect(login, ticket),
+            Some(device) => self.answer(device, login, ticket),
+            None => match self.token_name(login.username) {
+                Some(Some(id)) => self.answer_token(id, login, ticket),
+                Some(None) => Verdict::Refuse(Refusal::BadCredentials),
+                None => self.files.connect(login, ticket),
+            },
         }
     }
 
@@ -236,7 +376,14 @@ impl Authority for SensorAuthority {
             Some(device) if self.table.borrow().is_sensor(device) => {
                 sensor_allows(device, op, topic)
             }
-            _ => self.files.allows(client_id, username, op, topic),
+            _ => match self.token_name(username) {
+                Some(Some(id)) => match self.tokens.borrow().hives(id) {
+                    Some(hives) => token_allows(hives, op, topic),
+                    None => token_allows(&[], op, topic),
+                },
+                Some(None) => false,
+                None => self.files.allows(client_id, username, op, topic),
+            },
         }
     }
 
@@ -255,9 +402,41 @@ impl Hear for SensorAuthority {
 
     fn notified(&self, payload: &str) {
         let device = (!payload.is_empty()).then_some(payload);
+        let cut = match device {
+            Some(d) => vec![d.to_string()],
+            None => self.table.borrow().devices(),
+        };
         self.table.borrow_mut().notified(device);
+        for d in cut
+            .into_iter()
+            .filter(|d| self.sensor_name(Some(d)).is_some())
+        {
+            self.verdicts.cut_off(Cut::User(d));
+        }
         if device.is_none() {
             self.listening();
+        }
+    }
+}
+
+impl Hear for TokenEar {
+    fn listening(&self) {
+        if let Some(a) = self.0.upgrade() {
+            a.tokens_listening();
+        }
+    }
+
+    fn notified(&self, payload: &str) {
+        let Some(a) = self.0.upgrade() else {
+            return;
+        };
+        match payload.parse::<i64>() {
+            Ok(id) => a.token_changed(id),
+            Err(_) if payload.is_empty() => a.tokens_listening(),
+            Err(_) => log!(
+                Error,
+                "display tokens: a notification names no token: {payload:?}"
+            ),
         }
     }
 }

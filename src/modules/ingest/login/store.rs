@@ -1,6 +1,7 @@
 //! The sensor logins' side of the worker's I/O thread: reads the login columns of the sensor
 //! table (all of them for the worker's copy, or one device id's for a CONNECT the copy cannot
-//! answer), and checks a password against its PBKDF2 hash off the event loop.
+//! answer) and a display token's row, and checks a password against its PBKDF2 hash off the
+//! event loop.
 //!
 //! The reads take a connection of the worker's pool (never the batches' own, which a batch
 //! holds while PostgreSQL is away). A lookup gives up after [`LOOKUP_TIMEOUT`], waiting for a
@@ -37,7 +38,22 @@ pub enum Found {
     Unknown,
 }
 
-/// A password to check against a hash, for the CONNECT of `ticket`.
+/// A display token as the `api_token` table has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenFound {
+    /// Not revoked: its secret's PHC string and the hives it may follow.
+    Live {
+        secret_hash: String,
+        hive_ids: Vec<i64>,
+    },
+    /// Revoked: it must not log in.
+    Revoked,
+    /// No such token.
+    Unknown,
+}
+
+/// A password to check against a hash, for the CONNECT of `ticket`. `device_id` names whose
+/// hash it is: a device id, or a token's user name (`token:{id}`, which no device id can be).
 #[derive(Debug)]
 pub struct Check {
     pub ticket: u64,
@@ -54,6 +70,8 @@ pub enum Ask {
     All,
     /// One device id's.
     One(String),
+    /// One display token's.
+    Token(i64),
     /// Whether a password matches its hash.
     Verify(Check),
 }
@@ -66,6 +84,10 @@ pub enum Reply {
     One {
         device_id: String,
         found: Result<Found, LoginError>,
+    },
+    Token {
+        id: i64,
+        found: Result<TokenFound, LoginError>,
     },
     /// The check of a [`Check`] (its password left on the I/O thread).
     Verified {
@@ -129,6 +151,12 @@ impl Logins {
                     .unwrap_or(Err(LoginError::Timeout));
                 Reply::One { device_id, found }
             }
+            Ask::Token(id) => {
+                let found = tokio::time::timeout(LOOKUP_TIMEOUT, token(pool, id))
+                    .await
+                    .unwrap_or(Err(LoginError::Timeout));
+                Reply::Token { id, found }
+            }
             Ask::Verify(c) => self.verify(c).await,
         }
     }
@@ -185,6 +213,28 @@ async fn one(pool: &Pool, device_id: &str) -> Result<Found, LoginError> {
         Some(r) => row(r).map(|(_, found)| found),
         None => Ok(Found::Unknown),
     }
+}
+
+const TOKEN: &str = "SELECT secret_hash, hive_ids, revoked_at IS NULL AS live \
+                     FROM api_token WHERE id = $1";
+
+/// One display token's login.
+async fn token(pool: &Pool, id: i64) -> Result<TokenFound, LoginError> {
+    let c = pool.get().await.map_err(LoginError::Db)?;
+    let rows = c
+        .query_typed(TOKEN, &[(&id, Type::INT8)])
+        .await
+        .map_err(LoginError::Db)?;
+    let Some(r) = rows.first() else {
+        return Ok(TokenFound::Unknown);
+    };
+    if !r.try_get::<_, bool>(2).map_err(LoginError::Db)? {
+        return Ok(TokenFound::Revoked);
+    }
+    Ok(TokenFound::Live {
+        secret_hash: r.try_get(0).map_err(LoginError::Db)?,
+        hive_ids: r.try_get(1).map_err(LoginError::Db)?,
+    })
 }
 
 /// A row of [`ALL`] or [`ONE`].

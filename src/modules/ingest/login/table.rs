@@ -100,20 +100,7 @@ impl Table {
         if client_id != device {
             return Step::Refuse(Refusal::IdentifierRejected);
         }
-        let Some(password) = password else {
-            return Step::Refuse(Refusal::BadCredentials);
-        };
-        let digest: Digest = Sha256::digest(password).into();
-        if *good == Some(digest) {
-            Step::Allow
-        } else if *bad == Some(digest) {
-            Step::Refuse(Refusal::BadCredentials)
-        } else {
-            Step::Verify {
-                phc: phc.clone(),
-                digest,
-            }
-        }
+        by_digest(phc, *good, *bad, password)
     }
 
     /// `w` waits for `device`'s lookup; true if the lookup is to be asked (no other waits).
@@ -206,6 +193,20 @@ impl Table {
         }
     }
 
+    /// Whether a password verified against `checked` for `device` may still let it in: its
+    /// entry is live, not stale, and has that hash (else a notification came meanwhile).
+    pub fn holds(&self, device: &str, checked: &str) -> bool {
+        matches!(
+            self.entries.get(device),
+            Some(Entry { login: Login::Live { phc, .. }, stale: false }) if phc == checked
+        )
+    }
+
+    /// Every device id the copy has (live or deleted).
+    pub fn devices(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
     /// Whether `device` is to be held to a sensor's rights: a sensor (live or deleted) has
     /// it, or the table was never read, so no one can tell (the narrower rights, then).
     pub fn is_sensor(&self, device: &str) -> bool {
@@ -257,6 +258,30 @@ impl Table {
             }
         };
         self.entries.insert(device, Entry { login, stale });
+    }
+}
+
+/// How a password is answered against the PHC string `phc`, given the digests of the last good
+/// and the last bad passwords verified against it: at once if it is one of them, else verified.
+pub fn by_digest(
+    phc: &str,
+    good: Option<Digest>,
+    bad: Option<Digest>,
+    password: Option<&[u8]>,
+) -> Step {
+    let Some(password) = password else {
+        return Step::Refuse(Refusal::BadCredentials);
+    };
+    let digest: Digest = Sha256::digest(password).into();
+    if good == Some(digest) {
+        Step::Allow
+    } else if bad == Some(digest) {
+        Step::Refuse(Refusal::BadCredentials)
+    } else {
+        Step::Verify {
+            phc: phc.to_string(),
+            digest,
+        }
     }
 }
 
