@@ -326,6 +326,7 @@ impl SensorAuthority {
         if !matches!(found, TokenFound::Live { .. }) {
             self.verdicts.cut_off(Cut::User(token::username(id)));
         }
+        let unknown = found == TokenFound::Unknown;
         let waiters = self.tokens.borrow_mut().looked_up(id, found);
         for w in waiters {
             let login = Login {
@@ -333,7 +334,12 @@ impl SensorAuthority {
                 username: None,
                 password: w.password.as_deref(),
             };
-            match self.answer_token(id, &login, w.ticket) {
+            let v = if unknown {
+                Verdict::Refuse(Refusal::BadCredentials)
+            } else {
+                self.answer_token(id, &login, w.ticket)
+            };
+            match v {
                 Verdict::Allow => self.verdicts.answer(w.ticket, Ok(())),
                 Verdict::Refuse(r) => self.verdicts.answer(w.ticket, Err(r)),
                 Verdict::Later => {}
