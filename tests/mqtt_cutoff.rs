@@ -168,6 +168,35 @@ fn a_new_secret_or_another_hive_cuts_the_sensor_off_and_the_old_secret_is_refuse
     );
 }
 
+#[test]
+fn a_change_made_while_no_one_listened_cuts_off_when_the_workers_listen_again() {
+    let f = fixture();
+    let n = node(&f.db.url);
+    let mut clients: Vec<(&str, Client)> = DOORS.iter().map(|d| (*d, sensor(n.addr, d))).collect();
+    f.db.query(&format!(
+        "ALTER TABLE sensor DISABLE TRIGGER sensor_login_update;
+         UPDATE sensor SET secret_hash = '{}' WHERE device_id IN ('door-1', 'door-2');
+         ALTER TABLE sensor ENABLE TRIGGER sensor_login_update",
+        hash_secret(b"rotated")
+    ));
+    assert!(clients[0].1.ping(), "a change nobody announced is not seen");
+    let ended = f.db.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    );
+    assert_eq!(ended.len(), 2, "one LISTEN connection per worker");
+    for (name, c) in clients[..2].iter_mut() {
+        assert!(
+            c.closed_within(WAIT),
+            "{name}: cut off once the table is read again"
+        );
+    }
+    assert!(
+        clients[2].1.ping() && clients[3].1.ping(),
+        "the others stay"
+    );
+}
+
 /// A display token on `hives`, its secret `secret`: its id.
 fn token(db: &TestDb, hives: &[&str], secret: &str) -> String {
     let hash = hash_secret(secret.as_bytes());

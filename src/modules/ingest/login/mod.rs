@@ -36,7 +36,9 @@
 //! that the token changed (migration 0010). Every worker of every node hears it and cuts off
 //! the clients it holds under that login ([`Verdicts::cut_off`] by user name: a sensor's is its
 //! device id, a display's `token:{id}`); they must log in again, against the database. A
-//! password verified while such a notification came does not let its CONNECT in (0x05).
+//! password verified while such a notification came does not let its CONNECT in (0x05). When
+//! LISTEN takes effect again (notifications may have been missed), the logins the new read
+//! of the sensor table changed, and the tokens a new lookup finds gone, are cut off too.
 //!
 //! Cost on the event loop: a CONNECT whose password this worker has already verified with the
 //! same hash costs the authority a SHA-256 of the password and a map lookup (72 ns,
@@ -186,9 +188,18 @@ impl SensorAuthority {
     fn reply(&self, r: Reply) {
         match r {
             Reply::All(Ok(rows)) => {
-                let mut t = self.table.borrow_mut();
-                t.loaded(rows);
-                log!(Info, "sensor logins: {} device ids read", t.len());
+                let changed = self.table.borrow_mut().loaded(rows);
+                log!(
+                    Info,
+                    "sensor logins: {} device ids read",
+                    self.table.borrow().len()
+                );
+                for d in changed
+                    .into_iter()
+                    .filter(|d| self.sensor_name(Some(d)).is_some())
+                {
+                    self.verdicts.cut_off(Cut::User(d));
+                }
             }
             Reply::All(Err(e)) => {
                 self.table.borrow_mut().load_failed();

@@ -131,19 +131,37 @@ impl Table {
     }
 
     /// A read of the whole table came: it replaces the copy (remembered passwords stay with
-    /// an unchanged hash).
-    pub fn loaded(&mut self, rows: Vec<(String, Found)>) {
+    /// an unchanged hash). Returns the device ids whose live login the read changed (deleted,
+    /// gone, another hash or hive): their clients are to be cut off, the change having come
+    /// unannounced (while no LISTEN held).
+    pub fn loaded(&mut self, rows: Vec<(String, Found)>) -> Vec<String> {
         let all_stale = self.notified_in_load.contains(&None);
         let mut old = std::mem::take(&mut self.entries);
+        let mut changed = Vec::new();
         for (device, found) in rows {
             let stale = all_stale || self.notified_in_load.contains(&Some(device.clone()));
             if let Some(e) = old.remove(&device) {
+                if let Login::Live { phc, hive_id, .. } = &e.login {
+                    let same = Found::Live {
+                        secret_hash: phc.clone(),
+                        hive_id: *hive_id,
+                    };
+                    if found != same {
+                        changed.push(device.clone());
+                    }
+                }
                 self.entries.insert(device.clone(), e);
             }
             self.put(device, found, stale);
         }
+        changed.extend(
+            old.into_iter()
+                .filter(|(_, e)| matches!(e.login, Login::Live { .. }))
+                .map(|(d, _)| d),
+        );
         self.load_ended();
         self.loaded = true;
+        changed
     }
 
     /// A read of the whole table failed.

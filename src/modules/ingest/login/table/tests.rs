@@ -207,3 +207,36 @@ fn a_sensor_publishes_under_its_topics_and_subscribes_to_its_commands_only() {
         assert!(!sensor_allows("door-1", op, topic), "{op:?} {topic}");
     }
 }
+
+#[test]
+fn a_read_of_the_table_names_the_live_logins_it_changed() {
+    let mut t = Table::default();
+    t.load_asked();
+    t.loaded(
+        ["door-1", "door-2", "door-3", "door-4", "door-5"]
+            .iter()
+            .map(|d| (d.to_string(), live(PHC)))
+            .chain([("old".to_string(), Found::Deleted)])
+            .collect(),
+    );
+    t.load_asked();
+    let mut changed = t.loaded(vec![
+        ("door-1".into(), live(PHC)),
+        ("door-2".into(), live(NEW_PHC)),
+        (
+            "door-3".into(),
+            Found::Live {
+                secret_hash: PHC.into(),
+                hive_id: 8,
+            },
+        ),
+        ("door-4".into(), Found::Deleted),
+        ("old".into(), live(PHC)),
+    ]);
+    changed.sort();
+    assert_eq!(
+        changed,
+        ["door-2", "door-3", "door-4", "door-5"],
+        "new hash, new hive, deleted, gone; not the unchanged one, nor one revived"
+    );
+}
