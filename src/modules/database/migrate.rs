@@ -63,6 +63,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_sensor_notify"),
     migration!(9, "0009_api_token"),
     migration!(10, "0010_token_notify"),
+    migration!(11, "0011_config_notify"),
 ];
 
 /// The advisory lock every `bizzy migrate` holds while it works: "bizzymig" in ASCII.

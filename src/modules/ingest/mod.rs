@@ -16,6 +16,7 @@ pub mod count;
 pub mod decode;
 pub mod hook;
 pub mod login;
+pub mod push;
 pub mod sim;
 pub mod spool;
 pub mod stats;

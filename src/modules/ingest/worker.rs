@@ -18,6 +18,7 @@ use crate::modules::database::DatabaseConf;
 use crate::modules::ingest::batch::Report;
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::login::store::Reply;
+use crate::modules::ingest::push::{self, Configs, Published, Push};
 use crate::modules::ingest::stats::{self, Stats};
 use crate::modules::ingest::writer::{Answer, Done, Job, Retained, Setup, Writer};
 use crate::modules::occupancy::{self, Occupancy};
@@ -39,6 +40,8 @@ pub struct WorkerDb {
     parts: Rc<Parts>,
     /// The follower of the other nodes' occupancy changes, on the worker that republishes them.
     nodes: OnceCell<Rc<OtherNodes>>,
+    /// The follower of the new configurations, on the same worker.
+    configs: OnceCell<Rc<Configs>>,
 }
 
 /// The worker's I/O thread as the cycle's parts share it (the MQTT hooks, the HTTP API): made
@@ -112,6 +115,8 @@ struct Parts {
     hearers: Hearers,
     /// The questions parked HTTP requests wait for.
     queries: Queries,
+    /// The newest configuration published per sensor.
+    published: Published,
 }
 
 impl WorkerDb {
@@ -134,6 +139,7 @@ impl WorkerDb {
             logins: OnceCell::new(),
             hearers: Hearers::default(),
             queries: Queries::default(),
+            published: Published::default(),
         });
         let on_answer = {
             let parts = Rc::clone(&parts);
@@ -171,6 +177,7 @@ impl WorkerDb {
             max_batch: conf.max_batch,
             parts,
             nodes: OnceCell::new(),
+            configs: OnceCell::new(),
         });
         if ctx.slot == 0 {
             db.maintain_every(&ctx.posted);
@@ -180,6 +187,12 @@ impl WorkerDb {
                 Rc::downgrade(&nodes) as std::rc::Weak<dyn Hear>,
             );
             let _ = db.nodes.set(nodes);
+            let configs = Configs::new(&db);
+            db.hear(
+                push::CHANNEL,
+                Rc::downgrade(&configs) as std::rc::Weak<dyn Hear>,
+            );
+            let _ = db.configs.set(configs);
         }
         Ok(db)
     }
@@ -247,6 +260,11 @@ impl WorkerDb {
         Some(pending)
     }
 
+    /// Publishes each configuration newer than the one last published for its sensor.
+    pub fn push(&self, configurations: &[Push]) {
+        self.parts.push(configurations);
+    }
+
     /// Hands a job to the I/O thread; a full pipe hands it back (back-pressure).
     pub fn send(&self, job: Job) -> Result<(), SendError<Job>> {
         self.io.borrow_mut().send(job)?;
@@ -306,6 +324,7 @@ impl Parts {
             }
             Done::Changed(hives) => self.publish(&hives),
             Done::Queried(id, asked) => self.queries.answered(id, asked),
+            Done::Configurations(c) => self.push(&c),
             Done::Listening { channels } => self.hearers.listening(&channels),
             Done::Notified { channel, payload } => self.hearers.notified(&channel, &payload),
         }
@@ -346,20 +365,25 @@ impl Parts {
             outbox.restore(occupancy_message(o));
         }
         for (device_id, c) in &r.configurations {
-            let Ok(payload) = c.encode() else {
-                log!(
-                    Warn,
-                    "ingest: configuration {} of sensor {device_id} is out of range: not retained",
-                    c.configuration_id
-                );
+            if let Some(m) = push::configuration_message(device_id, c) {
+                outbox.restore(m);
+            }
+        }
+    }
+
+    /// Publishes the configurations newer than those published before, each as the retained
+    /// QoS 1 message of its sensor's commands topic.
+    fn push(&self, configurations: &[Push]) {
+        let Some(outbox) = self.outbox.get() else {
+            return;
+        };
+        for (device_id, c) in configurations {
+            if !self.published.newer(device_id, c.configuration_id) {
                 continue;
-            };
-            outbox.restore(Message {
-                topic: format!("commands/sensor/{device_id}").into(),
-                payload: bytes::Bytes::copy_from_slice(&payload),
-                qos: QoS::AtLeastOnce,
-                retain: true,
-            });
+            }
+            if let Some(m) = push::configuration_message(device_id, c) {
+                outbox.publish(m);
+            }
         }
     }
 }

@@ -34,8 +34,8 @@ use crate::modules::database::pool::{self, Pool};
 use crate::modules::database::query::{self, Asked, Query};
 use crate::modules::ingest::batch::{Report, Stored, Written};
 use crate::modules::ingest::conf::IngestConf;
-use crate::modules::ingest::decode::Configuration;
 use crate::modules::ingest::login::{self, store::Logins};
+use crate::modules::ingest::push::{self, Push};
 use crate::modules::ingest::spool::{replay, Spool};
 use crate::modules::ingest::stats::Stats;
 use crate::modules::ingest::store::{self, maintain};
@@ -66,7 +66,7 @@ pub struct Writer {
     /// `database.migrate_on_start`: the periodic work applies the migrations first, until
     /// they are (the master's attempt may have found the database down).
     migrate: std::cell::Cell<bool>,
-    /// LISTEN on [`occupancy::CHANNEL`] too.
+    /// LISTEN on [`occupancy::CHANNEL`] and [`push::CHANNEL`] too.
     other_nodes: bool,
     /// The connection; `None` until made, and again after it broke.
     client: tokio::sync::Mutex<Option<Client>>,
@@ -92,8 +92,8 @@ pub struct Setup {
     pub node: String,
     /// Whether this writer applies the migrations the master could not.
     pub migrate: bool,
-    /// Whether it also follows the other nodes' occupancy changes ([`occupancy::CHANNEL`]):
-    /// one worker per node does.
+    /// Whether it also follows the other nodes' occupancy changes ([`occupancy::CHANNEL`])
+    /// and the new configurations ([`push::CHANNEL`]): one worker per node does.
     pub other_nodes: bool,
     pub pool_size: usize,
 }
@@ -243,6 +243,10 @@ pub enum Job {
     ChangedSince(std::time::SystemTime),
     /// A question an HTTP request waits for ([`query`]).
     Query(Query),
+    /// The newest configuration of the sensors that got one since this instant
+    /// (notifications missed while the LISTEN connection was down), as soon as the database
+    /// answers.
+    ConfigurationsSince(std::time::SystemTime),
 }
 
 /// The I/O thread's answer to a [`Job`], in kind.
@@ -257,6 +261,8 @@ pub enum Done {
     Changed(Vec<Occupancy>),
     /// How question `id` ended.
     Queried(u64, Asked),
+    /// The configurations of [`Job::ConfigurationsSince`].
+    Configurations(Vec<Push>),
     /// LISTEN on `channels` took effect on a new connection (news, not an answer).
     Listening {
         channels: Vec<String>,
@@ -280,7 +286,7 @@ impl Done {
 #[derive(Debug, Default)]
 pub struct Retained {
     pub hives: Vec<Occupancy>,
-    pub configurations: Vec<(String, Configuration)>,
+    pub configurations: Vec<Push>,
 }
 
 impl Writer {
@@ -373,33 +379,30 @@ impl Writer {
                 &[],
             )
             .await?;
-        let configs = c
-            .query(
-                "SELECT DISTINCT ON (s.id) s.device_id, c.configuration_id, c.threshold_cm,
-                        c.reporting_interval_min, c.status_interval_min, c.event_threshold
-                 FROM sensor s JOIN sensor_report_config c ON c.sensor_id = s.id
-                 WHERE s.deleted_at IS NULL
-                 ORDER BY s.id, c.configuration_id DESC",
-                &[],
-            )
-            .await?;
-        let small = |v: i32| u16::try_from(v).unwrap_or(u16::MAX);
         Ok(Retained {
             hives: hives.iter().map(occupancy::from_row).collect(),
-            configurations: configs
-                .iter()
-                .map(|r| {
-                    let c = Configuration {
-                        configuration_id: u32::try_from(r.get::<_, i64>(1)).unwrap_or(0),
-                        threshold_cm: small(r.get(2)),
-                        reporting_interval_min: small(r.get(3)),
-                        status_interval_min: small(r.get(4)),
-                        event_threshold: small(r.get(5)),
-                    };
-                    (r.get::<_, String>(0), c)
-                })
-                .collect(),
+            configurations: push::newest(&c, None).await?,
         })
+    }
+
+    /// The configurations of [`Job::ConfigurationsSince`], trying again until the database
+    /// answers.
+    async fn configurations_since(&self, t: std::time::SystemTime) -> Vec<Push> {
+        let mut wait = RETRY_FIRST;
+        loop {
+            let read = async {
+                let c = self.pool.get().await?;
+                push::newest(&c, Some(t)).await
+            };
+            match read.await {
+                Ok(configurations) => return configurations,
+                Err(e) => {
+                    log!(Warn, "ingest: cannot read the missed configurations: {e}");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+            }
+        }
     }
 }
 
@@ -428,6 +431,9 @@ impl Work for Writer {
                     let (id, asked) = query::serve(&self.pool, q).await;
                     Done::Queried(id, asked)
                 }
+                Job::ConfigurationsSince(t) => {
+                    Done::Configurations(self.configurations_since(t).await)
+                }
             }
         })
     }
@@ -436,6 +442,7 @@ impl Work for Writer {
         let mut channels: Vec<String> = CHANNELS.iter().map(|c| c.to_string()).collect();
         if self.other_nodes {
             channels.push(occupancy::CHANNEL.to_string());
+            channels.push(push::CHANNEL.to_string());
         }
         listen::spawn(self.url.clone(), channels, move |h| {
             news.tell(match h {
