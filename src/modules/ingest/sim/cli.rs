@@ -50,7 +50,9 @@ Options:
   --seed N         what every sensor sends follows from it (default 1)
   --password P     every sensor's MQTT password, and with --create its secret (default
                    sim-secret)
-  --mqtt HOST:PORT the broker (default: the first mqtt.listen; a wildcard address is this host)
+  --mqtt HOST:PORT the broker (default: the first mqtt.listen; a wildcard address is this host);
+                   HOST:PORT,HOST:PORT,..: the sensors spread over them in turn (sim-00000 on
+                   the first), the watcher on the first
   --inflight K     QoS 1 messages in flight per sensor at most (default 8)
   --drain S        once publishing ends, wait at most this long for the PUBACKs (default 60)
   --measure        latency histograms: publish to PUBACK, and publish to the occupancy seen on
@@ -163,7 +165,7 @@ pub fn parse_args(args: &[OsString]) -> Result<Option<Args>, ArgError> {
             "--bad" => o.bad = number(arg, v, 0, 1_000_000)?,
             "--seed" => o.seed = number(arg, v, 0, u64::MAX)?,
             "--password" => o.password = v.to_string(),
-            "--mqtt" => o.mqtt = Some(address(v)?),
+            "--mqtt" => o.mqtt = v.split(',').map(address).collect::<Result<_, _>>()?,
             "--inflight" => o.inflight = number(arg, v, 1, 1000)?,
             "--drain" => o.drain = seconds(arg, v)?,
             other => return Err(ArgError::Unknown(other.to_string())),
@@ -434,7 +436,12 @@ mod tests {
             (Some(20), [2, 0, 1], QoS::AtMostOnce)
         );
         assert_eq!((o.bad, o.seed, o.password.as_str()), (5, 9, "pw"));
-        assert_eq!(o.mqtt, Some("127.0.0.1:1884".parse().expect("an address")));
+        assert_eq!(o.mqtt, ["127.0.0.1:1884".parse().expect("an address")]);
+        assert_eq!(
+            options(&["--mqtt", "127.0.0.1:1,127.0.0.1:2"]).mqtt.len(),
+            2,
+            "a list of brokers"
+        );
         assert_eq!((o.inflight, o.drain), (4, Duration::from_secs(3)));
         assert_eq!(options(&["--mix", "1,2,3"]).mix, [1, 2, 3]);
         assert_eq!(options(&["--duration", "0"]).duration, None);

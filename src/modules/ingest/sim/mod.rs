@@ -65,8 +65,9 @@ pub struct Options {
     pub seed: u64,
     /// Every sensor's MQTT password (and, with `create`, its stored secret).
     pub password: String,
-    /// The broker; `None`: the configuration's first `mqtt.listen`.
-    pub mqtt: Option<SocketAddr>,
+    /// The brokers, the sensors spread over them in turn; none: the configuration's first
+    /// `mqtt.listen`.
+    pub mqtt: Vec<SocketAddr>,
     /// QoS 1 messages in flight per sensor at most.
     pub inflight: usize,
     /// Longest wait for the PUBACKs once publishing ended.
@@ -88,7 +89,7 @@ impl Default for Options {
             bad: 0,
             seed: 1,
             password: "sim-secret".to_string(),
-            mqtt: None,
+            mqtt: Vec::new(),
             inflight: 8,
             drain: Duration::from_secs(60),
             measure: false,
@@ -189,27 +190,32 @@ pub fn run(opts: &Options, conf: &Conf, stop: &AtomicBool) -> Result<Outcome, Si
     if !conf.written::<DatabaseConf>() {
         return Err(SimError::NoDatabase);
     }
-    let addr = broker(opts, conf.section::<MqttConf>())?;
+    let addrs = brokers(opts, conf.section::<MqttConf>())?;
     let ingest = conf.section::<IngestConf>();
     let window = Duration::from(ingest.dedupe_window);
     let fleet = read_fleet(opts, &conf.section::<DatabaseConf>().url, window)?;
     let (sensors, model) = build(opts, &fleet, ingest);
-    Sim::new(opts, addr, sensors, model)?.run(stop)
+    Sim::new(opts, addrs, sensors, model)?.run(stop)
 }
 
 /// `--mqtt`, or the first `mqtt.listen` (a wildcard address meaning this host).
-fn broker(opts: &Options, mqtt: &MqttConf) -> Result<SocketAddr, SimError> {
-    let mut addr = opts
-        .mqtt
-        .or_else(|| mqtt.listen.first().copied())
-        .ok_or(SimError::NoListener)?;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        });
+fn brokers(opts: &Options, mqtt: &MqttConf) -> Result<Vec<SocketAddr>, SimError> {
+    let mut addrs = opts.mqtt.clone();
+    if addrs.is_empty() {
+        addrs.extend(mqtt.listen.first().copied());
     }
-    Ok(addr)
+    if addrs.is_empty() {
+        return Err(SimError::NoListener);
+    }
+    for addr in &mut addrs {
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+    }
+    Ok(addrs)
 }
 
 /// The fleet, created first with `--create`, on a runtime of its own that ends with it;

@@ -124,7 +124,9 @@ struct Watcher {
 /// The loop's state.
 pub struct Sim<'a> {
     opts: &'a Options,
-    addr: SocketAddr,
+    /// The brokers (at least one): sensor `i` connects to `addrs[i % len]`, the watcher to
+    /// the first.
+    addrs: Vec<SocketAddr>,
     poll: Poll,
     sensors: Vec<Sensor>,
     watcher: Option<Watcher>,
@@ -148,10 +150,10 @@ pub struct Sim<'a> {
 }
 
 impl<'a> Sim<'a> {
-    /// The loop over `sensors`, publishing to `addr`, expecting by `model`.
+    /// The loop over `sensors`, publishing to `addrs` (at least one), expecting by `model`.
     pub fn new(
         opts: &'a Options,
-        addr: SocketAddr,
+        addrs: Vec<SocketAddr>,
         sensors: Vec<Sensor>,
         model: Model,
     ) -> Result<Sim<'a>, SimError> {
@@ -163,7 +165,7 @@ impl<'a> Sim<'a> {
         });
         Ok(Sim {
             opts,
-            addr,
+            addrs,
             poll: Poll::new().map_err(SimError::Io)?,
             sensors,
             watcher,
@@ -223,8 +225,8 @@ impl<'a> Sim<'a> {
         let deadline = Instant::now() + CONNECT_WITHIN;
         if let Some(w) = &mut self.watcher {
             w.link
-                .open(self.addr, self.poll.registry(), WATCHER)
-                .map_err(|e| SimError::Connect(self.addr, e))?;
+                .open(self.addrs[0], self.poll.registry(), WATCHER)
+                .map_err(|e| SimError::Connect(self.addrs[0], e))?;
             self.connecting += 1;
         }
         loop {
@@ -534,7 +536,11 @@ impl<'a> Sim<'a> {
             if link.state != State::Down {
                 continue;
             }
-            match link.open(self.addr, registry, token) {
+            let addr = match token {
+                WATCHER => self.addrs[0],
+                _ => self.addrs[i % self.addrs.len()],
+            };
+            match link.open(addr, registry, token) {
                 Ok(()) => self.connecting += 1,
                 Err(_) => {
                     link.down(registry, now);
