@@ -181,20 +181,26 @@ impl WorkerDb {
         });
         if ctx.slot == 0 {
             db.maintain_every(&ctx.posted);
-            let nodes = OtherNodes::new(&db, node);
-            db.hear(
-                occupancy::CHANNEL,
-                Rc::downgrade(&nodes) as std::rc::Weak<dyn Hear>,
-            );
-            let _ = db.nodes.set(nodes);
-            let configs = Configs::new(&db);
-            db.hear(
-                push::CHANNEL,
-                Rc::downgrade(&configs) as std::rc::Weak<dyn Hear>,
-            );
-            let _ = db.configs.set(configs);
+            db.follow(node);
         }
         Ok(db)
+    }
+
+    /// What one worker per node follows: the other nodes' occupancy changes, republished
+    /// here, and the new configurations, published here for the whole node.
+    fn follow(self: &Rc<Self>, node: String) {
+        let nodes = OtherNodes::new(self, node);
+        self.hear(
+            occupancy::CHANNEL,
+            Rc::downgrade(&nodes) as std::rc::Weak<dyn Hear>,
+        );
+        let _ = self.nodes.set(nodes);
+        let configs = Configs::new(self);
+        self.hear(
+            push::CHANNEL,
+            Rc::downgrade(&configs) as std::rc::Weak<dyn Hear>,
+        );
+        let _ = self.configs.set(configs);
     }
 
     /// Sends the periodic work ([`Job::Maintain`]) every [`MAINTAIN_EVERY`], the housekeeping
