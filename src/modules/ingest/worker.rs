@@ -1,7 +1,8 @@
 //! The event loop's side of the worker's I/O thread, shared by every hook of the worker that
 //! needs the database: the ingest hook sends its batches through it, the sensor authority its
 //! lookups. One thread per worker, started by whichever hook asks first; each answer is handed
-//! to the part that asked, on the loop thread.
+//! to the part that asked, on the loop thread. On one worker per node (slot 0) it also follows
+//! the other nodes' occupancy ([`OtherNodes`]) and the new configurations ([`push::Configs`]).
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
