@@ -1,8 +1,17 @@
 //! `handler = "api"`: the JSON API under `/v1/`. This cycle of the project serves no API
 //! resource yet, so every call answers the API's own 404 shape rather than an HTML page.
 
+pub mod accounts;
+pub mod body;
 pub mod caller;
+pub mod config;
+pub mod db;
 pub mod error;
+pub mod hives;
+pub mod page;
+pub mod route;
+pub mod sensors;
+pub mod tokens;
 
 use std::rc::Rc;
 

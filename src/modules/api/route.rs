@@ -1,0 +1,281 @@
+//! The business API's calls: [`route`] turns a request (method, path, query, body, caller) into
+//! a [`Call`] on the event loop, answering what needs no database (404 and 405 for the path,
+//! 401 without a caller, 400 and 413 for the body); [`Call::run`] does the database work on the
+//! worker's I/O thread and gives the [`Json`] answer.
+//!
+//! ```text
+//! /v1/accounts                       GET list, POST create (platform admin)
+//! /v1/accounts/{id}                  GET
+//! /v1/accounts/{id}/admins/{uid}     PUT, DELETE (platform admin)
+//! /v1/accounts/{id}/hives            GET list, POST create
+//! /v1/accounts/{id}/sensors          GET list, POST register
+//! /v1/accounts/{id}/tokens           GET list, POST create
+//! /v1/hives/{id}                     GET (anonymous), PATCH, DELETE
+//! /v1/hives/{id}/occupancy           GET (anonymous)
+//! /v1/sensors/{device_id}            GET (health), PATCH, DELETE
+//! /v1/sensors/{device_id}/config     PUT
+//! /v1/tokens/{id}                    DELETE (revoke)
+//! ```
+
+use tokio_postgres::Client;
+
+use super::accounts::{self, AccountCall};
+use super::body::{self, Obj};
+use super::caller::Caller;
+use super::db::Who;
+use super::error::ApiError;
+use super::hives::{self, HiveCall};
+use super::page::Page;
+use super::sensors::{self, SensorCall};
+use super::tokens::{self, TokenCall};
+
+/// One API call, parsed and validated on the event loop (no database yet): Send + 'static,
+/// because it is moved to the worker's I/O thread.
+#[derive(Debug)]
+pub enum Call {
+    Account(AccountCall),
+    Hive(HiveCall),
+    Sensor(SensorCall),
+    Token(TokenCall),
+}
+
+/// An answer: status and JSON body (empty for 204).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Json {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// The request as the parsers of each resource see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Req<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+    pub caller: Option<&'a Caller>,
+}
+
+impl Req<'_> {
+    /// The signed-in caller, or 401.
+    pub fn who(&self) -> Result<Who, ApiError> {
+        self.caller
+            .map(Who::from)
+            .ok_or_else(|| ApiError::unauthorized("this call needs a signed-in caller"))
+    }
+
+    /// The platform admin calling, or 401 (anonymous) / 403 (anyone else).
+    pub fn platform_admin(&self) -> Result<Who, ApiError> {
+        let who = self.who()?;
+        if !who.platform_admin {
+            return Err(ApiError::forbidden("only a platform admin may do this"));
+        }
+        Ok(who)
+    }
+
+    /// The page a list asks for.
+    pub fn page(&self) -> Result<Page, ApiError> {
+        Page::parse(self.query)
+    }
+
+    /// The body as a JSON object of `allowed` keys.
+    pub fn object(&self, allowed: &[&str]) -> Result<Obj, ApiError> {
+        body::object(self.body, allowed)
+    }
+
+    fn not_allowed(&self) -> ApiError {
+        ApiError::method_not_allowed(self.method, self.path)
+    }
+
+    fn not_found(&self) -> ApiError {
+        ApiError::new(
+            404,
+            "not_found",
+            format!("no API resource at {}", self.path),
+        )
+    }
+}
+
+/// Parses method + path (already percent-decoded and normalised, e.g. "/v1/hives/7"),
+/// the raw query string (without '?'), and the body. Validation errors (bad JSON, unknown
+/// field, out of range, bad time zone...) are answered here, before any database work.
+/// `caller` is None for an anonymous request: calls that need a signed-in caller answer 401 here.
+/// Unknown path: 404 not_found; known path with another method: 405.
+pub fn route(
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+    caller: Option<&Caller>,
+) -> Result<Call, ApiError> {
+    let req = Req {
+        method,
+        path,
+        query,
+        body,
+        caller,
+    };
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return Err(req.not_found());
+    };
+    let segs: Vec<&str> = rest.split('/').collect();
+    match segs.as_slice() {
+        ["accounts", rest @ ..] => under_accounts(&req, rest),
+        ["hives", id] => {
+            let id = id_of(&req, id)?;
+            match method {
+                "GET" => Ok(Call::Hive(HiveCall::Get { id })),
+                "PATCH" => hives::patch(&req, id).map(Call::Hive),
+                "DELETE" => hives::delete(&req, id).map(Call::Hive),
+                _ => Err(req.not_allowed()),
+            }
+        }
+        ["hives", id, "occupancy"] => {
+            let id = id_of(&req, id)?;
+            match method {
+                "GET" => Ok(Call::Hive(HiveCall::Occupancy { id })),
+                _ => Err(req.not_allowed()),
+            }
+        }
+        ["sensors", rest @ ..] => under_sensors(&req, rest),
+        ["tokens", id] => {
+            let id = id_of(&req, id)?;
+            match method {
+                "DELETE" => tokens::revoke(&req, id).map(Call::Token),
+                _ => Err(req.not_allowed()),
+            }
+        }
+        _ => Err(req.not_found()),
+    }
+}
+
+/// `/v1/accounts...`
+fn under_accounts(req: &Req<'_>, segs: &[&str]) -> Result<Call, ApiError> {
+    let m = req.method;
+    let (id, rest) = match segs {
+        [] => {
+            return match m {
+                "GET" => accounts::list(req),
+                "POST" => accounts::create(req),
+                _ => Err(req.not_allowed()),
+            }
+            .map(Call::Account)
+        }
+        [id, rest @ ..] => (id_of(req, id)?, rest),
+    };
+    match (rest, m) {
+        ([], "GET") => accounts::get(req, id).map(Call::Account),
+        (["admins", uid], "PUT") => accounts::add_admin(req, id, uid).map(Call::Account),
+        (["admins", uid], "DELETE") => accounts::remove_admin(req, id, uid).map(Call::Account),
+        (["hives"], "GET") => hives::list(req, id).map(Call::Hive),
+        (["hives"], "POST") => hives::create(req, id).map(Call::Hive),
+        (["sensors"], "GET") => sensors::list(req, id).map(Call::Sensor),
+        (["sensors"], "POST") => sensors::register(req, id).map(Call::Sensor),
+        (["tokens"], "GET") => tokens::list(req, id).map(Call::Token),
+        (["tokens"], "POST") => tokens::create(req, id).map(Call::Token),
+        ([] | ["admins", _] | ["hives" | "sensors" | "tokens"], _) => Err(req.not_allowed()),
+        _ => Err(req.not_found()),
+    }
+}
+
+/// `/v1/sensors/{device_id}...`
+fn under_sensors(req: &Req<'_>, segs: &[&str]) -> Result<Call, ApiError> {
+    let (dev, rest) = match segs {
+        [dev, rest @ ..] if sensors::valid_device_id(dev) => (dev.to_string(), rest),
+        _ => return Err(req.not_found()),
+    };
+    match (rest, req.method) {
+        ([], "GET") => sensors::health(req, dev),
+        ([], "PATCH") => sensors::patch(req, dev),
+        ([], "DELETE") => sensors::delete(req, dev),
+        (["config"], "PUT") => sensors::config(req, dev),
+        ([] | ["config"], _) => Err(req.not_allowed()),
+        _ => Err(req.not_found()),
+    }
+    .map(Call::Sensor)
+}
+
+/// A positive id in the path; anything else names nothing (404).
+fn id_of(req: &Req<'_>, s: &str) -> Result<i64, ApiError> {
+    match s.parse::<i64>() {
+        Ok(n) if n > 0 && !s.starts_with('+') => Ok(n),
+        _ => Err(req.not_found()),
+    }
+}
+
+impl Call {
+    /// The database work, on the I/O thread. Errors of the connection (closed, refused,
+    /// timed out) become ApiError::unavailable; unique violations 409, check violations 400.
+    pub async fn run(self, db: &Client) -> Result<Json, ApiError> {
+        match self {
+            Call::Account(c) => c.run(db).await,
+            Call::Hive(c) => c.run(db).await,
+            Call::Sensor(c) => c.run(db).await,
+            Call::Token(c) => c.run(db).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admin() -> Caller {
+        Caller {
+            uid: "root".into(),
+            platform_admin: true,
+        }
+    }
+
+    fn status(method: &str, path: &str, body: &[u8], caller: Option<&Caller>) -> u16 {
+        match route(method, path, None, body, caller) {
+            Ok(_) => 200,
+            Err(e) => e.status,
+        }
+    }
+
+    #[test]
+    fn paths_methods_and_callers() {
+        let a = admin();
+        let c = Some(&a);
+        assert_eq!(status("GET", "/v1/nothing", b"", c), 404);
+        assert_eq!(status("GET", "/v2/accounts", b"", c), 404);
+        assert_eq!(status("GET", "/v1/hives/x", b"", c), 404);
+        assert_eq!(status("GET", "/v1/hives/0", b"", c), 404);
+        assert_eq!(status("GET", "/v1/sensors/bad%id", b"", c), 404);
+        assert_eq!(status("POST", "/v1/hives/7", b"", c), 405);
+        assert_eq!(status("PUT", "/v1/accounts/7/hives", b"", c), 405);
+        assert_eq!(status("GET", "/v1/sensors/door-1/config", b"", c), 405);
+        assert_eq!(status("GET", "/v1/hives/7", b"", None), 200);
+        assert_eq!(status("GET", "/v1/hives/7/occupancy", b"", None), 200);
+        assert_eq!(status("GET", "/v1/accounts", b"", None), 401);
+        assert_eq!(status("DELETE", "/v1/tokens/3", b"", None), 401);
+        assert_eq!(status("GET", "/v1/sensors/door-1", b"", c), 200);
+    }
+
+    #[test]
+    fn only_platform_admins_create_accounts_and_name_admins() {
+        let user = Caller {
+            uid: "u".into(),
+            platform_admin: false,
+        };
+        assert_eq!(
+            status("POST", "/v1/accounts", br#"{"name":"A"}"#, Some(&user)),
+            403
+        );
+        assert_eq!(
+            status("PUT", "/v1/accounts/1/admins/x", b"", Some(&user)),
+            403
+        );
+        assert_eq!(
+            status("POST", "/v1/accounts", br#"{"name":"A"}"#, Some(&admin())),
+            200
+        );
+    }
+
+    #[test]
+    fn calls_cross_to_the_io_thread() {
+        fn send_static<T: Send + 'static>() {}
+        send_static::<Call>();
+    }
+}
