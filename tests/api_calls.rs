@@ -4,578 +4,338 @@
 //! its field, 413), the three roles, pagination under concurrent inserts, and configuration
 //! ids. Run through `scripts/with-postgres cargo test --test api_calls`.
 
+#[path = "common/api.rs"]
+mod api;
 mod common;
-use common::pg::TestDb;
 
 use std::collections::HashSet;
 
-use bizzy::modules::api::caller::Caller;
-use bizzy::modules::api::route::route;
-use bizzy::modules::database::migrate::{migrate_with, MIGRATIONS};
+use api::{call, connect, hive_body, with_db, World};
 use bizzy::mqtt::auth::secret::verify;
 use serde_json::{json, Value};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::NoTls;
 
-/// An answer: status, JSON body (null for none), and the field of a validation error.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    body: Value,
-    field: Option<String>,
-}
-
-fn caller(uid: &str, platform_admin: bool) -> Caller {
-    Caller {
-        uid: uid.into(),
-        platform_admin,
-    }
-}
-
-/// Routes and runs one call, as the HTTP side does.
-async fn call(
-    db: &Client,
-    who: Option<&Caller>,
-    method: &str,
-    target: &str,
-    body: &Value,
-) -> Answer {
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
-    let bytes = if body.is_null() {
-        Vec::new()
-    } else {
-        serde_json::to_vec(body).unwrap()
-    };
-    let result = match route(method, path, query, &bytes, who) {
-        Ok(c) => c.run(db).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(j) => Answer {
-            status: j.status,
-            body: if j.body.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&j.body).expect("an answer is JSON")
-            },
-            field: None,
-        },
-        Err(e) => Answer {
-            status: e.status,
-            body: json!({ "code": e.code, "message": e.message }),
-            field: e.field,
-        },
-    }
-}
-
-/// A migrated database and a runtime to run `test` on, with a client of its own.
-fn with_db<F>(test: impl FnOnce(String, Client) -> F)
-where
-    F: std::future::Future<Output = ()>,
-{
-    let db = TestDb::new();
-    migrate_with(&db.url, MIGRATIONS).expect("the schema applies");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = connect(&db.url).await;
-        test(db.url.clone(), client).await;
-    });
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connects");
-    tokio::spawn(conn);
-    client
-}
-
-fn hive_body(name: &str) -> Value {
-    json!({
-        "name": name,
-        "type": "bar",
-        "address": {"street": "Str. Lipscani 1", "city": "Bucharest", "zip": "030031",
-                    "country": "RO", "latitude": 44.43, "longitude": 26.1},
-        "time_zone": "Europe/Bucharest",
-        "capacity": 120,
-    })
-}
-
-/// The platform admin, an account "Acme" administered by `alice`, and one hive of it.
-struct World {
-    root: Caller,
-    alice: Caller,
-    bob: Caller,
-    account: i64,
-    hive: i64,
-}
-
-async fn world(db: &Client) -> World {
-    let root = caller("root", true);
-    let a = call(
-        db,
-        Some(&root),
-        "POST",
-        "/v1/accounts",
-        &json!({"name": "Acme"}),
-    )
-    .await;
-    assert_eq!(a.status, 201, "{a:?}");
-    let account = a.body["id"].as_i64().unwrap();
-    let put = call(
-        db,
-        Some(&root),
-        "PUT",
-        &format!("/v1/accounts/{account}/admins/alice"),
-        &Value::Null,
-    )
-    .await;
-    assert_eq!(put.status, 204, "{put:?}");
-    let h = call(
-        db,
-        Some(&root),
-        "POST",
-        &format!("/v1/accounts/{account}/hives"),
-        &hive_body("The Hive"),
-    )
-    .await;
-    assert_eq!(h.status, 201, "{h:?}");
-    World {
-        root,
-        alice: caller("alice", false),
-        bob: caller("bob", false),
-        account,
-        hive: h.body["id"].as_i64().unwrap(),
-    }
-}
+const NONE: Value = Value::Null;
 
 #[test]
-fn accounts_and_their_admins() {
+fn accounts_are_made_by_platform_admins_and_seen_by_their_admins() {
     with_db(|_, db| async move {
-        let w = world(&db).await;
+        let w = World::new(db).await;
         let (root, alice, bob) = (Some(&w.root), Some(&w.alice), Some(&w.bob));
         let acc = format!("/v1/accounts/{}", w.account);
-        let a = call(&db, alice, "GET", &acc, &Value::Null).await;
+        let a = w.alice("GET", &acc, NONE).await;
         assert_eq!(
             (a.status, &a.body),
             (200, &json!({"id": w.account, "name": "Acme"}))
         );
-        assert_eq!(call(&db, bob, "GET", &acc, &Value::Null).await.status, 403);
-        assert_eq!(call(&db, None, "GET", &acc, &Value::Null).await.status, 401);
-        assert_eq!(
-            call(&db, root, "GET", "/v1/accounts/999", &Value::Null)
-                .await
-                .status,
-            404
-        );
-        assert_eq!(
-            call(&db, root, "PATCH", &acc, &Value::Null).await.status,
-            405
-        );
-        let other = call(&db, root, "POST", "/v1/accounts", &json!({"name": "Other"})).await;
+        assert_eq!(w.status(bob, "GET", &acc).await, 403);
+        assert_eq!(w.status(None, "GET", &acc).await, 401);
+        assert_eq!(w.status(root, "GET", "/v1/accounts/999").await, 404);
+        assert_eq!(w.status(root, "PATCH", &acc).await, 405);
+        let mine = w
+            .by(&w.bob, "POST", "/v1/accounts", json!({"name": "Mine"}))
+            .await;
+        assert_eq!(mine.status, 403);
+        let other = w
+            .by(&w.root, "POST", "/v1/accounts", json!({"name": "Other"}))
+            .await;
         assert_eq!(other.status, 201);
-        let b = call(&db, bob, "POST", "/v1/accounts", &json!({"name": "Mine"})).await;
-        assert_eq!(b.status, 403);
-        let bad = call(&db, root, "POST", "/v1/accounts", &json!({"nmae": "x"})).await;
-        assert_eq!((bad.status, bad.field.as_deref()), (400, Some("nmae")));
-        let bad = call(&db, root, "POST", "/v1/accounts", &json!({"name": 7})).await;
-        assert_eq!((bad.status, bad.field.as_deref()), (400, Some("name")));
-        let bad = call(&db, root, "POST", "/v1/accounts", &json!({})).await;
-        assert_eq!((bad.status, bad.field.as_deref()), (400, Some("name")));
-        let big = call(
-            &db,
-            root,
-            "POST",
-            "/v1/accounts",
-            &json!({"name": "x".repeat(70_000)}),
-        )
-        .await;
-        assert_eq!(big.status, 413);
 
-        let all = call(&db, root, "GET", "/v1/accounts", &Value::Null).await;
-        assert_eq!(all.body["items"].as_array().unwrap().len(), 2);
-        let mine = call(&db, alice, "GET", "/v1/accounts", &Value::Null).await;
-        assert_eq!(
-            mine.body,
-            json!({"items": [{"id": w.account, "name": "Acme"}], "next_cursor": null})
-        );
-        let none = call(&db, bob, "GET", "/v1/accounts", &Value::Null).await;
+        let all = w.by(&w.root, "GET", "/v1/accounts", NONE).await;
+        assert_eq!(all.body["items"].as_array().map(Vec::len), Some(2));
+        let page = w.alice("GET", "/v1/accounts", NONE).await;
+        let only = json!({"items": [{"id": w.account, "name": "Acme"}], "next_cursor": null});
+        assert_eq!(page.body, only);
+        let none = w.by(&w.bob, "GET", "/v1/accounts", NONE).await;
         assert_eq!(none.body["items"], json!([]));
-
-        let admin = format!("{acc}/admins/alice");
-        assert_eq!(
-            call(
-                &db,
-                alice,
-                "PUT",
-                &format!("{acc}/admins/bob"),
-                &Value::Null
-            )
-            .await
-            .status,
-            403
-        );
-        assert_eq!(
-            call(&db, root, "PUT", &admin, &Value::Null).await.status,
-            204,
-            "naming twice is fine"
-        );
-        assert_eq!(
-            call(&db, root, "PUT", "/v1/accounts/999/admins/x", &Value::Null)
-                .await
-                .status,
-            404
-        );
-        assert_eq!(
-            call(&db, root, "DELETE", &admin, &Value::Null).await.status,
-            204
-        );
-        assert_eq!(
-            call(&db, root, "DELETE", &admin, &Value::Null).await.status,
-            404
-        );
-        assert_eq!(
-            call(&db, alice, "GET", &acc, &Value::Null).await.status,
-            403
-        );
-        let long = format!("{acc}/admins/{}", "u".repeat(129));
-        assert_eq!(
-            call(&db, root, "PUT", &long, &Value::Null)
-                .await
-                .field
-                .as_deref(),
-            Some("uid")
-        );
+        assert_eq!(w.status(alice, "GET", "/v1/accounts?limit=0").await, 400);
     });
 }
 
 #[test]
-fn hives_are_created_read_edited_and_deleted() {
+fn account_bodies_are_refused_with_their_field() {
     with_db(|_, db| async move {
-        let w = world(&db).await;
-        let (alice, bob) = (Some(&w.alice), Some(&w.bob));
-        let hives = format!("/v1/accounts/{}/hives", w.account);
-        let mut body = hive_body("Night Bar");
-        body["reset_time"] = Value::Null;
-        let h = call(&db, alice, "POST", &hives, &body).await;
-        assert_eq!(h.status, 201, "{h:?}");
-        let id = h.body["id"].as_i64().unwrap();
-        let expected = json!({
-            "id": id, "account_id": w.account, "name": "Night Bar", "type": "bar",
-            "address": {"street": "Str. Lipscani 1", "city": "Bucharest", "zip": "030031",
-                        "country": "RO", "latitude": 44.43, "longitude": 26.1},
-            "time_zone": "Europe/Bucharest", "capacity": 120, "reset_time": null,
-        });
-        assert_eq!(h.body, expected);
-        let first = call(
-            &db,
-            None,
-            "GET",
-            &format!("/v1/hives/{}", w.hive),
-            &Value::Null,
-        )
-        .await;
-        assert_eq!(first.body["reset_time"], "04:00", "omitted: 04:00");
+        let w = World::new(db).await;
+        let post = |body: Value| w.by(&w.root, "POST", "/v1/accounts", body);
+        assert_eq!(
+            post(json!({"nmae": "x"})).await.refusal(),
+            (400, Some("nmae"))
+        );
+        assert_eq!(
+            post(json!({"name": 7})).await.refusal(),
+            (400, Some("name"))
+        );
+        assert_eq!(
+            post(json!({"name": ""})).await.refusal(),
+            (400, Some("name"))
+        );
+        assert_eq!(post(json!({})).await.refusal(), (400, Some("name")));
+        assert_eq!(post(json!([1])).await.body["code"], "bad_json");
+        let big = post(json!({"name": "x".repeat(70_000)})).await;
+        assert_eq!(big.status, 413);
+    });
+}
 
+#[test]
+fn platform_admins_name_and_remove_account_admins() {
+    with_db(|_, db| async move {
+        let w = World::new(db).await;
+        let (root, alice) = (Some(&w.root), Some(&w.alice));
+        let acc = format!("/v1/accounts/{}", w.account);
+        let admin = format!("{acc}/admins/alice");
+        assert_eq!(
+            w.status(alice, "PUT", &format!("{acc}/admins/bob")).await,
+            403
+        );
+        assert_eq!(
+            w.status(root, "PUT", &admin).await,
+            204,
+            "naming twice is fine"
+        );
+        assert_eq!(
+            w.status(root, "PUT", "/v1/accounts/999/admins/x").await,
+            404
+        );
+        assert_eq!(w.status(root, "DELETE", &admin).await, 204);
+        assert_eq!(w.status(root, "DELETE", &admin).await, 404);
+        assert_eq!(w.status(alice, "GET", &acc).await, 403);
+        let long = format!("{acc}/admins/{}", "u".repeat(129));
+        let a = w.by(&w.root, "PUT", &long, NONE).await;
+        assert_eq!(a.refusal(), (400, Some("uid")));
+        assert_eq!(
+            w.status(root, "PUT", &format!("{acc}/admins/carol")).await,
+            204
+        );
+        let carol = api::caller("carol", false);
+        assert_eq!(w.status(Some(&carol), "GET", &acc).await, 200);
+    });
+}
+
+/// The answer for a hive made from [`hive_body`] named `name`.
+fn hive_json(id: i64, account: i64, name: &str, reset: Value) -> Value {
+    let mut v = hive_body(name);
+    v["id"] = json!(id);
+    v["account_id"] = json!(account);
+    v["reset_time"] = reset;
+    v
+}
+
+#[test]
+fn hives_are_created_with_their_defaults() {
+    with_db(|_, db| async move {
+        let w = World::new(db).await;
+        let mut body = hive_body("Night Bar");
+        body["reset_time"] = NONE;
+        let h = w.alice("POST", &w.under("hives"), body).await;
+        assert_eq!(h.status, 201, "{h:?}");
+        assert_eq!(h.body, hive_json(h.id(), w.account, "Night Bar", NONE));
+        let first = call(&w.db, None, "GET", &format!("/v1/hives/{}", w.hive), &NONE).await;
+        assert_eq!(
+            first.body,
+            hive_json(w.hive, w.account, "The Hive", json!("04:00"))
+        );
+        let list = w.alice("GET", &w.under("hives"), NONE).await;
+        let items = list.body["items"].as_array().expect("items");
+        let ids: Vec<i64> = items.iter().filter_map(|h| h["id"].as_i64()).collect();
+        assert_eq!(ids, vec![w.hive, h.id()]);
+        assert_eq!(w.status(Some(&w.bob), "GET", &w.under("hives")).await, 403);
+        assert_eq!(w.status(None, "POST", &w.under("hives")).await, 401);
+    });
+}
+
+#[test]
+fn hive_bodies_are_refused_with_their_field() {
+    with_db(|_, db| async move {
+        let w = World::new(db).await;
         for (key, value, field) in [
             ("type", json!("casino"), "type"),
             ("time_zone", json!("Mars/Base"), "time_zone"),
             ("reset_time", json!("24:00"), "reset_time"),
             ("capacity", json!(0), "capacity"),
+            ("name", json!(null), "name"),
             ("address", json!({"city": "X"}), "address.street"),
+            ("address", json!({"street": "", "cty": "X"}), "address.cty"),
             ("extra", json!(1), "extra"),
         ] {
             let mut b = hive_body("Bad");
             b[key] = value;
-            let a = call(&db, alice, "POST", &hives, &b).await;
-            assert_eq!(
-                (a.status, a.field.as_deref()),
-                (400, Some(field)),
-                "{key}: {a:?}"
-            );
+            let a = w.alice("POST", &w.under("hives"), b).await;
+            assert_eq!(a.refusal(), (400, Some(field)), "{key}: {a:?}");
         }
-        assert_eq!(
-            call(&db, bob, "POST", &hives, &hive_body("X")).await.status,
-            403
-        );
-        assert_eq!(
-            call(&db, None, "POST", &hives, &hive_body("X"))
+        let theirs = w
+            .by(&w.bob, "POST", &w.under("hives"), hive_body("X"))
+            .await;
+        assert_eq!(theirs.status, 403);
+        let n =
+            w.db.query_one("SELECT count(*) FROM address", &[])
                 .await
-                .status,
-            401
-        );
+                .unwrap();
+        assert_eq!(n.get::<_, i64>(0), 1, "no address left behind");
+    });
+}
 
-        let path = format!("/v1/hives/{id}");
+#[test]
+fn hives_are_edited_field_by_field() {
+    with_db(|_, db| async move {
+        let w = World::new(db).await;
+        let path = format!("/v1/hives/{}", w.hive);
         let patch = json!({"name": "Day Bar", "reset_time": "05:30", "capacity": null,
                            "type": "cafe", "address": {"city": "Cluj"}});
-        let p = call(&db, alice, "PATCH", &path, &patch).await;
+        let p = w.alice("PATCH", &path, patch).await;
         assert_eq!(p.status, 200, "{p:?}");
-        let mut after = expected.clone();
-        after["name"] = json!("Day Bar");
-        after["reset_time"] = json!("05:30");
-        after["capacity"] = Value::Null;
+        let mut after = hive_json(w.hive, w.account, "Day Bar", json!("05:30"));
+        after["capacity"] = NONE;
         after["type"] = json!("cafe");
         after["address"]["city"] = json!("Cluj");
         assert_eq!(p.body, after);
-        assert_eq!(
-            call(&db, None, "GET", &path, &Value::Null).await.body,
-            after
-        );
-        let p = call(&db, alice, "PATCH", &path, &json!({"reset_time": null})).await;
-        assert_eq!(p.body["reset_time"], Value::Null);
-        let p = call(&db, alice, "PATCH", &path, &json!({"name": "Same"})).await;
-        assert_eq!(p.body["reset_time"], Value::Null, "omitted: left as it is");
-        let bad = call(&db, alice, "PATCH", &path, &json!({"type": "casino"})).await;
-        assert_eq!((bad.status, bad.field.as_deref()), (400, Some("type")));
-        assert_eq!(
-            call(&db, bob, "PATCH", &path, &json!({"name": "Mine"}))
-                .await
-                .status,
-            403
-        );
-        assert_eq!(
-            call(&db, bob, "DELETE", &path, &Value::Null).await.status,
-            403
-        );
+        assert_eq!(call(&w.db, None, "GET", &path, &NONE).await.body, after);
+        let p = w.alice("PATCH", &path, json!({"reset_time": null})).await;
+        assert_eq!(p.body["reset_time"], NONE);
+        let p = w.alice("PATCH", &path, json!({"name": "Same"})).await;
+        assert_eq!(p.body["reset_time"], NONE, "omitted: left as it is");
+        let bad = w.alice("PATCH", &path, json!({"type": "casino"})).await;
+        assert_eq!(bad.refusal(), (400, Some("type")));
+        let bad = w
+            .alice("PATCH", &path, json!({"address": {"country": "ro"}}))
+            .await;
+        assert_eq!(bad.refusal(), (400, Some("address.country")));
+        let theirs = w.by(&w.bob, "PATCH", &path, json!({"name": "Mine"})).await;
+        assert_eq!(theirs.status, 403);
+        assert_eq!(w.status(Some(&w.bob), "DELETE", &path).await, 403);
+        let gone = w.by(&w.root, "PATCH", "/v1/hives/999", json!({})).await;
+        assert_eq!(gone.status, 404);
+    });
+}
 
-        let list = call(&db, alice, "GET", &hives, &Value::Null).await;
-        let ids: Vec<i64> = list.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["id"].as_i64().unwrap())
-            .collect();
-        assert_eq!(ids, vec![w.hive, id]);
-
-        let occ = call(
-            &db,
-            None,
-            "GET",
-            &format!("/v1/hives/{}/occupancy", w.hive),
-            &Value::Null,
-        )
-        .await;
+#[test]
+fn occupancy_is_answered_anonymously() {
+    with_db(|_, db| async move {
+        let w = World::new(db).await;
+        let path = format!("/v1/hives/{}/occupancy", w.hive);
+        let occ = call(&w.db, None, "GET", &path, &NONE).await;
         assert_eq!(occ.status, 200);
-        assert_eq!(occ.body["hive_id"], w.hive);
-        assert_eq!(
-            (occ.body["occupancy"].clone(), occ.body["capacity"].clone()),
-            (json!(0), json!(120))
-        );
-        assert_eq!(occ.body["percent"], 0.0);
-        assert_eq!(
-            (occ.body["stale"].clone(), occ.body["degraded"].clone()),
-            (json!(false), json!(false))
-        );
-        assert!(occ.body["updated_at"].as_str().unwrap().ends_with('Z'));
+        let updated = occ.body["updated_at"].as_str().expect("a time").to_string();
+        assert!(updated.ends_with('Z') && updated.len() == 20, "{updated}");
+        let want = json!({"hive_id": w.hive, "occupancy": 0, "capacity": 120, "percent": 0.0,
+                          "updated_at": updated, "stale": false, "degraded": false});
+        assert_eq!(occ.body, want);
+        assert_eq!(w.status(None, "GET", "/v1/hives/999/occupancy").await, 404);
+        assert_eq!(w.status(None, "POST", &path).await, 405);
+    });
+}
 
-        let sensor = call(
-            &db,
-            alice,
-            "POST",
-            &format!("/v1/accounts/{}/sensors", w.account),
-            &json!({"hive_id": id, "device_id": "door-9"}),
-        )
-        .await;
-        assert_eq!(sensor.status, 201);
-        assert_eq!(
-            call(&db, alice, "DELETE", &path, &Value::Null).await.status,
-            204
-        );
+#[test]
+fn a_deleted_hive_and_its_sensors_exist_no_more() {
+    with_db(|_, db| async move {
+        let w = World::new(db).await;
+        let alice = Some(&w.alice);
+        let path = format!("/v1/hives/{}", w.hive);
+        let s = w
+            .alice(
+                "POST",
+                &w.under("sensors"),
+                json!({"hive_id": w.hive, "device_id": "d9"}),
+            )
+            .await;
+        assert_eq!(s.status, 201);
+        assert_eq!(w.status(alice, "DELETE", &path).await, 204);
         for (m, p) in [
             ("GET", path.clone()),
             ("GET", format!("{path}/occupancy")),
             ("DELETE", path.clone()),
             ("PATCH", path.clone()),
-            ("GET", "/v1/sensors/door-9".into()),
+            ("GET", "/v1/sensors/d9".into()),
         ] {
-            let a = call(&db, alice, m, &p, &json!({})).await;
+            let a = w.alice(m, &p, json!({})).await;
             assert_eq!(a.status, 404, "{m} {p}: {a:?}");
         }
+        let list = w.alice("GET", &w.under("hives"), NONE).await;
+        assert_eq!(list.body["items"], json!([]));
+    });
+}
+
+/// The secret_hash of `sql`'s one row.
+async fn stored_hash(
+    w: &World,
+    sql: &str,
+    key: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> String {
+    w.db.query_one(sql, &[key]).await.expect("a row").get(0)
+}
+
+#[test]
+fn sensors_are_registered_with_a_password_shown_once() {
+    with_db(|_, db| async move {
+        let w = World::new(db).await;
+        let s = w
+            .alice("POST", &w.under("sensors"), json!({"hive_id": w.hive}))
+            .await;
+        assert_eq!(s.status, 201, "{s:?}");
+        let dev = s.body["device_id"]
+            .as_str()
+            .expect("a device id")
+            .to_string();
+        assert!(dev.starts_with("s-") && dev.len() == 18, "{dev}");
+        assert_eq!(s.body["mqtt_username"], dev.as_str());
+        assert_eq!(
+            (&s.body["hive_id"], &s.body["direction"]),
+            (&json!(w.hive), &json!("normal"))
+        );
+        let password = s.body["mqtt_password"].as_str().expect("a password");
+        assert!(password.len() >= 22, "at least 128 bits");
+        let hash = stored_hash(
+            &w,
+            "SELECT secret_hash FROM sensor WHERE device_id = $1",
+            &dev,
+        )
+        .await;
+        assert!(verify(&hash, password.as_bytes()) && !hash.contains(password));
+        let health = w.alice("GET", &format!("/v1/sensors/{dev}"), NONE).await;
+        assert!(!health.body.to_string().contains(password));
+        let list = w.alice("GET", &w.under("sensors"), NONE).await;
+        assert_eq!(list.body["items"][0]["device_id"], dev.as_str());
+        assert!(list.body["items"][0].get("mqtt_password").is_none());
     });
 }
 
 #[test]
-fn sensors_are_registered_read_edited_and_deleted() {
+fn sensor_registrations_are_refused_with_their_field() {
     with_db(|_, db| async move {
-        let w = world(&db).await;
-        let (alice, bob) = (Some(&w.alice), Some(&w.bob));
-        let sensors = format!("/v1/accounts/{}/sensors", w.account);
-        let s = call(&db, alice, "POST", &sensors, &json!({"hive_id": w.hive})).await;
-        assert_eq!(s.status, 201, "{s:?}");
-        let dev = s.body["device_id"].as_str().unwrap().to_string();
-        assert!(dev.starts_with("s-") && dev.len() == 18, "{dev}");
-        assert_eq!(s.body["mqtt_username"], dev.as_str());
-        assert_eq!(
-            (s.body["hive_id"].clone(), s.body["direction"].clone()),
-            (json!(w.hive), json!("normal"))
-        );
-        let password = s.body["mqtt_password"].as_str().unwrap();
-        assert!(password.len() >= 22, "at least 128 bits");
-        let hash: String = db
-            .query_one(
-                "SELECT secret_hash FROM sensor WHERE device_id = $1",
-                &[&dev],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert!(verify(&hash, password.as_bytes()) && !hash.contains(password));
-
+        let w = World::new(db).await;
         let body = json!({"hive_id": w.hive, "device_id": "door-1", "direction": "reversed",
                           "counter_modulus": 65523, "name": "Front door"});
-        let s = call(&db, alice, "POST", &sensors, &body).await;
-        assert_eq!(s.status, 201, "{s:?}");
-        assert_eq!(s.body["counter_modulus"], 65523);
-        assert_eq!(call(&db, alice, "POST", &sensors, &body).await.status, 409);
-        let other = call(
-            &db,
-            Some(&w.root),
-            "POST",
-            "/v1/accounts",
-            &json!({"name": "Other"}),
-        )
-        .await;
-        let theirs = call(
-            &db,
-            Some(&w.root),
-            "POST",
-            &format!("/v1/accounts/{}/hives", other.body["id"]),
-            &hive_body("Theirs"),
-        )
-        .await;
-        let bad = call(
-            &db,
-            alice,
-            "POST",
-            &sensors,
-            &json!({"hive_id": theirs.body["id"]}),
-        )
-        .await;
-        assert_eq!((bad.status, bad.field.as_deref()), (400, Some("hive_id")));
-        let bad = call(
-            &db,
-            alice,
-            "POST",
-            &sensors,
-            &json!({"hive_id": w.hive, "device_id": "a b"}),
-        )
-        .await;
-        assert_eq!((bad.status, bad.field.as_deref()), (400, Some("device_id")));
+        let s = w.alice("POST", &w.under("sensors"), body.clone()).await;
+        assert_eq!((s.status, &s.body["counter_modulus"]), (201, &json!(65523)));
         assert_eq!(
-            call(&db, bob, "POST", &sensors, &json!({"hive_id": w.hive}))
+            w.alice("POST", &w.under("sensors"), body.clone())
                 .await
                 .status,
-            403
+            409
         );
-
-        let h = call(&db, alice, "GET", "/v1/sensors/door-1", &Value::Null).await;
-        assert_eq!(h.status, 200, "{h:?}");
-        let keys: HashSet<&str> = h
-            .body
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        for k in [
-            "device_id",
-            "hive_id",
-            "online",
-            "last_seen",
-            "firmware_version",
-            "battery_mv",
-            "gprs_signal",
-            "sensor_state",
-            "discarded_events",
-            "missed_messages",
-            "restarts",
-            "clock_skew_s",
-            "configuration",
-            "direction",
-            "counter_modulus",
-            "counting_mode",
-            "name",
+        let (_, theirs) = w.other_account().await;
+        for (b, field) in [
+            (json!({"hive_id": theirs}), "hive_id"),
+            (json!({"hive_id": w.hive, "device_id": "a b"}), "device_id"),
+            (json!({"hive_id": w.hive, "direction": "up"}), "direction"),
+            (json!({"device_id": "x"}), "hive_id"),
         ] {
-            assert!(keys.contains(k), "{k} in {}", h.body);
+            let a = w.alice("POST", &w.under("sensors"), b).await;
+            assert_eq!(a.refusal(), (400, Some(field)), "{a:?}");
         }
-        assert_eq!(h.body["online"], false);
+        let bob = w
+            .by(
+                &w.bob,
+                "POST",
+                &w.under("sensors"),
+                json!({"hive_id": w.hive}),
+            )
+            .await;
+        assert_eq!(bob.status, 403);
         assert_eq!(
-            h.body["configuration"],
-            json!({"id": 0, "acknowledged": true})
-        );
-        assert_eq!(
-            call(&db, bob, "GET", "/v1/sensors/door-1", &Value::Null)
-                .await
-                .status,
-            403
-        );
-        assert_eq!(
-            call(&db, alice, "GET", "/v1/sensors/nobody", &Value::Null)
-                .await
-                .status,
-            404
-        );
-
-        let p = call(
-            &db,
-            alice,
-            "PATCH",
-            "/v1/sensors/door-1",
-            &json!({"direction": "normal", "counting_mode": "event", "name": null}),
-        )
-        .await;
-        assert_eq!(p.status, 200, "{p:?}");
-        assert_eq!(
-            (
-                p.body["direction"].clone(),
-                p.body["counting_mode"].clone(),
-                p.body["name"].clone()
-            ),
-            (json!("normal"), json!("event"), Value::Null)
-        );
-        let bad = call(
-            &db,
-            alice,
-            "PATCH",
-            "/v1/sensors/door-1",
-            &json!({"hive_id": theirs.body["id"]}),
-        )
-        .await;
-        assert_eq!((bad.status, bad.field.as_deref()), (400, Some("hive_id")));
-
-        let list = call(&db, alice, "GET", &sensors, &Value::Null).await;
-        let items = list.body["items"].as_array().unwrap();
-        assert_eq!(items.len(), 2);
-        assert!(items.iter().all(|s| s.get("mqtt_password").is_none()));
-
-        assert_eq!(
-            call(&db, bob, "DELETE", "/v1/sensors/door-1", &Value::Null)
-                .await
-                .status,
-            403
-        );
-        assert_eq!(
-            call(&db, alice, "DELETE", "/v1/sensors/door-1", &Value::Null)
-                .await
-                .status,
+            w.alice("DELETE", "/v1/sensors/door-1", NONE).await.status,
             204
         );
-        assert_eq!(
-            call(&db, alice, "GET", "/v1/sensors/door-1", &Value::Null)
-                .await
-                .status,
-            404
-        );
-        assert_eq!(
-            call(&db, alice, "DELETE", "/v1/sensors/door-1", &Value::Null)
-                .await
-                .status,
-            404
-        );
-        let again = call(&db, alice, "POST", &sensors, &body).await;
+        let again = w.alice("POST", &w.under("sensors"), body).await;
         assert_eq!(
             again.status, 201,
             "a deleted sensor's id may be registered again"
@@ -584,23 +344,81 @@ fn sensors_are_registered_read_edited_and_deleted() {
 }
 
 #[test]
-fn configuration_ids_increase_from_1() {
-    with_db(|url, db| async move {
-        let w = world(&db).await;
+fn sensor_health_edits_and_deletion() {
+    with_db(|_, db| async move {
+        let w = World::new(db).await;
+        let s = w
+            .alice(
+                "POST",
+                &w.under("sensors"),
+                json!({"hive_id": w.hive, "device_id": "door-1"}),
+            )
+            .await;
+        assert_eq!(s.status, 201);
+        let h = w.alice("GET", "/v1/sensors/door-1", NONE).await;
+        assert_eq!(h.status, 200, "{h:?}");
+        let want = json!({"device_id": "door-1", "hive_id": w.hive, "online": false,
+            "last_seen": null, "firmware_version": null, "battery_mv": null, "gprs_signal": null,
+            "sensor_state": null, "discarded_events": null, "missed_messages": 0, "restarts": 0,
+            "clock_skew_s": null, "configuration": {"id": 0, "acknowledged": true},
+            "direction": "normal", "counter_modulus": 65536, "counting_mode": null, "name": null});
+        assert_eq!(h.body, want);
+        assert_eq!(
+            w.status(Some(&w.bob), "GET", "/v1/sensors/door-1").await,
+            403
+        );
+        assert_eq!(
+            w.status(Some(&w.alice), "GET", "/v1/sensors/nobody").await,
+            404
+        );
+
+        let edit = json!({"direction": "reversed", "counting_mode": "event", "name": "Back"});
+        let p = w.alice("PATCH", "/v1/sensors/door-1", edit).await;
+        assert_eq!(p.status, 200, "{p:?}");
+        let got = (
+            &p.body["direction"],
+            &p.body["counting_mode"],
+            &p.body["name"],
+        );
+        assert_eq!(got, (&json!("reversed"), &json!("event"), &json!("Back")));
+        let p = w
+            .alice("PATCH", "/v1/sensors/door-1", json!({"name": null}))
+            .await;
+        assert_eq!(p.body["name"], NONE);
+        let (_, theirs) = w.other_account().await;
+        let bad = w
+            .alice("PATCH", "/v1/sensors/door-1", json!({"hive_id": theirs}))
+            .await;
+        assert_eq!(bad.refusal(), (400, Some("hive_id")));
+
         let alice = Some(&w.alice);
-        let s = call(
-            &db,
-            alice,
-            "POST",
-            &format!("/v1/accounts/{}/sensors", w.account),
-            &json!({"hive_id": w.hive, "device_id": "door-1"}),
-        )
-        .await;
+        assert_eq!(
+            w.status(Some(&w.bob), "DELETE", "/v1/sensors/door-1").await,
+            403
+        );
+        assert_eq!(w.status(alice, "DELETE", "/v1/sensors/door-1").await, 204);
+        assert_eq!(w.status(alice, "GET", "/v1/sensors/door-1").await, 404);
+        assert_eq!(w.status(alice, "DELETE", "/v1/sensors/door-1").await, 404);
+    });
+}
+
+#[test]
+fn configuration_ids_increase_from_1_even_when_pushes_race() {
+    with_db(|url, db| async move {
+        let w = World::new(db).await;
+        let s = w
+            .alice(
+                "POST",
+                &w.under("sensors"),
+                json!({"hive_id": w.hive, "device_id": "door-1"}),
+            )
+            .await;
         assert_eq!(s.status, 201);
         let conf = json!({"threshold_cm": 120, "reporting_interval_min": 5,
                           "status_interval_min": 60, "event_threshold": 3});
+        let path = "/v1/sensors/door-1/config";
         for want in 1..=3 {
-            let a = call(&db, alice, "PUT", "/v1/sensors/door-1/config", &conf).await;
+            let a = w.alice("PUT", path, conf.clone()).await;
             assert_eq!(
                 (a.status, &a.body),
                 (
@@ -611,8 +429,8 @@ fn configuration_ids_increase_from_1() {
         }
         let other = connect(&url).await;
         let (a, b) = tokio::join!(
-            call(&db, alice, "PUT", "/v1/sensors/door-1/config", &conf),
-            call(&other, alice, "PUT", "/v1/sensors/door-1/config", &conf),
+            w.alice("PUT", path, conf.clone()),
+            call(&other, Some(&w.alice), "PUT", path, &conf),
         );
         let mut ids = [
             a.body["configuration_id"].as_i64(),
@@ -620,7 +438,7 @@ fn configuration_ids_increase_from_1() {
         ];
         ids.sort();
         assert_eq!(ids, [Some(4), Some(5)], "{a:?} {b:?}");
-        let h = call(&db, alice, "GET", "/v1/sensors/door-1", &Value::Null).await;
+        let h = w.alice("GET", "/v1/sensors/door-1", NONE).await;
         assert_eq!(
             h.body["configuration"],
             json!({"id": 5, "acknowledged": false})
@@ -628,27 +446,20 @@ fn configuration_ids_increase_from_1() {
 
         let mut bad = conf.clone();
         bad["reporting_interval_min"] = json!(1441);
-        let a = call(&db, alice, "PUT", "/v1/sensors/door-1/config", &bad).await;
         assert_eq!(
-            (a.status, a.field.as_deref()),
+            w.alice("PUT", path, bad.clone()).await.refusal(),
             (400, Some("reporting_interval_min"))
         );
         bad.as_object_mut()
-            .unwrap()
+            .expect("an object")
             .remove("reporting_interval_min");
-        let a = call(&db, alice, "PUT", "/v1/sensors/door-1/config", &bad).await;
         assert_eq!(
-            (a.status, a.field.as_deref()),
+            w.alice("PUT", path, bad).await.refusal(),
             (400, Some("reporting_interval_min"))
         );
+        assert_eq!(w.by(&w.bob, "PUT", path, conf.clone()).await.status, 403);
         assert_eq!(
-            call(&db, Some(&w.bob), "PUT", "/v1/sensors/door-1/config", &conf)
-                .await
-                .status,
-            403
-        );
-        assert_eq!(
-            call(&db, alice, "PUT", "/v1/sensors/nobody/config", &conf)
+            w.alice("PUT", "/v1/sensors/nobody/config", conf)
                 .await
                 .status,
             404
@@ -657,193 +468,159 @@ fn configuration_ids_increase_from_1() {
 }
 
 #[test]
-fn display_tokens_are_created_listed_and_revoked() {
+fn display_tokens_are_created_with_a_password_shown_once() {
     with_db(|_, db| async move {
-        let w = world(&db).await;
-        let (alice, bob) = (Some(&w.alice), Some(&w.bob));
-        let tokens = format!("/v1/accounts/{}/tokens", w.account);
-        let t = call(
-            &db,
-            alice,
-            "POST",
-            &tokens,
-            &json!({"name": "Lobby", "hive_ids": [w.hive]}),
-        )
-        .await;
-        assert_eq!(t.status, 201, "{t:?}");
-        let id = t.body["id"].as_i64().unwrap();
-        assert_eq!(t.body["mqtt_username"], format!("token:{id}"));
-        assert_eq!(t.body["hive_ids"], json!([w.hive]));
-        let password = t.body["mqtt_password"].as_str().unwrap();
-        let hash: String = db
-            .query_one("SELECT secret_hash FROM api_token WHERE id = $1", &[&id])
-            .await
-            .unwrap()
-            .get(0);
-        assert!(verify(&hash, password.as_bytes()));
-
-        for (ids, field) in [
-            (json!([]), "hive_ids"),
-            (json!([w.hive, w.hive]), "hive_ids"),
-            (json!([w.hive + 100]), "hive_ids"),
-            (json!("x"), "hive_ids"),
-        ] {
-            let a = call(
-                &db,
-                alice,
+        let w = World::new(db).await;
+        let t = w
+            .alice(
                 "POST",
-                &tokens,
-                &json!({"name": "Bad", "hive_ids": ids}),
+                &w.under("tokens"),
+                json!({"name": "Lobby", "hive_ids": [w.hive]}),
             )
             .await;
-            assert_eq!((a.status, a.field.as_deref()), (400, Some(field)), "{ids}");
+        assert_eq!(t.status, 201, "{t:?}");
+        let id = t.id();
+        assert_eq!(t.body["mqtt_username"], format!("token:{id}"));
+        assert_eq!(
+            (&t.body["hive_ids"], &t.body["name"]),
+            (&json!([w.hive]), &json!("Lobby"))
+        );
+        let password = t.body["mqtt_password"].as_str().expect("a password");
+        let hash = stored_hash(&w, "SELECT secret_hash FROM api_token WHERE id = $1", &id).await;
+        assert!(verify(&hash, password.as_bytes()));
+        let (_, theirs) = w.other_account().await;
+        for ids in [
+            json!([]),
+            json!([w.hive, w.hive]),
+            json!([theirs]),
+            json!("x"),
+        ] {
+            let a = w
+                .alice(
+                    "POST",
+                    &w.under("tokens"),
+                    json!({"name": "Bad", "hive_ids": ids}),
+                )
+                .await;
+            assert_eq!(a.refusal(), (400, Some("hive_ids")), "{ids}");
         }
-        assert_eq!(
-            call(
-                &db,
-                bob,
-                "POST",
-                &tokens,
-                &json!({"name": "B", "hive_ids": [w.hive]})
-            )
-            .await
-            .status,
-            403
-        );
-        let second = call(
-            &db,
-            alice,
-            "POST",
-            &tokens,
-            &json!({"name": "Bar", "hive_ids": [w.hive]}),
-        )
-        .await;
-        assert_eq!(second.status, 201);
+        let body = json!({"name": "B", "hive_ids": [w.hive]});
+        let bob = w.by(&w.bob, "POST", &w.under("tokens"), body).await;
+        assert_eq!(bob.status, 403);
+    });
+}
 
-        let path = format!("/v1/tokens/{id}");
-        assert_eq!(
-            call(&db, bob, "DELETE", &path, &Value::Null).await.status,
-            403
-        );
-        assert_eq!(
-            call(&db, alice, "GET", &path, &Value::Null).await.status,
-            405
-        );
-        assert_eq!(
-            call(&db, alice, "DELETE", &path, &Value::Null).await.status,
-            204
-        );
-        assert_eq!(
-            call(&db, alice, "DELETE", &path, &Value::Null).await.status,
-            404
-        );
-        let list = call(&db, alice, "GET", &tokens, &Value::Null).await;
-        let items = list.body["items"].as_array().unwrap();
+#[test]
+fn revoked_display_tokens_exist_no_more() {
+    with_db(|_, db| async move {
+        let w = World::new(db).await;
+        let alice = Some(&w.alice);
+        let first = w
+            .alice(
+                "POST",
+                &w.under("tokens"),
+                json!({"name": "Lobby", "hive_ids": [w.hive]}),
+            )
+            .await;
+        let second = w
+            .alice(
+                "POST",
+                &w.under("tokens"),
+                json!({"name": "Bar", "hive_ids": [w.hive]}),
+            )
+            .await;
+        assert_eq!((first.status, second.status), (201, 201));
+        let path = format!("/v1/tokens/{}", first.id());
+        assert_eq!(w.status(Some(&w.bob), "DELETE", &path).await, 403);
+        assert_eq!(w.status(alice, "GET", &path).await, 405);
+        assert_eq!(w.status(alice, "DELETE", &path).await, 204);
+        assert_eq!(w.status(alice, "DELETE", &path).await, 404);
+        let list = w.alice("GET", &w.under("tokens"), NONE).await;
+        let items = list.body["items"].as_array().expect("items");
         assert_eq!(items.len(), 1);
-        assert_eq!(items[0]["name"], "Bar");
+        assert_eq!(
+            (&items[0]["name"], &items[0]["id"]),
+            (&json!("Bar"), &json!(second.id()))
+        );
         assert!(items[0].get("mqtt_password").is_none());
     });
+}
+
+/// Every hive id of a list read page by page (`limit` 4), yielding between pages.
+async fn read_pages(w: &World) -> Vec<i64> {
+    let hives = w.under("hives");
+    let mut seen = Vec::new();
+    let mut target = format!("{hives}?limit=4");
+    loop {
+        let page = w.alice("GET", &target, NONE).await;
+        assert_eq!(page.status, 200, "{page:?}");
+        let items = page.body["items"].as_array().expect("items");
+        assert!(items.len() <= 4);
+        seen.extend(items.iter().filter_map(|h| h["id"].as_i64()));
+        match page.body["next_cursor"].as_str() {
+            Some(c) => target = format!("{hives}?cursor={c}&limit=4"),
+            None => return seen,
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 #[test]
 fn pages_stay_whole_while_rows_are_inserted() {
     with_db(|url, db| async move {
-        let w = world(&db).await;
-        let hives = format!("/v1/accounts/{}/hives", w.account);
+        let w = World::new(db).await;
+        let hives = w.under("hives");
         for i in 0..24 {
             assert_eq!(
-                call(
-                    &db,
-                    Some(&w.alice),
-                    "POST",
-                    &hives,
-                    &hive_body(&format!("H{i}"))
-                )
-                .await
-                .status,
+                w.alice("POST", &hives, hive_body(&format!("H{i}")))
+                    .await
+                    .status,
                 201
             );
         }
-        let before: Vec<i64> = db
-            .query(
-                "SELECT id FROM hive WHERE account_id = $1 ORDER BY id",
-                &[&w.account],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let rows =
+            w.db.query("SELECT id FROM hive ORDER BY id", &[])
+                .await
+                .unwrap();
+        let before: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         let writer = connect(&url).await;
         let insert = async {
             for i in 0..30 {
-                let a = call(
-                    &writer,
-                    Some(&w.alice),
-                    "POST",
-                    &hives,
-                    &hive_body(&format!("N{i}")),
-                )
-                .await;
+                let body = hive_body(&format!("N{i}"));
+                let a = call(&writer, Some(&w.alice), "POST", &hives, &body).await;
                 assert_eq!(a.status, 201);
                 tokio::task::yield_now().await;
             }
         };
-        let read = async {
-            let mut seen = Vec::new();
-            let mut target = format!("{hives}?limit=4");
-            loop {
-                let page = call(&db, Some(&w.alice), "GET", &target, &Value::Null).await;
-                assert_eq!(page.status, 200, "{page:?}");
-                let items = page.body["items"].as_array().unwrap();
-                assert!(items.len() <= 4);
-                seen.extend(items.iter().map(|h| h["id"].as_i64().unwrap()));
-                match page.body["next_cursor"].as_str() {
-                    Some(c) => target = format!("{hives}?cursor={c}&limit=4"),
-                    None => break seen,
-                }
-                tokio::task::yield_now().await;
-            }
-        };
-        let ((), seen) = tokio::join!(insert, read);
+        let ((), seen) = tokio::join!(insert, read_pages(&w));
         let unique: HashSet<i64> = seen.iter().copied().collect();
         assert_eq!(unique.len(), seen.len(), "no duplicate: {seen:?}");
         assert!(seen.windows(2).all(|p| p[0] < p[1]));
-        for id in &before {
-            assert!(unique.contains(id), "hive {id} missing: {seen:?}");
-        }
-        let bad = call(
-            &db,
-            Some(&w.alice),
-            "GET",
-            &format!("{hives}?limit=201"),
-            &Value::Null,
-        )
-        .await;
-        assert_eq!((bad.status, bad.field.as_deref()), (400, Some("limit")));
-        let bad = call(
-            &db,
-            Some(&w.alice),
-            "GET",
-            &format!("{hives}?cursor=%%"),
-            &Value::Null,
-        )
-        .await;
-        assert_eq!((bad.status, bad.field.as_deref()), (400, Some("cursor")));
+        assert!(
+            before.iter().all(|id| unique.contains(id)),
+            "no gap: {seen:?}"
+        );
+        assert!(
+            seen.len() > before.len(),
+            "the inserts ran during the listing"
+        );
+        let bad = w.alice("GET", &format!("{hives}?limit=201"), NONE).await;
+        assert_eq!(bad.refusal(), (400, Some("limit")));
+        let bad = w.alice("GET", &format!("{hives}?cursor=%%"), NONE).await;
+        assert_eq!(bad.refusal(), (400, Some("cursor")));
     });
 }
 
 #[test]
 fn a_lost_connection_answers_503() {
     with_db(|url, _| async move {
-        let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&url, NoTls)
+            .await
+            .expect("connects");
         let task = tokio::spawn(conn);
         task.abort();
         let _ = task.await;
-        let a = call(&client, None, "GET", "/v1/hives/1", &Value::Null).await;
-        assert_eq!(
-            (a.status, a.body["code"].clone()),
-            (503, json!("unavailable"))
-        );
+        let a = call(&client, None, "GET", "/v1/hives/1", &NONE).await;
+        assert_eq!((a.status, &a.body["code"]), (503, &json!("unavailable")));
     });
 }

@@ -118,6 +118,9 @@ pub fn route(
     let Some(rest) = path.strip_prefix("/v1/") else {
         return Err(req.not_found());
     };
+    if body.len() > body::MAX_BODY {
+        return Err(ApiError::too_large(body::MAX_BODY));
+    }
     let segs: Vec<&str> = rest.split('/').collect();
     match segs.as_slice() {
         ["accounts", rest @ ..] => under_accounts(&req, rest),
@@ -251,6 +254,8 @@ mod tests {
         assert_eq!(status("GET", "/v1/accounts", b"", None), 401);
         assert_eq!(status("DELETE", "/v1/tokens/3", b"", None), 401);
         assert_eq!(status("GET", "/v1/sensors/door-1", b"", c), 200);
+        let big = vec![b' '; body::MAX_BODY + 1];
+        assert_eq!(status("DELETE", "/v1/hives/7", &big, c), 413);
     }
 
     #[test]
