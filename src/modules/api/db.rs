@@ -90,7 +90,7 @@ pub fn db_error(e: tokio_postgres::Error) -> ApiError {
         return ApiError::unavailable(format!("the database cannot answer: {e}"));
     };
     let code = db.code();
-    let class = &code.code()[..2];
+    let class = code.code().get(..2).unwrap_or("");
     if *code == SqlState::UNIQUE_VIOLATION {
         ApiError::conflict(db.detail().unwrap_or(db.message()).to_string())
     } else if *code == SqlState::CHECK_VIOLATION || class == "22" {

@@ -278,6 +278,91 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_input_panics(
+            method in "(GET|POST|PUT|PATCH|DELETE|[A-Z]{1,7})",
+            path in "/v1(/(accounts|hives|sensors|tokens|admins|config|occupancy|[0-9]{1,20}|[ -~]{0,12})){0,5}",
+            query in proptest::option::of("[ -~]{0,40}"),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            signed_in in proptest::prelude::any::<bool>(),
+        ) {
+            let a = admin();
+            let caller = signed_in.then_some(&a);
+            let _ = route(&method, &path, query.as_deref(), &body, caller);
+        }
+    }
+
+    /// Keys the calls take (and one they do not).
+    const KEYS: &[&str] = &[
+        "name",
+        "type",
+        "address",
+        "street",
+        "city",
+        "zip",
+        "country",
+        "latitude",
+        "longitude",
+        "time_zone",
+        "capacity",
+        "reset_time",
+        "hive_id",
+        "device_id",
+        "direction",
+        "counter_modulus",
+        "counting_mode",
+        "threshold_cm",
+        "reporting_interval_min",
+        "status_interval_min",
+        "event_threshold",
+        "hive_ids",
+        "other",
+    ];
+
+    fn value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            (-1e6f64..1e6).prop_map(|f| json!(f)),
+            "[ -~]{0,10}".prop_map(Value::String),
+            Just(json!("04:00")),
+            Just(json!("Europe/Bucharest")),
+        ];
+        leaf.prop_recursive(2, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..6).prop_map(
+                    |kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                ),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_json_body_panics(
+            target in proptest::sample::select(vec![
+                ("POST", "/v1/accounts"), ("POST", "/v1/accounts/1/hives"),
+                ("PATCH", "/v1/hives/1"), ("POST", "/v1/accounts/1/sensors"),
+                ("PATCH", "/v1/sensors/d-1"), ("PUT", "/v1/sensors/d-1/config"),
+                ("POST", "/v1/accounts/1/tokens"),
+            ]),
+            fields in proptest::collection::vec((proptest::sample::select(KEYS), value()), 0..10),
+        ) {
+            let body: serde_json::Map<String, serde_json::Value> =
+                fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let bytes = serde_json::to_vec(&body).expect("JSON");
+            let a = admin();
+            if let Err(e) = route(target.0, target.1, None, &bytes, Some(&a)) {
+                proptest::prop_assert!(e.status == 400, "{e}");
+            }
+        }
+    }
+
     #[test]
     fn calls_cross_to_the_io_thread() {
         fn send_static<T: Send + 'static>() {}
