@@ -8,6 +8,7 @@
 mod api;
 mod common;
 
+use std::cell::Cell;
 use std::collections::HashSet;
 
 use api::{call, connect, hive_body, with_db, World};
@@ -564,8 +565,12 @@ fn revoked_display_tokens_exist_no_more() {
     });
 }
 
-/// Every hive id of a list read page by page (`limit` 4), yielding between pages.
-async fn read_pages(w: &World) -> Vec<i64> {
+/// Hives inserted while the list is read.
+const INSERTS: usize = 30;
+
+/// Every hive id of a list read page by page (`limit` 4); before each next page, it waits
+/// until the writer has inserted two more hives (`inserted`), so inserts land mid-listing.
+async fn read_pages(w: &World, inserted: &Cell<usize>) -> Vec<i64> {
     let hives = w.under("hives");
     let mut seen = Vec::new();
     let mut target = format!("{hives}?limit=4");
@@ -579,7 +584,10 @@ async fn read_pages(w: &World) -> Vec<i64> {
             Some(c) => target = format!("{hives}?cursor={c}&limit=4"),
             None => return seen,
         }
-        tokio::task::yield_now().await;
+        let want = (inserted.get() + 2).min(INSERTS);
+        while inserted.get() < want {
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -602,15 +610,17 @@ fn pages_stay_whole_while_rows_are_inserted() {
                 .unwrap();
         let before: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         let writer = connect(&url).await;
+        let inserted = Cell::new(0);
         let insert = async {
-            for i in 0..30 {
+            for i in 0..INSERTS {
                 let body = hive_body(&format!("N{i}"));
                 let a = call(&writer, Some(&w.alice), "POST", &hives, &body).await;
                 assert_eq!(a.status, 201);
+                inserted.set(i + 1);
                 tokio::task::yield_now().await;
             }
         };
-        let ((), seen) = tokio::join!(insert, read_pages(&w));
+        let ((), seen) = tokio::join!(insert, read_pages(&w, &inserted));
         let unique: HashSet<i64> = seen.iter().copied().collect();
         assert_eq!(unique.len(), seen.len(), "no duplicate: {seen:?}");
         assert!(seen.windows(2).all(|p| p[0] < p[1]));

@@ -64,12 +64,38 @@ pub async fn find(
     key: &(dyn ToSql + Sync),
     what: impl Fn() -> String,
 ) -> Result<Row, ApiError> {
-    let row = db
-        .query_opt(sql, &[&who.platform_admin, &who.uid, key])
-        .await
-        .map_err(db_error)?;
-    check_role(row.as_ref().map(|r| r.get(0)), what)?;
-    row.ok_or_else(|| ApiError::not_found("the row"))
+    find_with(db, who, sql, &[key], what).await
+}
+
+/// [`find`] with more parameters: `params` are `$3`, `$4`...
+pub async fn find_with(
+    db: &Client,
+    who: &Who,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    what: impl Fn() -> String,
+) -> Result<Row, ApiError> {
+    let mut all: Vec<&(dyn ToSql + Sync)> = vec![&who.platform_admin, &who.uid];
+    all.extend_from_slice(params);
+    let row = db.query_opt(sql, &all).await.map_err(db_error)?;
+    check_role(row.as_ref().map(|r| r.get(0)), &what)?;
+    row.ok_or_else(|| ApiError::not_found(what()))
+}
+
+/// A write guarded by [`allowed_sql`] in the same statement: `sql` answers `(allowed, rows
+/// written)`; none written (gone meanwhile) is 404 too.
+pub async fn guarded_write(
+    db: &Client,
+    who: &Who,
+    sql: &str,
+    key: &(dyn ToSql + Sync),
+    what: impl Fn() -> String,
+) -> Result<Json, ApiError> {
+    let row = find(db, who, sql, key, &what).await?;
+    if row.get::<_, i64>(1) == 0 {
+        return Err(ApiError::not_found(what()));
+    }
+    Ok(no_content())
 }
 
 /// `allowed` of a thing found (Some) or not (None): 404 or 403 unless allowed.

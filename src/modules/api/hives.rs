@@ -360,24 +360,18 @@ async fn update(db: &Client, id: i64, h: &Hive) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Deletes the hive and its sensors (deleted_at set on both, in one statement).
+/// Deletes the hive and its sensors (deleted_at set on both), role checked, in one statement.
 async fn run_delete(db: &Client, who: &Who, id: i64) -> Result<Json, ApiError> {
-    authorize(db, who, id).await?;
-    let row = db
-        .query_one(
-            "WITH h AS (UPDATE hive SET deleted_at = now()
-                        WHERE id = $1 AND deleted_at IS NULL RETURNING id),
-                  s AS (UPDATE sensor SET deleted_at = now(), updated_at = now()
-                        WHERE hive_id IN (SELECT id FROM h) AND deleted_at IS NULL)
-             SELECT count(*) FROM h",
-            &[&id],
-        )
-        .await
-        .map_err(db_error)?;
-    if row.get::<_, i64>(0) == 0 {
-        return Err(ApiError::not_found(format!("hive {id}")));
-    }
-    Ok(db::no_content())
+    let sql = format!(
+        "WITH x AS (SELECT h.id, {} AS ok FROM hive h WHERE h.id = $3 AND h.deleted_at IS NULL),
+              hd AS (UPDATE hive SET deleted_at = now()
+                     WHERE id = (SELECT id FROM x WHERE ok) AND deleted_at IS NULL RETURNING id),
+              s AS (UPDATE sensor SET deleted_at = now(), updated_at = now()
+                    WHERE hive_id IN (SELECT id FROM hd) AND deleted_at IS NULL)
+         SELECT x.ok, (SELECT count(*) FROM hd) FROM x",
+        allowed_sql("h.account_id")
+    );
+    db::guarded_write(db, who, &sql, &id, || format!("hive {id}")).await
 }
 
 #[cfg(test)]

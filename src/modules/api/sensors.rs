@@ -245,28 +245,23 @@ impl SensorCall {
                 run_health(db, &who, &device_id).await
             }
             SensorCall::Delete { who, device_id } => {
-                let (sensor, _) = authorize(db, &who, &device_id).await?;
-                let n = db
-                    .execute(
-                        "UPDATE sensor SET deleted_at = now(), updated_at = now()
-                         WHERE id = $1 AND deleted_at IS NULL",
-                        &[&sensor],
-                    )
+                let sql = format!(
+                    "WITH x AS (SELECT s.id, {} AS ok FROM sensor s JOIN hive h ON h.id = s.hive_id
+                                WHERE s.device_id = $3 AND s.deleted_at IS NULL),
+                          d AS (UPDATE sensor SET deleted_at = now(), updated_at = now()
+                                WHERE id = (SELECT id FROM x WHERE ok) AND deleted_at IS NULL
+                                RETURNING id)
+                     SELECT x.ok, (SELECT count(*) FROM d) FROM x",
+                    allowed_sql("h.account_id")
+                );
+                db::guarded_write(db, &who, &sql, &device_id, || format!("sensor {device_id}"))
                     .await
-                    .map_err(db_error)?;
-                if n == 0 {
-                    return Err(ApiError::not_found(format!("sensor {device_id}")));
-                }
-                Ok(db::no_content())
             }
             SensorCall::Config {
                 who,
                 device_id,
                 config,
-            } => {
-                let (sensor, _) = authorize(db, &who, &device_id).await?;
-                super::config::store(db, sensor, &device_id, &config).await
-            }
+            } => super::config::store(db, &who, &device_id, &config).await,
         }
     }
 }

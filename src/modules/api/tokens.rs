@@ -85,22 +85,15 @@ impl TokenCall {
             }
             TokenCall::Revoke { who, id } => {
                 let sql = format!(
-                    "SELECT {} FROM api_token t WHERE t.id = $3 AND t.revoked_at IS NULL",
+                    "WITH t AS (SELECT t.id, {} AS ok FROM api_token t
+                                WHERE t.id = $3 AND t.revoked_at IS NULL),
+                          r AS (UPDATE api_token SET revoked_at = now()
+                                WHERE id = (SELECT id FROM t WHERE ok) AND revoked_at IS NULL
+                                RETURNING id)
+                     SELECT t.ok, (SELECT count(*) FROM r) FROM t",
                     allowed_sql("t.account_id")
                 );
-                db::find(db, &who, &sql, &id, || format!("token {id}")).await?;
-                let n = db
-                    .execute(
-                        "UPDATE api_token SET revoked_at = now()
-                         WHERE id = $1 AND revoked_at IS NULL",
-                        &[&id],
-                    )
-                    .await
-                    .map_err(db_error)?;
-                if n == 0 {
-                    return Err(ApiError::not_found(format!("token {id}")));
-                }
-                Ok(db::no_content())
+                db::guarded_write(db, &who, &sql, &id, || format!("token {id}")).await
             }
         }
     }
