@@ -562,6 +562,11 @@ fn revoked_display_tokens_exist_no_more() {
             (&json!("Bar"), &json!(second.id()))
         );
         assert!(items[0].get("mqtt_password").is_none());
+        assert_eq!(w.status(Some(&w.bob), "GET", &w.under("tokens")).await, 403);
+        for list in ["tokens", "sensors", "hives"] {
+            let path = format!("/v1/accounts/999/{list}");
+            assert_eq!(w.status(Some(&w.root), "GET", &path).await, 404, "{list}");
+        }
     });
 }
 

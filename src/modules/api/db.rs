@@ -16,6 +16,7 @@ use tokio_postgres::{Client, Row};
 
 use super::caller::Caller;
 use super::error::ApiError;
+use super::page::Page;
 use super::route::Json;
 
 /// The caller, owned (a [`Caller`] moved to the I/O thread with its call).
@@ -80,6 +81,38 @@ pub async fn find_with(
     let row = db.query_opt(sql, &all).await.map_err(db_error)?;
     check_role(row.as_ref().map(|r| r.get(0)), &what)?;
     row.ok_or_else(|| ApiError::not_found(what()))
+}
+
+/// One page of an account's list with the role check in the same statement. `list` is a
+/// SELECT whose first column is the row's id, reading `$3` (the account), `$4` (the id after
+/// which the page starts) and `$5` (how many rows). The rows come back with the list's columns
+/// from column 1 on; 404 when the account does not exist, 403 when the caller does not
+/// administer it.
+pub async fn page_of(
+    db: &Client,
+    who: &Who,
+    account: i64,
+    page: Page,
+    list: &str,
+) -> Result<Vec<Row>, ApiError> {
+    let allowed = allowed_sql("a.id");
+    let sql = format!(
+        "SELECT {allowed}, x.* FROM account a LEFT JOIN LATERAL ({list}) x ON {allowed}
+         WHERE a.id = $3"
+    );
+    let params: [&(dyn ToSql + Sync); 5] = [
+        &who.platform_admin,
+        &who.uid,
+        &account,
+        &page.after,
+        &page.fetch(),
+    ];
+    let mut rows = db.query(&sql, &params).await.map_err(db_error)?;
+    check_role(rows.first().map(|r| r.get(0)), || {
+        format!("account {account}")
+    })?;
+    rows.retain(|r| r.get::<_, Option<i64>>(1).is_some());
+    Ok(rows)
 }
 
 /// A write guarded by [`allowed_sql`] in the same statement: `sql` answers `(allowed, rows

@@ -180,25 +180,25 @@ const COLUMNS: &str = "h.id, h.account_id, h.name, t.code, ad.street, ad.city, a
 const FROM: &str = "hive h JOIN hive_type t ON t.id = h.hive_type_id
     JOIN address ad ON ad.id = h.address_id";
 
-/// A hive as the API answers it.
-fn to_json(r: &Row) -> (i64, Value) {
-    let id: i64 = r.get(0);
+/// A hive as the API answers it, from [`COLUMNS`] at `at` on.
+fn to_json(r: &Row, at: usize) -> (i64, Value) {
+    let id: i64 = r.get(at);
     let v = json!({
         "id": id,
-        "account_id": r.get::<_, i64>(1),
-        "name": r.get::<_, String>(2),
-        "type": r.get::<_, String>(3),
+        "account_id": r.get::<_, i64>(at + 1),
+        "name": r.get::<_, String>(at + 2),
+        "type": r.get::<_, String>(at + 3),
         "address": {
-            "street": r.get::<_, String>(4),
-            "city": r.get::<_, String>(5),
-            "zip": r.get::<_, String>(6),
-            "country": r.get::<_, String>(7),
-            "latitude": r.get::<_, f64>(8),
-            "longitude": r.get::<_, f64>(9),
+            "street": r.get::<_, String>(at + 4),
+            "city": r.get::<_, String>(at + 5),
+            "zip": r.get::<_, String>(at + 6),
+            "country": r.get::<_, String>(at + 7),
+            "latitude": r.get::<_, f64>(at + 8),
+            "longitude": r.get::<_, f64>(at + 9),
         },
-        "time_zone": r.get::<_, String>(10),
-        "capacity": r.get::<_, Option<i32>>(11),
-        "reset_time": r.get::<_, Option<String>>(12),
+        "time_zone": r.get::<_, String>(at + 10),
+        "capacity": r.get::<_, Option<i32>>(at + 11),
+        "reset_time": r.get::<_, Option<String>>(at + 12),
     });
     (id, v)
 }
@@ -208,7 +208,7 @@ async fn read(db: &Client, id: i64) -> Result<Json, ApiError> {
     let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE h.id = $1 AND h.deleted_at IS NULL");
     let row = db.query_opt(&sql, &[&id]).await.map_err(db_error)?;
     let row = row.ok_or_else(|| ApiError::not_found(format!("hive {id}")))?;
-    Ok(db::json(200, &to_json(&row).1))
+    Ok(db::json(200, &to_json(&row, 0).1))
 }
 
 /// Ok when the live hive `id` exists and the caller administers its account.
@@ -232,16 +232,12 @@ impl HiveCall {
                 Ok(answer)
             }
             HiveCall::List { who, account, page } => {
-                db::authorize(db, &who, account).await?;
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM {FROM} WHERE h.account_id = $1
-                     AND h.deleted_at IS NULL AND h.id > $2 ORDER BY h.id LIMIT $3"
+                let list = format!(
+                    "SELECT {COLUMNS} FROM {FROM} WHERE h.account_id = $3
+                     AND h.deleted_at IS NULL AND h.id > $4 ORDER BY h.id LIMIT $5"
                 );
-                let rows = db
-                    .query(&sql, &[&account, &page.after, &page.fetch()])
-                    .await
-                    .map_err(db_error)?;
-                let items = rows.iter().map(to_json).collect();
+                let rows = db::page_of(db, &who, account, page, &list).await?;
+                let items = rows.iter().map(|r| to_json(r, 1)).collect();
                 Ok(db::json(200, &page.answer(items)))
             }
             HiveCall::Get { id } => read(db, id).await,

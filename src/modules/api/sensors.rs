@@ -230,10 +230,7 @@ impl SensorCall {
                 db::authorize(db, &who, account).await?;
                 run_register(db, account, new).await
             }
-            SensorCall::List { who, account, page } => {
-                db::authorize(db, &who, account).await?;
-                run_list(db, account, page).await
-            }
+            SensorCall::List { who, account, page } => run_list(db, &who, account, page).await,
             SensorCall::Health { who, device_id } => run_health(db, &who, &device_id).await,
             SensorCall::Patch {
                 who,
@@ -331,21 +328,16 @@ fn summary(device_id: &str, r: &Row, at: usize) -> Value {
     })
 }
 
-async fn run_list(db: &Client, account: i64, page: Page) -> Result<Json, ApiError> {
-    let rows = db
-        .query(
-            "SELECT s.id, s.device_id, s.hive_id, s.name, s.direction, s.counter_modulus,
-                    s.counting_mode
-             FROM sensor s JOIN hive h ON h.id = s.hive_id
-             WHERE h.account_id = $1 AND s.deleted_at IS NULL AND s.id > $2
-             ORDER BY s.id LIMIT $3",
-            &[&account, &page.after, &page.fetch()],
-        )
-        .await
-        .map_err(db_error)?;
+async fn run_list(db: &Client, who: &Who, account: i64, page: Page) -> Result<Json, ApiError> {
+    let list = "SELECT s.id, s.device_id, s.hive_id, s.name, s.direction, s.counter_modulus,
+                       s.counting_mode
+                FROM sensor s JOIN hive h ON h.id = s.hive_id
+                WHERE h.account_id = $3 AND s.deleted_at IS NULL AND s.id > $4
+                ORDER BY s.id LIMIT $5";
+    let rows = db::page_of(db, who, account, page, list).await?;
     let items = rows
         .iter()
-        .map(|r| (r.get(0), summary(r.get(1), r, 2)))
+        .map(|r| (r.get(1), summary(r.get(2), r, 3)))
         .collect();
     Ok(db::json(200, &page.answer(items)))
 }

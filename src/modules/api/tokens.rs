@@ -79,10 +79,7 @@ impl TokenCall {
                 db::authorize(db, &who, account).await?;
                 run_create(db, account, name, hive_ids).await
             }
-            TokenCall::List { who, account, page } => {
-                db::authorize(db, &who, account).await?;
-                run_list(db, account, page).await
-            }
+            TokenCall::List { who, account, page } => run_list(db, &who, account, page).await,
             TokenCall::Revoke { who, id } => {
                 let sql = format!(
                     "WITH t AS (SELECT t.id, {} AS ok FROM api_token t
@@ -136,26 +133,21 @@ async fn run_create(
     Ok(db::json(201, &v))
 }
 
-async fn run_list(db: &Client, account: i64, page: Page) -> Result<Json, ApiError> {
-    let rows = db
-        .query(
-            "SELECT id, name, hive_ids, created_at FROM api_token
-             WHERE account_id = $1 AND revoked_at IS NULL AND id > $2
-             ORDER BY id LIMIT $3",
-            &[&account, &page.after, &page.fetch()],
-        )
-        .await
-        .map_err(db_error)?;
+async fn run_list(db: &Client, who: &Who, account: i64, page: Page) -> Result<Json, ApiError> {
+    let list = "SELECT id, name, hive_ids, created_at FROM api_token
+                WHERE account_id = $3 AND revoked_at IS NULL AND id > $4
+                ORDER BY id LIMIT $5";
+    let rows = db::page_of(db, who, account, page, list).await?;
     let items = rows
         .iter()
         .map(|r| {
-            let id: i64 = r.get(0);
+            let id: i64 = r.get(1);
             let v = json!({
                 "id": id,
-                "name": r.get::<_, String>(1),
-                "hive_ids": r.get::<_, Vec<i64>>(2),
+                "name": r.get::<_, String>(2),
+                "hive_ids": r.get::<_, Vec<i64>>(3),
                 "mqtt_username": format!("token:{id}"),
-                "created_at": time(r.get(3)),
+                "created_at": time(r.get(4)),
             });
             (id, v)
         })
