@@ -1,5 +1,19 @@
-//! `handler = "api"`: the JSON API under `/v1/`. This cycle of the project serves no API
-//! resource yet, so every call answers the API's own 404 shape rather than an HTML page.
+//! `handler = "api"`: the JSON API under `/v1/` (DESIGN.md section 8).
+//!
+//! A request is handled in two steps, nginx's upstream done the I/O thread's way:
+//!
+//! ```text
+//!   on the loop: body size, Authorization (a verified token, cached), route + validation
+//!        |  errors answered here, without the database
+//!        v
+//!   WorkerDb::ask(call.run) -> Flow::Wait, parked for at most database.query_timeout
+//!        |
+//!   the I/O thread runs the call on a pooled connection; its answer wakes the connection
+//!        v
+//!   the same handler again: the answer as JSON, or 503 with Retry-After (time up, no database)
+//! ```
+//!
+//! Every answer is JSON, errors included ([`error`]); none closes a keep-alive connection.
 
 pub mod accounts;
 pub mod body;
@@ -14,18 +28,34 @@ pub mod sensors;
 pub mod tokens;
 
 use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
 
 use crate::http::conf::LocationConf;
 use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::{Flow, HttpError, Request, Response};
+use crate::log;
+use crate::modules::auth::Auth;
+use crate::modules::database::query::{Answer, Asked, Pending};
+use crate::modules::ingest::worker::WorkerDbSlot;
+
+use caller::Caller;
+use error::ApiError;
+use route::{Call, Json};
 
 /// The `handler` of the locations this module answers.
 const HANDLER: &str = "api";
 
 pub struct ApiModule;
 
-struct Api;
+/// The API of one cycle: the worker's I/O thread and the token verifier, when configured.
+struct Api {
+    db: Option<Rc<WorkerDbSlot>>,
+    auth: Option<Rc<Auth>>,
+    timeout: Duration,
+}
 
 impl Module for ApiModule {
     fn name(&self) -> &'static str {
@@ -37,17 +67,161 @@ impl Module for ApiModule {
     }
 
     fn init(&self, reg: &mut Registry<'_>) -> Result<(), InitError> {
+        let db = reg.shared.get::<WorkerDbSlot>();
+        let auth = reg.shared.get::<Auth>();
+        let timeout = db
+            .as_ref()
+            .and_then(|d| d.conf())
+            .map_or(Duration::from_secs(5), |c| c.query_timeout.0);
+        let api = Rc::new(Api { db, auth, timeout });
         reg.content(
             ContentKey::Handler(HANDLER),
-            Box::new(|_: &LocationConf| Ok(Rc::new(Api) as Rc<dyn ContentHandler>)),
+            Box::new(move |_: &LocationConf| Ok(Rc::clone(&api) as Rc<dyn ContentHandler>)),
         );
         Ok(())
     }
 }
 
+/// A parked request's question and when its wait is up (loop clock, ms).
+struct Waiting {
+    pending: Option<Pending>,
+    until_ms: u64,
+}
+
 impl ContentHandler for Api {
-    fn handle(&self, req: &mut Request, _cx: &mut Cx<'_>) -> Result<Flow, HttpError> {
-        let msg = format!("no API resource at {}", req.path);
-        Ok(Flow::Done(Response::error_json(404, "not_found", &msg)))
+    fn handle(&self, req: &mut Request, cx: &mut Cx<'_>) -> Result<Flow, HttpError> {
+        if let Some(w) = req.ctx_mut::<Waiting>() {
+            return Ok(self.waited(w, cx));
+        }
+        match self.start(req, cx) {
+            Ok(flow) => Ok(flow),
+            Err(e) => Ok(Flow::Done(e.response())),
+        }
+    }
+}
+
+impl Api {
+    /// The loop's step: checks, then the question to the I/O thread.
+    fn start(&self, req: &mut Request, cx: &mut Cx<'_>) -> Result<Flow, ApiError> {
+        if req.body.len() > body::MAX_BODY {
+            return Err(ApiError::too_large(body::MAX_BODY));
+        }
+        let caller = self.caller(req)?;
+        let query = req.query().map(|q| String::from_utf8_lossy(q).into_owned());
+        let call = route::route(
+            req.method_str(),
+            &req.path,
+            query.as_deref(),
+            &req.body,
+            caller.as_ref(),
+        )?;
+        let db = self.db.as_ref().and_then(|s| s.get()).ok_or_else(|| {
+            ApiError::unavailable("this server has no database configured for the API")
+        })?;
+        let pending = db
+            .ask(run(call), self.timeout, cx.token, cx.posted)
+            .ok_or_else(|| ApiError::unavailable("too many requests wait for the database"))?;
+        req.set_ctx(Waiting {
+            pending: Some(pending),
+            until_ms: cx.now_ms + self.timeout.as_millis() as u64,
+        });
+        cx.wait = Some(self.timeout);
+        Ok(Flow::Wait)
+    }
+
+    /// Run again after a wait: the answer, 503 when the time is up, or wait on (woken early).
+    fn waited(&self, w: &mut Waiting, cx: &mut Cx<'_>) -> Flow {
+        let asked = w.pending.as_ref().and_then(Pending::take);
+        let resp = match asked {
+            Some(asked) => answer(asked),
+            None if cx.expired || w.pending.is_none() => ApiError::unavailable(format!(
+                "the database did not answer within {}",
+                crate::core::config::Dur(self.timeout)
+            ))
+            .response(),
+            None => {
+                cx.wait = Some(Duration::from_millis(w.until_ms.saturating_sub(cx.now_ms)));
+                return Flow::Wait;
+            }
+        };
+        // The question is over: forget it now rather than with the request.
+        w.pending = None;
+        Flow::Done(resp)
+    }
+
+    /// The signed-in caller, if the request says who it is: a token that does not verify is
+    /// 401 whatever the call.
+    fn caller(&self, req: &Request) -> Result<Option<Caller>, ApiError> {
+        let Some(value) = req.header("authorization") else {
+            return Ok(None);
+        };
+        let token = bearer(value).ok_or_else(|| {
+            ApiError::unauthorized("the Authorization field must be \"Bearer <Firebase ID token>\"")
+        })?;
+        let auth = self
+            .auth
+            .as_ref()
+            .ok_or_else(|| ApiError::unauthorized("this server verifies no tokens ([auth])"))?;
+        auth.caller(token, SystemTime::now())
+            .map(|(uid, platform_admin)| {
+                Some(Caller {
+                    uid,
+                    platform_admin,
+                })
+            })
+            .map_err(|e| ApiError::unauthorized(format!("the token is refused: {e}")))
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
+fn bearer(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The call as the I/O thread runs it.
+fn run(call: Call) -> crate::modules::database::query::Run {
+    Box::new(move |client| Box::pin(async move { Box::new(call.run(client).await) as Answer }))
+}
+
+/// The response to a question's end.
+fn answer(asked: Asked) -> Response {
+    match asked {
+        Asked::Answer(a) => match a.downcast::<Result<Json, ApiError>>() {
+            Ok(done) => match *done {
+                Ok(json) => json_response(json),
+                Err(e) => e.response(),
+            },
+            Err(_) => ApiError::new(500, "internal", "an answer of an unknown kind").response(),
+        },
+        Asked::Unreachable(why) => {
+            log!(Warn, "api: the database is unreachable: {why}");
+            ApiError::unavailable("the database is unreachable").response()
+        }
+        Asked::TimedOut => ApiError::unavailable("the database did not answer in time").response(),
+    }
+}
+
+fn json_response(json: Json) -> Response {
+    if json.body.is_empty() {
+        return Response::new(json.status);
+    }
+    Response::with_body(json.status, "application/json", Bytes::from(json.body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_takes_the_token_of_the_bearer_scheme_only() {
+        assert_eq!(bearer(b"Bearer abc.def.ghi"), Some("abc.def.ghi"));
+        assert_eq!(bearer(b"bearer   abc "), Some("abc"));
+        assert_eq!(bearer(b"Basic dXNlcjpwYXNz"), None);
+        assert_eq!(bearer(b"Bearer "), None);
+        assert_eq!(bearer(b"Bearer"), None);
+        assert_eq!(bearer(b"\xff\xfe"), None);
     }
 }
