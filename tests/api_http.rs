@@ -38,6 +38,11 @@ struct Fixture {
 }
 
 fn fixture(workers: usize, query_timeout: &str) -> Fixture {
+    fixture_with(workers, query_timeout, "0s")
+}
+
+/// As [`fixture`], with the API's reads cached for `micro_ttl` in each worker.
+fn fixture_with(workers: usize, query_timeout: &str, micro_ttl: &str) -> Fixture {
     let db = TestDb::new();
     migrate_with(&db.url, MIGRATIONS).expect("the schema applies");
     let (http, mqtt) = two_free_ports();
@@ -46,7 +51,8 @@ fn fixture(workers: usize, query_timeout: &str) -> Fixture {
         "{}\n[mqtt]\nlisten = [\"127.0.0.1:{mqtt}\"]\nallow_anonymous = false\n\n\
          [database]\nurl = \"{}\"\nmigrate_on_start = false\nquery_timeout = \"{query_timeout}\"\n\n\
          [auth]\nfirebase_project_id = \"{PROJECT}\"\n\
-         certificates = \"conf/firebase-certs.json\"\nadmin_uids = [\"{BOSS}\"]\n",
+         certificates = \"conf/firebase-certs.json\"\nadmin_uids = [\"{BOSS}\"]\n\n\
+         [cache]\nmicro_ttl = \"{micro_ttl}\"\n",
         basic_conf(http, "", "", location).replace(
             "worker_processes = 2",
             &format!("worker_processes = {workers}")
@@ -600,4 +606,101 @@ fn a_client_that_leaves_while_its_request_waits_is_let_go() {
         f.server.error_log()
     );
     let _ = lock.wait();
+}
+
+#[test]
+fn pages_neither_repeat_nor_skip_while_hives_are_added() {
+    let f = fixture(2, "5s");
+    let acme = f.account("Acme", "alice");
+    let before: Vec<i64> = (0..7).map(|_| f.hive(acme, "alice")).collect();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 0.. {
+        let target = match &cursor {
+            Some(c) => format!("/v1/accounts/{acme}/hives?limit=3&cursor={c}"),
+            None => format!("/v1/accounts/{acme}/hives?limit=3"),
+        };
+        let a = f.call("GET", &target, Some("alice"), None);
+        assert_eq!(a.status, 200, "{a:?}");
+        seen.extend(
+            a.body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|h| h["id"].as_i64().expect("an id")),
+        );
+        // Someone adds hives while the list is read.
+        if page < 2 {
+            f.hive(acme, "alice");
+        }
+        match a.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no hive twice: {seen:?}");
+    for id in &before {
+        assert!(seen.contains(id), "hive {id} skipped: {seen:?}");
+    }
+    let bad = f.call(
+        "GET",
+        &format!("/v1/accounts/{acme}/hives?cursor=not-a-cursor!"),
+        Some("alice"),
+        None,
+    );
+    assert_eq!(
+        (bad.status, bad.body["error"]["field"].as_str()),
+        (400, Some("cursor"))
+    );
+}
+
+#[test]
+fn reads_are_cached_per_worker_for_micro_ttl_and_a_write_there_empties_them() {
+    let f = fixture_with(1, "5s", "2s");
+    let acme = f.account("Acme", "alice");
+    let hive = f.hive(acme, "alice");
+    let reg = f.call(
+        "POST",
+        &format!("/v1/accounts/{acme}/sensors"),
+        Some("alice"),
+        Some(json!({ "hive_id": hive, "device_id": "door-9" })),
+    );
+    assert_eq!(reg.status, 201, "{reg:?}");
+    let name = |f: &Fixture, who: &str| {
+        let a = f.call("GET", "/v1/sensors/door-9", Some(who), None);
+        (a.status, a.body["name"].clone())
+    };
+    assert_eq!(name(&f, "alice"), (200, Value::Null));
+    f.db.query("UPDATE sensor SET name = 'by SQL' WHERE device_id = 'door-9'");
+    assert_eq!(
+        name(&f, "alice"),
+        (200, Value::Null),
+        "answered from the cache within micro_ttl"
+    );
+    assert_eq!(
+        name(&f, "mallory").0,
+        403,
+        "the cache never answers another caller"
+    );
+    let patch = f.call(
+        "PATCH",
+        "/v1/sensors/door-9",
+        Some("alice"),
+        Some(json!({ "name": "front door" })),
+    );
+    assert_eq!(patch.status, 200, "{patch:?}");
+    assert_eq!(
+        name(&f, "alice"),
+        (200, json!("front door")),
+        "a write on this worker is read back at once"
+    );
+    f.db.query("UPDATE sensor SET name = 'by SQL' WHERE device_id = 'door-9'");
+    assert!(
+        eventually(Duration::from_secs(4), || name(&f, "alice")
+            == (200, json!("by SQL"))),
+        "the cached read expires"
+    );
 }

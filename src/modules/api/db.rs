@@ -18,6 +18,7 @@ use super::caller::Caller;
 use super::error::ApiError;
 use super::page::Page;
 use super::route::Json;
+use crate::mqtt::auth::secret::os_random;
 
 /// The caller, owned (a [`Caller`] moved to the I/O thread with its call).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,38 +213,19 @@ pub fn time(t: SystemTime) -> String {
 pub fn new_secret() -> String {
     use base64::Engine;
     let mut b = [0u8; 24];
-    random(&mut b);
+    os_random(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
 /// A device id for a sensor registered without one: `s-` and 16 lowercase hex digits.
 pub fn new_device_id() -> String {
     let mut b = [0u8; 8];
-    random(&mut b);
+    os_random(&mut b);
     let mut s = String::from("s-");
     for byte in b {
         s.push_str(&format!("{byte:02x}"));
     }
     s
-}
-
-/// Fills `buf` from the kernel's random source (getrandom(2)).
-fn random(buf: &mut [u8]) {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let rest = &mut buf[filled..];
-        // SAFETY: the pointer and length describe `rest`, a live, writable slice.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            assert!(
-                e.kind() == std::io::ErrorKind::Interrupted,
-                "getrandom(2) failed: {e} (it cannot, on Linux 3.17 and later, with a valid buffer)"
-            );
-            continue;
-        }
-        filled += n.unsigned_abs();
-    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod hives;
+pub mod micro;
 pub mod page;
 pub mod route;
 pub mod sensors;
@@ -38,11 +39,13 @@ use crate::http::phase::{ContentHandler, Cx};
 use crate::http::{Flow, HttpError, Request, Response};
 use crate::log;
 use crate::modules::auth::Auth;
+use crate::modules::cache::CacheConf;
 use crate::modules::database::query::{Answer, Asked, Pending};
 use crate::modules::ingest::worker::WorkerDbSlot;
 
 use caller::Caller;
 use error::ApiError;
+use micro::Micro;
 use route::{Call, Json};
 
 /// The `handler` of the locations this module answers.
@@ -50,11 +53,13 @@ const HANDLER: &str = "api";
 
 pub struct ApiModule;
 
-/// The API of one cycle: the worker's I/O thread and the token verifier, when configured.
+/// The API of one cycle: the worker's I/O thread and the token verifier, when configured, and
+/// the worker's cached reads.
 struct Api {
     db: Option<Rc<WorkerDbSlot>>,
     auth: Option<Rc<Auth>>,
     timeout: Duration,
+    micro: Micro,
 }
 
 impl Module for ApiModule {
@@ -73,7 +78,13 @@ impl Module for ApiModule {
             .as_ref()
             .and_then(|d| d.conf())
             .map_or(Duration::from_secs(5), |c| c.query_timeout.0);
-        let api = Rc::new(Api { db, auth, timeout });
+        let micro = Micro::new(reg.conf.section::<CacheConf>().micro_ttl.0);
+        let api = Rc::new(Api {
+            db,
+            auth,
+            timeout,
+            micro,
+        });
         reg.content(
             ContentKey::Handler(HANDLER),
             Box::new(move |_: &LocationConf| Ok(Rc::clone(&api) as Rc<dyn ContentHandler>)),
@@ -82,10 +93,12 @@ impl Module for ApiModule {
     }
 }
 
-/// A parked request's question and when its wait is up (loop clock, ms).
+/// A parked request's question, when its wait is up (loop clock, ms), and what it reads (a
+/// `GET`: its answer is kept in the micro-cache) or that it writes (`None`).
 struct Waiting {
     pending: Option<Pending>,
     until_ms: u64,
+    read: Option<micro::Key>,
 }
 
 impl ContentHandler for Api {
@@ -108,6 +121,16 @@ impl Api {
         }
         let caller = self.caller(req)?;
         let query = req.query().map(|q| String::from_utf8_lossy(q).into_owned());
+        let read = (req.method_str() == "GET" && self.micro.on()).then(|| {
+            let target = match &query {
+                Some(q) => format!("{}?{q}", req.path),
+                None => req.path.clone(),
+            };
+            (caller.as_ref().map(|c| c.uid.clone()), target)
+        });
+        if let Some(body) = read.as_ref().and_then(|k| self.micro.get(k, cx.now_ms)) {
+            return Ok(Flow::Done(json_response(200, body)));
+        }
         let call = route::route(
             req.method_str(),
             &req.path,
@@ -124,6 +147,7 @@ impl Api {
         req.set_ctx(Waiting {
             pending: Some(pending),
             until_ms: cx.now_ms + self.timeout.as_millis() as u64,
+            read,
         });
         cx.wait = Some(self.timeout);
         Ok(Flow::Wait)
@@ -133,7 +157,7 @@ impl Api {
     fn waited(&self, w: &mut Waiting, cx: &mut Cx<'_>) -> Flow {
         let asked = w.pending.as_ref().and_then(Pending::take);
         let resp = match asked {
-            Some(asked) => answer(asked),
+            Some(asked) => self.answer(asked, w.read.take(), cx.now_ms),
             None if cx.expired || w.pending.is_none() => ApiError::unavailable(format!(
                 "the database did not answer within {}",
                 crate::core::config::Dur(self.timeout)
@@ -186,16 +210,37 @@ fn run(call: Call) -> crate::modules::database::query::Run {
     Box::new(move |client| Box::pin(async move { Box::new(call.run(client).await) as Answer }))
 }
 
-/// The response to a question's end.
-fn answer(asked: Asked) -> Response {
-    match asked {
-        Asked::Answer(a) => match a.downcast::<Result<Json, ApiError>>() {
+impl Api {
+    /// The response to a question's end. A read answered 200 is kept for the micro-cache's
+    /// time; a write that succeeded empties it.
+    fn answer(&self, asked: Asked, read: Option<micro::Key>, now_ms: u64) -> Response {
+        let Asked::Answer(a) = asked else {
+            return unanswered(asked);
+        };
+        let json = match a.downcast::<Result<Json, ApiError>>() {
             Ok(done) => match *done {
-                Ok(json) => json_response(json),
-                Err(e) => e.response(),
+                Ok(json) => json,
+                Err(e) => return e.response(),
             },
-            Err(_) => ApiError::new(500, "internal", "an answer of an unknown kind").response(),
-        },
+            Err(_) => {
+                return ApiError::new(500, "internal", "an answer of an unknown kind").response()
+            }
+        };
+        let body = Bytes::from(json.body);
+        match read {
+            Some(key) if json.status == 200 => self.micro.put(key, body.clone(), now_ms),
+            Some(_) => {}
+            None if json.status < 300 => self.micro.clear(),
+            None => {}
+        }
+        json_response(json.status, body)
+    }
+}
+
+/// The response to a question that had no answer.
+fn unanswered(asked: Asked) -> Response {
+    match asked {
+        Asked::Answer(_) => ApiError::new(500, "internal", "an answer out of place").response(),
         Asked::Unreachable(why) => {
             log!(Warn, "api: the database is unreachable: {why}");
             ApiError::unavailable("the database is unreachable").response()
@@ -204,11 +249,11 @@ fn answer(asked: Asked) -> Response {
     }
 }
 
-fn json_response(json: Json) -> Response {
-    if json.body.is_empty() {
-        return Response::new(json.status);
+fn json_response(status: u16, body: Bytes) -> Response {
+    if body.is_empty() {
+        return Response::new(status);
     }
-    Response::with_body(json.status, "application/json", Bytes::from(json.body))
+    Response::with_body(status, "application/json", body)
 }
 
 #[cfg(test)]

@@ -171,7 +171,7 @@ fn decode(s: &str) -> Option<Vec<u8>> {
 
 /// Fills `buf` from the kernel's random source (getrandom(2), which waits only until the pool is
 /// first initialised, early at boot).
-fn os_random(buf: &mut [u8]) {
+pub fn os_random(buf: &mut [u8]) {
     let mut filled = 0;
     while filled < buf.len() {
         let rest = &mut buf[filled..];
