@@ -714,10 +714,14 @@ impl HttpConn {
         }
     }
 
-    /// Runs a parked request's handler again: woken, or (`expired`) its wait is up.
+    /// Runs a parked request's handler again: woken, or (`expired`) its wait is up. Woken
+    /// early, a handler that waits on without a new deadline keeps the one it set.
     fn resume(&mut self, cx: &mut Cx<'_>, expired: bool) {
         if let Some(p) = self.parked.take() {
             self.run_phases(cx, p.req, Some(p.resume), expired);
+            if let (Some(again), false) = (&mut self.parked, expired) {
+                again.deadline = again.deadline.or(p.deadline);
+            }
         }
     }
 }

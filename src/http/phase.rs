@@ -44,7 +44,8 @@ pub struct Cx<'a> {
     pub token: mio::Token,
     pub posted: &'a Posted,
     /// Set by a handler that returns [`Flow::Wait`]: how long it may wait. The connection runs
-    /// the handler again when that time is up, with `expired` set, if nothing woke it first.
+    /// the handler again when that time is up, with `expired` set, if nothing woke it first; a
+    /// handler woken early that waits on without setting it keeps its first deadline.
     pub wait: Option<std::time::Duration>,
     /// This run is the one that follows a wait whose time is up: answer now.
     pub expired: bool,

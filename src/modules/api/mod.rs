@@ -93,11 +93,10 @@ impl Module for ApiModule {
     }
 }
 
-/// A parked request's question, when its wait is up (loop clock, ms), and what it reads (a
-/// `GET`: its answer is kept in the micro-cache) or that it writes (`None`).
+/// A parked request's question, and what it reads (a `GET`: its answer is kept in the
+/// micro-cache) or that it writes (`None`). The connection keeps the wait's deadline.
 struct Waiting {
-    pending: Option<Pending>,
-    until_ms: u64,
+    pending: Pending,
     read: Option<micro::Key>,
 }
 
@@ -116,11 +115,8 @@ impl ContentHandler for Api {
 impl Api {
     /// The loop's step: checks, then the question to the I/O thread.
     fn start(&self, req: &mut Request, cx: &mut Cx<'_>) -> Result<Flow, ApiError> {
-        if req.body.len() > body::MAX_BODY {
-            return Err(ApiError::too_large(body::MAX_BODY));
-        }
         let caller = self.caller(req)?;
-        let query = req.query().map(|q| String::from_utf8_lossy(q).into_owned());
+        let query = req.query().map(String::from_utf8_lossy);
         let read = (req.method_str() == "GET" && self.micro.on()).then(|| {
             let target = match &query {
                 Some(q) => format!("{}?{q}", req.path),
@@ -144,33 +140,25 @@ impl Api {
         let pending = db
             .ask(run(call), self.timeout, cx.token, cx.posted)
             .ok_or_else(|| ApiError::unavailable("too many requests wait for the database"))?;
-        req.set_ctx(Waiting {
-            pending: Some(pending),
-            until_ms: cx.now_ms + self.timeout.as_millis() as u64,
-            read,
-        });
+        req.set_ctx(Waiting { pending, read });
         cx.wait = Some(self.timeout);
         Ok(Flow::Wait)
     }
 
-    /// Run again after a wait: the answer, 503 when the time is up, or wait on (woken early).
+    /// Run again after a wait: the answer, 503 when the time is up, or wait on (woken early:
+    /// the connection keeps the deadline set when the wait began).
     fn waited(&self, w: &mut Waiting, cx: &mut Cx<'_>) -> Flow {
-        let asked = w.pending.as_ref().and_then(Pending::take);
-        let resp = match asked {
-            Some(asked) => self.answer(asked, w.read.take(), cx.now_ms),
-            None if cx.expired || w.pending.is_none() => ApiError::unavailable(format!(
-                "the database did not answer within {}",
-                crate::core::config::Dur(self.timeout)
-            ))
-            .response(),
-            None => {
-                cx.wait = Some(Duration::from_millis(w.until_ms.saturating_sub(cx.now_ms)));
-                return Flow::Wait;
-            }
-        };
-        // The question is over: forget it now rather than with the request.
-        w.pending = None;
-        Flow::Done(resp)
+        match w.pending.take() {
+            Some(asked) => Flow::Done(self.answer(asked, w.read.take(), cx.now_ms)),
+            None if cx.expired => Flow::Done(
+                ApiError::unavailable(format!(
+                    "the database did not answer within {}",
+                    crate::core::config::Dur(self.timeout)
+                ))
+                .response(),
+            ),
+            None => Flow::Wait,
+        }
     }
 
     /// The signed-in caller, if the request says who it is: a token that does not verify is
