@@ -203,6 +203,20 @@ impl Fixture {
         a.body["id"].as_i64().expect("an id")
     }
 
+    /// Sensor `device` registered on `hive` of `account` by alice: its MQTT password.
+    fn sensor(&self, account: i64, hive: i64, device: &str) -> String {
+        let reg = self.call(
+            "POST",
+            &format!("/v1/accounts/{account}/sensors"),
+            Some("alice"),
+            Some(json!({ "hive_id": hive, "device_id": device })),
+        );
+        assert_eq!(reg.status, 201, "{reg:?}");
+        assert_eq!(reg.body["mqtt_username"], device);
+        let password = reg.body["mqtt_password"].as_str().expect("shown once");
+        password.to_string()
+    }
+
     fn mqtt_login(&self, user: &str, password: &str) -> (Client, Option<u8>) {
         let (c, ack) = handshake(self.mqtt, &Connect::new(user).login(user, password));
         (c, ack.map(|(_, code)| code))
@@ -415,15 +429,8 @@ fn a_sensor_registered_over_http_logs_in_takes_its_configuration_and_is_cut_off_
     let f = fixture(2, "5s");
     let acme = f.account("Acme", "alice");
     let hive = f.hive(acme, "alice");
-    let reg = f.call(
-        "POST",
-        &format!("/v1/accounts/{acme}/sensors"),
-        Some("alice"),
-        Some(json!({ "hive_id": hive, "device_id": "door-7" })),
-    );
-    assert_eq!(reg.status, 201, "{reg:?}");
-    let password = reg.body["mqtt_password"].as_str().expect("shown once");
-    assert_eq!(reg.body["mqtt_username"], "door-7");
+    let password = f.sensor(acme, hive, "door-7");
+    let password = password.as_str();
     let listed = f.call(
         "GET",
         &format!("/v1/accounts/{acme}/sensors"),
@@ -662,13 +669,7 @@ fn reads_are_cached_per_worker_for_micro_ttl_and_a_write_there_empties_them() {
     let f = fixture_with(1, "5s", "2s");
     let acme = f.account("Acme", "alice");
     let hive = f.hive(acme, "alice");
-    let reg = f.call(
-        "POST",
-        &format!("/v1/accounts/{acme}/sensors"),
-        Some("alice"),
-        Some(json!({ "hive_id": hive, "device_id": "door-9" })),
-    );
-    assert_eq!(reg.status, 201, "{reg:?}");
+    f.sensor(acme, hive, "door-9");
     let name = |f: &Fixture, who: &str| {
         let a = f.call("GET", "/v1/sensors/door-9", Some(who), None);
         (a.status, a.body["name"].clone())
