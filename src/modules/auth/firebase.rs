@@ -43,6 +43,12 @@ impl Uid {
     }
 }
 
+impl From<Uid> for String {
+    fn from(uid: Uid) -> String {
+        uid.0
+    }
+}
+
 impl fmt::Display for Uid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

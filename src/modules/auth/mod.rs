@@ -66,7 +66,7 @@ impl Auth {
     ) -> Result<(String, bool), TokenError> {
         let uid = self.verifier.verify(bearer_token, now)?;
         let admin = self.admin_uids.iter().any(|a| a == uid.as_str());
-        Ok((uid.as_str().to_string(), admin))
+        Ok((uid.into(), admin))
     }
 
     /// The verifier, for its counters (how many RSA checks the cache did not save).
