@@ -265,9 +265,13 @@ impl Verifier {
         let mut id = [0u8; 32];
         id.copy_from_slice(&sha2::Sha256::digest(token.as_bytes()));
         if let Some((uid, exp)) = self.cache.borrow().get(&id) {
-            if now < exp.saturating_add(LEEWAY_SECS) {
-                return Ok(uid.clone());
-            }
+            // Signature and claims were checked when it was cached: only time can refuse it now,
+            // so an expired token a client keeps sending costs no RSA check either.
+            return if expired(*exp, now) {
+                Err(TokenError::Expired)
+            } else {
+                Ok(uid.clone())
+            };
         }
         let (uid, exp) = self.verify_uncached(token, now)?;
         self.remember(id, uid.clone(), exp, now);
@@ -308,7 +312,7 @@ impl Verifier {
         if c.aud != self.project {
             return Err(TokenError::Audience);
         }
-        if now >= c.exp.saturating_add(LEEWAY_SECS) {
+        if expired(c.exp, now) {
             return Err(TokenError::Expired);
         }
         if c.iat > now + LEEWAY_SECS {
@@ -327,13 +331,18 @@ impl Verifier {
     fn remember(&self, id: [u8; 32], uid: Uid, exp: u64, now: u64) {
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= CACHE_CAPACITY {
-            cache.retain(|_, (_, exp)| now < exp.saturating_add(LEEWAY_SECS));
+            cache.retain(|_, (_, exp)| !expired(*exp, now));
         }
         if cache.len() >= CACHE_CAPACITY {
             cache.clear();
         }
         cache.insert(id, (uid, exp));
     }
+}
+
+/// Whether a token with this `exp` is past it at `now`, leeway included.
+fn expired(exp: u64, now: u64) -> bool {
+    now >= exp.saturating_add(LEEWAY_SECS)
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(segment: &str) -> Result<T, TokenError> {

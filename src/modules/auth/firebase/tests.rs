@@ -122,7 +122,15 @@ fn cache_answers_a_token_seen_again_without_rsa() {
     assert_eq!(v.rsa_checks(), 1);
     let late = now() + Duration::from_secs(3600 + LEEWAY_SECS);
     assert_eq!(v.verify(&token, late), Err(TokenError::Expired));
-    assert_eq!(v.rsa_checks(), 2);
+    assert_eq!(v.verify(&token, late), Err(TokenError::Expired));
+    assert_eq!(
+        v.rsa_checks(),
+        1,
+        "an expired cached token costs no RSA check"
+    );
+    let other = mint(with("sub", json!("user-2")));
+    assert_eq!(v.verify(&other, late), Err(TokenError::Expired));
+    assert_eq!(v.rsa_checks(), 2, "a token not cached is checked");
 }
 
 #[test]
