@@ -221,6 +221,28 @@ fn wrong_claims_refused_each_by_name() {
 }
 
 #[test]
+fn exp_not_a_whole_unix_second_refused_without_panic() {
+    let header = b64(br#"{"alg":"RS256","kid":"k1"}"#);
+    let good = claims().to_string();
+    let want = format!("\"exp\":{}", NOW + 3600);
+    assert!(good.contains(&want), "{good}");
+    for exp in [
+        "-1",
+        "1800003600.5",
+        "1.8e9",
+        "18446744073709551616",
+        "1e400",
+        "null",
+    ] {
+        let body = good.replace(&want, &format!("\"exp\":{exp}"));
+        let input = format!("{header}.{}", b64(body.as_bytes()));
+        let sig = signing_key().sign(input.as_bytes()).to_bytes();
+        let token = format!("{input}.{}", b64(&sig));
+        assert_eq!(refused(&token), TokenError::Json, "exp {exp}");
+    }
+}
+
+#[test]
 fn small_clock_skew_tolerated() {
     let v = verifier();
     let t = mint(with("iat", json!(NOW + LEEWAY_SECS)));
@@ -241,6 +263,7 @@ fn garbage_and_oversize_refused() {
     );
     let header = b64(br#"{"alg":"RS256","kid":"k1"}"#);
     assert_eq!(refused(&format!("{header}.b.AA")), TokenError::Signature);
+    assert_eq!(refused(&format!("{header}.b.")), TokenError::Signature);
     assert_eq!(refused(&format!("{header}.b.!!")), TokenError::Base64);
     assert_eq!(refused(&"a".repeat(MAX_TOKEN_LEN + 1)), TokenError::TooLong);
     assert_eq!(refused("é.é.é"), TokenError::Base64);
