@@ -66,20 +66,10 @@ pub async fn find(
     key: &(dyn ToSql + Sync),
     what: impl Fn() -> String,
 ) -> Result<Row, ApiError> {
-    find_with(db, who, sql, &[key], what).await
-}
-
-/// [`find`] with more parameters: `params` are `$3`, `$4`...
-pub async fn find_with(
-    db: &Client,
-    who: &Who,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-    what: impl Fn() -> String,
-) -> Result<Row, ApiError> {
-    let mut all: Vec<&(dyn ToSql + Sync)> = vec![&who.platform_admin, &who.uid];
-    all.extend_from_slice(params);
-    let row = db.query_opt(sql, &all).await.map_err(db_error)?;
+    let row = db
+        .query_opt(sql, &[&who.platform_admin, &who.uid, key])
+        .await
+        .map_err(db_error)?;
     check_role(row.as_ref().map(|r| r.get(0)), &what)?;
     row.ok_or_else(|| ApiError::not_found(what()))
 }
