@@ -657,3 +657,17 @@ fn a_lost_connection_answers_503() {
         assert_eq!((a.status, &a.body["code"]), (503, &json!("unavailable")));
     });
 }
+
+#[test]
+fn a_read_only_database_answers_503() {
+    with_db(|_, db| async move {
+        let w = World::new(db).await;
+        w.db.batch_execute("SET default_transaction_read_only = on")
+            .await
+            .expect("the session turns read-only");
+        let a = w
+            .by(&w.root, "POST", "/v1/accounts", json!({"name": "Late"}))
+            .await;
+        assert_eq!((a.status, &a.body["code"]), (503, &json!("unavailable")));
+    });
+}

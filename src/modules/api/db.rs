@@ -134,7 +134,10 @@ pub fn check_role(allowed: Option<bool>, what: impl Fn() -> String) -> Result<()
     }
 }
 
-/// A PostgreSQL error as the API answers it.
+/// A PostgreSQL error as the API answers it. The database cannot answer (503) as the ingest
+/// writer judges it (`modules::ingest::writer`: connection 08, resources 53, operator 57, system
+/// 58, and a read-only standby, 25006), and a transaction rolled back (40: serialization,
+/// deadlock), which a client may try again.
 pub fn db_error(e: tokio_postgres::Error) -> ApiError {
     let Some(db) = e.as_db_error() else {
         return ApiError::unavailable(format!("the database cannot answer: {e}"));
@@ -150,7 +153,9 @@ pub fn db_error(e: tokio_postgres::Error) -> ApiError {
             .or_else(|| db.constraint().map(constraint_field))
             .unwrap_or_else(|| "body".into());
         ApiError::invalid(field, db.message().to_string())
-    } else if matches!(class, "08" | "53" | "57" | "40") {
+    } else if matches!(class, "08" | "53" | "57" | "58" | "40")
+        || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+    {
         ApiError::unavailable(format!("the database cannot answer: {}", db.message()))
     } else {
         ApiError::new(500, "internal", "the database refused the call")
