@@ -10,13 +10,14 @@
 //! fresh snapshot, a bounded number of times.
 
 use serde_json::json;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use super::db::{self, allowed_sql, db_error, Who};
 use super::error::ApiError;
 use super::route::Json;
-use super::sensors::{is_race, Config};
+use super::sensors::Config;
 
 /// How many times a push that lost a race for its id is tried again.
 const RETRIES: usize = 8;
@@ -63,4 +64,10 @@ pub async fn store(db: &Client, who: &Who, device_id: &str, c: &Config) -> Resul
         200,
         &json!({ "configuration_id": id, "acknowledged": false }),
     ))
+}
+
+/// Whether `e` is the collision of two configuration ids made at once (retried).
+fn is_race(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::CHECK_VIOLATION)
 }

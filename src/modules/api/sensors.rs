@@ -4,7 +4,6 @@
 //! Publishing it is not done here: a trigger on sensor_report_config notifies the MQTT side.
 
 use serde_json::{json, Value};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 
 use super::body::{checked, Field};
@@ -427,12 +426,6 @@ async fn run_patch(
         return Err(ApiError::not_found("the sensor"));
     }
     Ok(())
-}
-
-/// Whether `e` is the collision of two configuration ids made at once (retried).
-pub fn is_race(e: &tokio_postgres::Error) -> bool {
-    e.code()
-        .is_some_and(|c| *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::CHECK_VIOLATION)
 }
 
 #[cfg(test)]
