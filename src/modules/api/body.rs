@@ -25,6 +25,15 @@ impl<T> Field<T> {
             _ => None,
         }
     }
+
+    /// As an edit reads it: None (absent) leaves the field, Some(None) (null) clears it.
+    pub fn patch(self) -> Option<Option<T>> {
+        match self {
+            Field::Absent => None,
+            Field::Null => Some(None),
+            Field::Value(v) => Some(Some(v)),
+        }
+    }
 }
 
 /// A JSON object whose keys were checked against the ones the call takes.
@@ -108,6 +117,15 @@ impl Obj {
             Field::Null => Ok(Field::Null),
             Field::Absent => Ok(Field::Absent),
         }
+    }
+
+    /// An integer field within `min..=max`, for an `int4` column.
+    pub fn int32(&mut self, key: &str, min: i32, max: i32) -> Result<Field<i32>, ApiError> {
+        Ok(match self.int(key, min.into(), max.into())? {
+            Field::Value(n) => Field::Value(i32::try_from(n).expect("within min..=max")),
+            Field::Null => Field::Null,
+            Field::Absent => Field::Absent,
+        })
     }
 
     /// A number field within `min..=max`.
@@ -238,6 +256,20 @@ mod tests {
         assert_eq!(field(o.required("s", s)), "s");
         assert_eq!(field(o.required("gone", Field::<i64>::Absent)), "gone");
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn int4_fields_and_edits() {
+        let mut o = object(
+            br#"{"a":2147483647,"b":2147483648,"c":null}"#,
+            &["a", "b", "c"],
+        )
+        .unwrap();
+        assert_eq!(o.int32("a", 1, i32::MAX).unwrap(), Field::Value(i32::MAX));
+        assert_eq!(field(o.int32("b", 1, i32::MAX)), "b");
+        assert_eq!(o.int32("c", 1, 5).unwrap().patch(), Some(None));
+        assert_eq!(o.int32("gone", 1, 5).unwrap().patch(), None);
+        assert_eq!(Field::Value(3).patch(), Some(Some(3)));
     }
 
     #[test]

@@ -101,16 +101,8 @@ fn parse(mut o: Obj, all: bool) -> Result<Hive, ApiError> {
     h.kind = need(&o, "type", f, all)?;
     let f = checked(&mut o, "time_zone", 64, time_zone)?;
     h.time_zone = need(&o, "time_zone", f, all)?;
-    h.capacity = match o.int("capacity", 1, i64::from(i32::MAX))? {
-        Field::Absent => None,
-        Field::Null => Some(None),
-        Field::Value(c) => Some(i32::try_from(c).ok()),
-    };
-    h.reset_time = match checked(&mut o, "reset_time", 5, reset_time)? {
-        Field::Absent => None,
-        Field::Null => Some(None),
-        Field::Value(t) => Some(Some(t)),
-    };
+    h.capacity = o.int32("capacity", 1, i32::MAX)?.patch();
+    h.reset_time = checked(&mut o, "reset_time", 5, reset_time)?.patch();
     let f = o.object("address", ADDRESS)?;
     if let Some(mut a) = need(&o, "address", f, all)? {
         let f = a.string("street", 0, 200)?;

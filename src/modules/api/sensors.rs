@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use tokio_postgres::{Client, Row};
 
-use super::body::{checked, Field};
+use super::body::checked;
 use super::db::{self, allowed_sql, db_error, time, Who};
 use super::error::ApiError;
 use super::page::Page;
@@ -122,8 +122,8 @@ pub fn register(req: &Req<'_>, account: i64) -> Result<SensorCall, ApiError> {
     let device_id = o.not_null("device_id", f)?;
     let f = checked(&mut o, "direction", 16, one_of(DIRECTIONS))?;
     let direction = o.not_null("direction", f)?;
-    let f = o.int("counter_modulus", 2, 65536)?;
-    let counter_modulus = o.not_null("counter_modulus", f)?.map(|m| m as i32);
+    let f = o.int32("counter_modulus", 2, 65536)?;
+    let counter_modulus = o.not_null("counter_modulus", f)?;
     let name = o.string("name", 1, 100)?.value();
     let new = NewSensor {
         hive_id,
@@ -149,18 +149,10 @@ pub fn patch(req: &Req<'_>, device_id: String) -> Result<SensorCall, ApiError> {
     let mut p = SensorPatch::default();
     let f = checked(&mut o, "direction", 16, one_of(DIRECTIONS))?;
     p.direction = o.not_null("direction", f)?;
-    let f = o.int("counter_modulus", 2, 65536)?;
-    p.counter_modulus = o.not_null("counter_modulus", f)?.map(|m| m as i32);
-    p.counting_mode = match checked(&mut o, "counting_mode", 16, one_of(MODES))? {
-        Field::Absent => None,
-        Field::Null => Some(None),
-        Field::Value(m) => Some(Some(m)),
-    };
-    p.name = match o.string("name", 1, 100)? {
-        Field::Absent => None,
-        Field::Null => Some(None),
-        Field::Value(n) => Some(Some(n)),
-    };
+    let f = o.int32("counter_modulus", 2, 65536)?;
+    p.counter_modulus = o.not_null("counter_modulus", f)?;
+    p.counting_mode = checked(&mut o, "counting_mode", 16, one_of(MODES))?.patch();
+    p.name = o.string("name", 1, 100)?.patch();
     let f = o.int("hive_id", 1, i64::MAX)?;
     p.hive_id = o.not_null("hive_id", f)?;
     Ok(SensorCall::Patch {
@@ -180,9 +172,9 @@ pub fn config(req: &Req<'_>, device_id: String) -> Result<SensorCall, ApiError> 
         "event_threshold",
     ];
     let mut o = req.object(&keys)?;
-    let mut get = |key: &str, min: i64, max: i64| -> Result<i32, ApiError> {
-        let f = o.int(key, min, max)?;
-        o.required(key, f).map(|v| v as i32)
+    let mut get = |key: &str, min: i32, max: i32| -> Result<i32, ApiError> {
+        let f = o.int32(key, min, max)?;
+        o.required(key, f)
     };
     let config = Config {
         threshold_cm: get("threshold_cm", 10, 1000)?,
