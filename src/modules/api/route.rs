@@ -124,22 +124,7 @@ pub fn route(
     let segs: Vec<&str> = rest.split('/').collect();
     match segs.as_slice() {
         ["accounts", rest @ ..] => under_accounts(&req, rest),
-        ["hives", id] => {
-            let id = id_of(&req, id)?;
-            match method {
-                "GET" => Ok(Call::Hive(HiveCall::Get { id })),
-                "PATCH" => hives::patch(&req, id).map(Call::Hive),
-                "DELETE" => hives::delete(&req, id).map(Call::Hive),
-                _ => Err(req.not_allowed()),
-            }
-        }
-        ["hives", id, "occupancy"] => {
-            let id = id_of(&req, id)?;
-            match method {
-                "GET" => Ok(Call::Hive(HiveCall::Occupancy { id })),
-                _ => Err(req.not_allowed()),
-            }
-        }
+        ["hives", id, rest @ ..] => under_hives(&req, id_of(&req, id)?, rest),
         ["sensors", rest @ ..] => under_sensors(&req, rest),
         ["tokens", id] => {
             let id = id_of(&req, id)?;
@@ -179,6 +164,19 @@ fn under_accounts(req: &Req<'_>, segs: &[&str]) -> Result<Call, ApiError> {
         ([] | ["admins", _] | ["hives" | "sensors" | "tokens"], _) => Err(req.not_allowed()),
         _ => Err(req.not_found()),
     }
+}
+
+/// `/v1/hives/{id}...`
+fn under_hives(req: &Req<'_>, id: i64, segs: &[&str]) -> Result<Call, ApiError> {
+    match (segs, req.method) {
+        ([], "GET") => Ok(HiveCall::Get { id }),
+        ([], "PATCH") => hives::patch(req, id),
+        ([], "DELETE") => hives::delete(req, id),
+        (["occupancy"], "GET") => Ok(HiveCall::Occupancy { id }),
+        ([] | ["occupancy"], _) => Err(req.not_allowed()),
+        _ => Err(req.not_found()),
+    }
+    .map(Call::Hive)
 }
 
 /// `/v1/sensors/{device_id}...`
@@ -246,7 +244,9 @@ mod tests {
         assert_eq!(status("GET", "/v1/hives/x", b"", c), 404);
         assert_eq!(status("GET", "/v1/hives/0", b"", c), 404);
         assert_eq!(status("GET", "/v1/sensors/bad%id", b"", c), 404);
+        assert_eq!(status("GET", "/v1/hives/7/other", b"", c), 404);
         assert_eq!(status("POST", "/v1/hives/7", b"", c), 405);
+        assert_eq!(status("PUT", "/v1/hives/7/occupancy", b"", c), 405);
         assert_eq!(status("PUT", "/v1/accounts/7/hives", b"", c), 405);
         assert_eq!(status("GET", "/v1/sensors/door-1/config", b"", c), 405);
         assert_eq!(status("GET", "/v1/hives/7", b"", None), 200);
