@@ -231,14 +231,7 @@ fn a_deleted_hive_and_its_sensors_exist_no_more() {
         let w = World::new(db).await;
         let alice = Some(&w.alice);
         let path = format!("/v1/hives/{}", w.hive);
-        let s = w
-            .alice(
-                "POST",
-                &w.under("sensors"),
-                json!({"hive_id": w.hive, "device_id": "d9"}),
-            )
-            .await;
-        assert_eq!(s.status, 201);
+        w.sensor("d9").await;
         assert_eq!(w.status(alice, "DELETE", &path).await, 204);
         for (m, p) in [
             ("GET", path.clone()),
@@ -348,14 +341,7 @@ fn sensor_registrations_are_refused_with_their_field() {
 fn sensor_health_edits_and_deletion() {
     with_db(|_, db| async move {
         let w = World::new(db).await;
-        let s = w
-            .alice(
-                "POST",
-                &w.under("sensors"),
-                json!({"hive_id": w.hive, "device_id": "door-1"}),
-            )
-            .await;
-        assert_eq!(s.status, 201);
+        w.sensor("door-1").await;
         let h = w.alice("GET", "/v1/sensors/door-1", NONE).await;
         assert_eq!(h.status, 200, "{h:?}");
         let want = json!({"device_id": "door-1", "hive_id": w.hive, "online": false,
@@ -435,14 +421,7 @@ async fn race(w: &World, url: &str, conf: &Value) -> Vec<i64> {
 fn configuration_ids_increase_from_1_even_when_pushes_race() {
     with_db(|url, db| async move {
         let w = World::new(db).await;
-        let s = w
-            .alice(
-                "POST",
-                &w.under("sensors"),
-                json!({"hive_id": w.hive, "device_id": "door-1"}),
-            )
-            .await;
-        assert_eq!(s.status, 201);
+        w.sensor("door-1").await;
         let conf = json!({"threshold_cm": 120, "reporting_interval_min": 5,
                           "status_interval_min": 60, "event_threshold": 3});
         let path = "/v1/sensors/door-1/config";
@@ -490,13 +469,7 @@ fn configuration_ids_increase_from_1_even_when_pushes_race() {
 fn display_tokens_are_created_with_a_password_shown_once() {
     with_db(|_, db| async move {
         let w = World::new(db).await;
-        let t = w
-            .alice(
-                "POST",
-                &w.under("tokens"),
-                json!({"name": "Lobby", "hive_ids": [w.hive]}),
-            )
-            .await;
+        let t = w.token("Lobby").await;
         assert_eq!(t.status, 201, "{t:?}");
         let id = t.id();
         assert_eq!(t.body["mqtt_username"], format!("token:{id}"));
@@ -534,20 +507,7 @@ fn revoked_display_tokens_exist_no_more() {
     with_db(|_, db| async move {
         let w = World::new(db).await;
         let alice = Some(&w.alice);
-        let first = w
-            .alice(
-                "POST",
-                &w.under("tokens"),
-                json!({"name": "Lobby", "hive_ids": [w.hive]}),
-            )
-            .await;
-        let second = w
-            .alice(
-                "POST",
-                &w.under("tokens"),
-                json!({"name": "Bar", "hive_ids": [w.hive]}),
-            )
-            .await;
+        let (first, second) = (w.token("Lobby").await, w.token("Bar").await);
         assert_eq!((first.status, second.status), (201, 201));
         let path = format!("/v1/tokens/{}", first.id());
         assert_eq!(w.status(Some(&w.bob), "DELETE", &path).await, 403);

@@ -165,6 +165,19 @@ impl World {
         self.by(&self.alice, method, target, body).await
     }
 
+    /// Registers the sensor `device_id` on the world's hive, as alice.
+    pub async fn sensor(&self, device_id: &str) {
+        let body = json!({"hive_id": self.hive, "device_id": device_id});
+        let s = self.alice("POST", &self.under("sensors"), body).await;
+        assert_eq!(s.status, 201, "{s:?}");
+    }
+
+    /// A display token named `name` for the world's hive, asked by alice.
+    pub async fn token(&self, name: &str) -> Answer {
+        let body = json!({"name": name, "hive_ids": [self.hive]});
+        self.alice("POST", &self.under("tokens"), body).await
+    }
+
     /// The status of a call by `who` (None: anonymous) without a body.
     pub async fn status(&self, who: Option<&Caller>, method: &str, target: &str) -> u16 {
         call(&self.db, who, method, target, &Value::Null)
