@@ -218,10 +218,8 @@ impl HiveCall {
         match self {
             HiveCall::Create { who, account, hive } => {
                 db::authorize(db, &who, account).await?;
-                let id = insert(db, account, &hive).await?;
-                let mut answer = read(db, id).await?;
-                answer.status = 201;
-                Ok(answer)
+                let row = insert(db, account, &hive).await?;
+                Ok(db::json(201, &to_json(&row, 0).1))
             }
             HiveCall::List { who, account, page } => {
                 let list = format!(
@@ -255,39 +253,42 @@ impl HiveCall {
     }
 }
 
-/// Inserts the address and the hive in one statement: the new hive's id; 400 `type` when the
-/// type code is not in the catalogue (nothing is inserted then).
-async fn insert(db: &Client, account: i64, h: &Hive) -> Result<i64, ApiError> {
+/// Inserts the address and the hive in one statement: the new hive as [`COLUMNS`] reads it;
+/// 400 `type` when the type code is not in the catalogue (nothing is inserted then).
+async fn insert(db: &Client, account: i64, h: &Hive) -> Result<Row, ApiError> {
     let reset = h.reset_time.clone().flatten();
     let capacity = h.capacity.flatten();
-    let row = db
-        .query_opt(
-            "WITH t AS (SELECT id FROM hive_type WHERE code = $1::text),
-                  ad AS (INSERT INTO address (street, city, zip, country, latitude, longitude)
-                         SELECT $2::text, $3::text, $4::text, $5::text, $6::float8, $7::float8
-                         FROM t RETURNING id)
-             INSERT INTO hive (account_id, address_id, hive_type_id, name, time_zone, capacity,
-                               reset_time)
-             SELECT $8::int8, ad.id, t.id, $9::text, $10::text, $11::int4, $12::text::time
-             FROM ad, t RETURNING id",
-            &[
-                &h.kind,
-                &h.street,
-                &h.city,
-                &h.zip,
-                &h.country,
-                &h.latitude,
-                &h.longitude,
-                &account,
-                &h.name,
-                &h.time_zone,
-                &capacity,
-                &reset,
-            ],
-        )
-        .await
-        .map_err(db_error)?;
-    row.map(|r| r.get(0)).ok_or_else(unknown_type)
+    let sql = format!(
+        "WITH t AS (SELECT id, code FROM hive_type WHERE code = $1::text),
+              ad AS (INSERT INTO address (street, city, zip, country, latitude, longitude)
+                     SELECT $2::text, $3::text, $4::text, $5::text, $6::float8, $7::float8
+                     FROM t RETURNING *),
+              h AS (INSERT INTO hive (account_id, address_id, hive_type_id, name, time_zone,
+                                      capacity, reset_time)
+                    SELECT $8::int8, ad.id, t.id, $9::text, $10::text, $11::int4, $12::text::time
+                    FROM ad, t RETURNING *)
+         SELECT {COLUMNS} FROM h JOIN t ON t.id = h.hive_type_id JOIN ad ON ad.id = h.address_id"
+    );
+    db.query_opt(
+        &sql,
+        &[
+            &h.kind,
+            &h.street,
+            &h.city,
+            &h.zip,
+            &h.country,
+            &h.latitude,
+            &h.longitude,
+            &account,
+            &h.name,
+            &h.time_zone,
+            &capacity,
+            &reset,
+        ],
+    )
+    .await
+    .map_err(db_error)?
+    .ok_or_else(unknown_type)
 }
 
 fn unknown_type() -> ApiError {
