@@ -187,7 +187,7 @@ fn constraint_field(name: &str) -> String {
 pub fn json(status: u16, v: &Value) -> Json {
     Json {
         status,
-        body: serde_json::to_vec(v).unwrap_or_default(),
+        body: serde_json::to_vec(v).expect("a JSON value, whose keys are strings, serializes"),
     }
 }
 
