@@ -46,18 +46,22 @@ fn broker_hooks(
     acks: Acks,
     outbox: Outbox,
 ) -> Rc<RefCell<Broker>> {
-    let zone = Zone::new("mqtt.test", crate::mqtt::stats::zone_size()).unwrap();
     let auth = Rc::new(FileAuthority {
         allow_anonymous: true,
         ..FileAuthority::default()
     });
     let hooks = Hooks {
-        authority: auth,
-        verdicts: Default::default(),
         ingest: hook,
         acks,
         outbox,
+        ..Hooks::with_authority(auth)
     };
+    broker_of(limits, hooks)
+}
+
+/// A broker with `hooks`.
+fn broker_of(limits: Limits, hooks: Hooks) -> Rc<RefCell<Broker>> {
+    let zone = Zone::new("mqtt.test", crate::mqtt::stats::zone_size()).unwrap();
     Rc::new(RefCell::new(Broker::new(
         limits,
         hooks,
@@ -130,6 +134,30 @@ fn online(b: &Rc<RefCell<Broker>>, id: &str, clean: bool, token: usize) -> Sessi
     let p = out(b, r);
     assert!(matches!(p[0], Packet::Connack(_)));
     r
+}
+
+/// A client online on `token` and subscribed to `filters`, its CONNACK and SUBACK read.
+fn subscriber(
+    b: &Rc<RefCell<Broker>>,
+    id: &str,
+    clean: bool,
+    token: usize,
+    filters: &[(&str, QoS)],
+) -> SessionRef {
+    let r = online(b, id, clean, token);
+    b.borrow_mut().packet(r, subscribe(filters, 1), 0).unwrap();
+    assert!(matches!(out(b, r)[..], [Packet::Suback(_)]));
+    r
+}
+
+/// A will of QoS 0.
+fn will(topic: &str, message: &'static [u8], retain: bool) -> Option<Will> {
+    Some(Will {
+        topic: topic.into(),
+        message: Bytes::from_static(message),
+        qos: QoS::AtMostOnce,
+        retain,
+    })
 }
 
 #[test]
@@ -210,11 +238,7 @@ fn held_pubrec_for_qos2_then_exactly_once_mqtt_4_3_3_2() {
     let held = Rc::clone(&hook.held);
     let acks = Acks::default();
     let b = broker_acks(Limits::default(), Box::new(hook), acks.clone());
-    let sub = online(&b, "display", true, 1);
-    b.borrow_mut()
-        .packet(sub, subscribe(&[("t", QoS::ExactlyOnce)], 1), 0)
-        .unwrap();
-    out(&b, sub);
+    let sub = subscriber(&b, "display", true, 1, &[("t", QoS::ExactlyOnce)]);
     let r = online(&b, "sensor", true, 2);
     b.borrow_mut()
         .packet(r, publish("t", b"slow", QoS::ExactlyOnce, 9), 0)
@@ -237,11 +261,7 @@ fn held_pubrec_for_qos2_then_exactly_once_mqtt_4_3_3_2() {
 #[test]
 fn qos2_retransmission_is_not_delivered_twice_mqtt_4_3_3_2() {
     let b = broker();
-    let sub = online(&b, "s", true, 1);
-    b.borrow_mut()
-        .packet(sub, subscribe(&[("t", QoS::AtMostOnce)], 1), 0)
-        .unwrap();
-    out(&b, sub);
+    let sub = subscriber(&b, "s", true, 1, &[("t", QoS::AtMostOnce)]);
     let p = online(&b, "p", true, 2);
     for _ in 0..3 {
         b.borrow_mut()
@@ -291,11 +311,7 @@ fn inflight_window_and_queue_limits() {
         ..Limits::default()
     };
     let b = broker_with(limits, Box::new(NoIngest));
-    let sub = online(&b, "s", true, 1);
-    b.borrow_mut()
-        .packet(sub, subscribe(&[("t", QoS::AtLeastOnce)], 1), 0)
-        .unwrap();
-    out(&b, sub);
+    let sub = subscriber(&b, "s", true, 1, &[("t", QoS::AtLeastOnce)]);
     let p = online(&b, "p", true, 2);
     for i in 1..=5 {
         b.borrow_mut()
@@ -331,11 +347,7 @@ fn inflight_window_and_queue_limits() {
 #[test]
 fn persistent_session_queues_and_resends_with_dup_mqtt_4_4_0_1() {
     let b = broker();
-    let sub = online(&b, "s", false, 1);
-    b.borrow_mut()
-        .packet(sub, subscribe(&[("t", QoS::AtLeastOnce)], 1), 0)
-        .unwrap();
-    out(&b, sub);
+    let sub = subscriber(&b, "s", false, 1, &[("t", QoS::AtLeastOnce)]);
     let p = online(&b, "p", true, 2);
     b.borrow_mut()
         .packet(p, publish("t", b"one", QoS::AtLeastOnce, 1), 0)
@@ -423,19 +435,10 @@ fn zero_length_client_id_rules_mqtt_3_1_3_7_and_8() {
 #[test]
 fn will_on_failure_not_after_disconnect_mqtt_3_1_2_8_and_10() {
     let b = broker();
-    let sub = online(&b, "s", true, 1);
-    b.borrow_mut()
-        .packet(sub, subscribe(&[("will/#", QoS::AtMostOnce)], 1), 0)
-        .unwrap();
-    out(&b, sub);
+    let sub = subscriber(&b, "s", true, 1, &[("will/#", QoS::AtMostOnce)]);
     for (id, token, clean_end) in [("a", 2, false), ("b", 3, true)] {
         let mut c = connect(id, true);
-        c.will = Some(Will {
-            topic: format!("will/{id}"),
-            message: Bytes::from_static(b"gone"),
-            qos: QoS::AtMostOnce,
-            retain: false,
-        });
+        c.will = will(&format!("will/{id}"), b"gone", false);
         let r = login(&b, c, token).unwrap().session;
         if clean_end {
             assert_eq!(
@@ -479,15 +482,13 @@ fn server_topics_are_the_roots_commands_and_hives_and_below() {
 #[test]
 fn no_client_publishes_on_the_server_topics_even_retained() {
     let b = broker();
-    let sub = online(&b, "watcher", true, 1);
-    b.borrow_mut()
-        .packet(
-            sub,
-            subscribe(&[("#", QoS::AtLeastOnce), ("hives/#", QoS::AtLeastOnce)], 1),
-            0,
-        )
-        .unwrap();
-    out(&b, sub);
+    let sub = subscriber(
+        &b,
+        "watcher",
+        true,
+        1,
+        &[("#", QoS::AtLeastOnce), ("hives/#", QoS::AtLeastOnce)],
+    );
     let p = online(&b, "pub", true, 2);
     for (i, topic) in ["hives/x/occupancy", "commands/sensor/x", "commands"]
         .iter()
@@ -522,12 +523,7 @@ fn a_will_on_a_server_topic_refuses_the_connect_with_0x05() {
     let b = broker();
     for topic in ["hives/x/occupancy", "commands/sensor/x"] {
         let mut c = connect("w", true);
-        c.will = Some(Will {
-            topic: topic.into(),
-            message: Bytes::from_static(b"forged"),
-            qos: QoS::AtMostOnce,
-            retain: true,
-        });
+        c.will = will(topic, b"forged", true);
         assert_eq!(
             login(&b, c, 1).err(),
             Some(ConnackCode::NotAuthorized),
@@ -628,15 +624,7 @@ fn the_servers_messages_are_published_and_restored_only_where_missing() {
         Acks::default(),
         outbox.clone(),
     );
-    let sub = online(&b, "s", true, 1);
-    b.borrow_mut()
-        .packet(
-            sub,
-            subscribe(&[("hives/+/occupancy", QoS::AtMostOnce)], 1),
-            0,
-        )
-        .unwrap();
-    out(&b, sub);
+    let sub = subscriber(&b, "s", true, 1, &[("hives/+/occupancy", QoS::AtMostOnce)]);
     let msg = |topic: &str, payload: &'static [u8]| Message {
         topic: topic.into(),
         payload: bytes::Bytes::from_static(payload),
@@ -681,19 +669,10 @@ fn the_servers_messages_are_published_and_restored_only_where_missing() {
 #[test]
 fn a_cut_off_client_is_closed_without_its_will_and_its_session_discarded() {
     let b = broker();
-    let sub = online(&b, "s", true, 1);
-    b.borrow_mut()
-        .packet(sub, subscribe(&[("will/#", QoS::AtMostOnce)], 1), 0)
-        .unwrap();
-    out(&b, sub);
+    let sub = subscriber(&b, "s", true, 1, &[("will/#", QoS::AtMostOnce)]);
     let mut c = connect("dev1", false);
     c.username = Some("dev1".into());
-    c.will = Some(Will {
-        topic: "will/dev1".into(),
-        message: Bytes::from_static(b"gone"),
-        qos: QoS::AtMostOnce,
-        retain: false,
-    });
+    c.will = will("will/dev1", b"gone", false);
     let r = login(&b, c, 2).unwrap().session;
     assert_eq!(b.borrow_mut().cut_off(&Cut::Client("other".into())), 0);
     assert_eq!(b.borrow_mut().cut_off(&Cut::Client("dev1".into())), 1);
@@ -728,20 +707,8 @@ fn a_cut_by_user_name_ends_every_client_of_that_login_and_no_other() {
 
 #[test]
 fn cut_offs_given_through_the_verdicts_handle_act_at_the_next_turn() {
-    let zone = Zone::new("mqtt.test", crate::mqtt::stats::zone_size()).unwrap();
-    let auth = Rc::new(FileAuthority {
-        allow_anonymous: true,
-        ..FileAuthority::default()
-    });
-    let hooks = Hooks::with_authority(auth);
-    let verdicts = hooks.verdicts.clone();
-    let b = Rc::new(RefCell::new(Broker::new(
-        Limits::default(),
-        hooks,
-        Posted::new(),
-        Stats::new(zone, 0),
-        (0, 0),
-    )));
+    let b = broker();
+    let verdicts = b.borrow().verdicts.clone();
     let r = online(&b, "dev1", true, 1);
     verdicts.cut_off(Cut::Client("dev1".into()));
     assert!(b.borrow().serves(r, Token(1)), "not before the turn");
