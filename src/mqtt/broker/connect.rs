@@ -3,7 +3,7 @@
 //! connection of the same client to end (takeover), the will when a connection ends without
 //! DISCONNECT, and the clients the authority cuts off.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use mio::Token;
@@ -109,24 +109,37 @@ impl Broker {
                 self.posted.post(token);
             }
         }
-        for cut in self.verdicts.take_cuts() {
-            self.cut_off(&cut);
+        let cuts = self.verdicts.take_cuts();
+        if !cuts.is_empty() {
+            self.cut_off(&cuts);
         }
     }
 
-    /// Cuts off the clients `cut` names (see [`crate::mqtt::auth::Verdicts::cut_off`]): each
+    /// Cuts off the clients `cuts` name (see [`crate::mqtt::auth::Verdicts::cut_off`]): each
     /// connection ends without its will and each session is discarded. Returns how many
-    /// sessions went.
-    pub fn cut_off(&mut self, cut: &Cut) -> usize {
-        let sids: Vec<usize> = match cut {
-            Cut::Client(id) => self.by_id.get(id.as_str()).copied().into_iter().collect(),
-            Cut::User(name) => self
-                .sessions
-                .iter()
-                .filter(|(_, s)| s.username.as_deref() == Some(name.as_str()))
-                .map(|(sid, _)| sid)
-                .collect(),
-        };
+    /// sessions went. The user names of a turn's cuts are matched in one pass over the
+    /// sessions (a truncated sensor table cuts every device id at once).
+    pub fn cut_off(&mut self, cuts: &[Cut]) -> usize {
+        let mut users = HashSet::new();
+        let mut sids = Vec::new();
+        for cut in cuts {
+            match cut {
+                Cut::Client(id) => sids.extend(self.by_id.get(id.as_str()).copied()),
+                Cut::User(name) => {
+                    users.insert(name.as_str());
+                }
+            }
+        }
+        if !users.is_empty() {
+            sids.extend(
+                self.sessions
+                    .iter()
+                    .filter(|(_, s)| s.username.as_deref().is_some_and(|u| users.contains(u)))
+                    .map(|(sid, _)| sid),
+            );
+        }
+        sids.sort_unstable();
+        sids.dedup();
         for &sid in &sids {
             self.unplug(sid);
             self.discard(sid);

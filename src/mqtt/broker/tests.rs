@@ -674,8 +674,8 @@ fn a_cut_off_client_is_closed_without_its_will_and_its_session_discarded() {
     c.username = Some("dev1".into());
     c.will = will("will/dev1", b"gone", false);
     let r = login(&b, c, 2).unwrap().session;
-    assert_eq!(b.borrow_mut().cut_off(&Cut::Client("other".into())), 0);
-    assert_eq!(b.borrow_mut().cut_off(&Cut::Client("dev1".into())), 1);
+    assert_eq!(b.borrow_mut().cut_off(&[Cut::Client("other".into())]), 0);
+    assert_eq!(b.borrow_mut().cut_off(&[Cut::Client("dev1".into())]), 1);
     assert!(!b.borrow().serves(r, Token(2)), "its connection closes");
     assert!(b.borrow().session(r).is_none(), "persistent, yet discarded");
     b.borrow_mut().disconnected(r, Token(2), true, 0);
@@ -697,7 +697,7 @@ fn a_cut_by_user_name_ends_every_client_of_that_login_and_no_other() {
         c.username = Some(user.into());
         tokens.push((login(&b, c, token).unwrap().session, token));
     }
-    assert_eq!(b.borrow_mut().cut_off(&Cut::User("token:7".into())), 2);
+    assert_eq!(b.borrow_mut().cut_off(&[Cut::User("token:7".into())]), 2);
     let live: Vec<bool> = tokens
         .iter()
         .map(|&(r, t)| b.borrow().serves(r, Token(t)))
@@ -714,4 +714,31 @@ fn cut_offs_given_through_the_verdicts_handle_act_at_the_next_turn() {
     assert!(b.borrow().serves(r, Token(1)), "not before the turn");
     b.borrow_mut().tick(0);
     assert!(!b.borrow().serves(r, Token(1)));
+}
+
+#[test]
+fn a_turns_cuts_end_each_of_their_sessions_once() {
+    let b = broker();
+    let mut sessions = Vec::new();
+    for (id, user, token) in [("d1", "d1", 1), ("d2", "d2", 2), ("d3", "d3", 3)] {
+        let mut c = connect(id, true);
+        c.username = Some(user.into());
+        sessions.push((login(&b, c, token).unwrap().session, token));
+    }
+    let verdicts = b.borrow().verdicts.clone();
+    for cut in [
+        Cut::User("d1".into()),
+        Cut::Client("d1".into()),
+        Cut::User("d2".into()),
+        Cut::User("d1".into()),
+    ] {
+        verdicts.cut_off(cut);
+    }
+    b.borrow_mut().tick(0);
+    let live: Vec<bool> = sessions
+        .iter()
+        .map(|&(r, t)| b.borrow().serves(r, Token(t)))
+        .collect();
+    assert_eq!(live, [false, false, true]);
+    assert_eq!(b.borrow().sessions.len(), 1, "d3 only");
 }
