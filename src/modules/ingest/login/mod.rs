@@ -151,11 +151,7 @@ impl SensorAuthority {
                 self.ask(Ask::Verify(check))
             }
             Step::Lookup => {
-                let w = Waiter {
-                    ticket,
-                    client_id: login.client_id.to_string(),
-                    password: login.password.map(<[u8]>::to_vec),
-                };
+                let w = Waiter::of(login, ticket);
                 if !self.table.borrow_mut().wait(device, w) {
                     return Verdict::Later;
                 }
@@ -167,6 +163,15 @@ impl SensorAuthority {
                     }
                 }
             }
+        }
+    }
+
+    /// A waiting CONNECT's verdict, given now unless it is to come later still.
+    fn give(&self, ticket: u64, v: Verdict) {
+        match v {
+            Verdict::Allow => self.verdicts.answer(ticket, Ok(())),
+            Verdict::Refuse(r) => self.verdicts.answer(ticket, Err(r)),
+            Verdict::Later => {}
         }
     }
 
@@ -272,11 +277,7 @@ impl SensorAuthority {
             } else {
                 self.answer(device, &login, ticket)
             };
-            match v {
-                Verdict::Allow => self.verdicts.answer(ticket, Ok(())),
-                Verdict::Refuse(r) => self.verdicts.answer(ticket, Err(r)),
-                Verdict::Later => {}
-            }
+            self.give(ticket, v);
         }
     }
 }
@@ -297,11 +298,7 @@ impl SensorAuthority {
                 digest,
             })),
             Step::Lookup => {
-                let w = Waiter {
-                    ticket,
-                    client_id: login.client_id.to_string(),
-                    password: login.password.map(<[u8]>::to_vec),
-                };
+                let w = Waiter::of(login, ticket);
                 if !self.tokens.borrow_mut().wait(id, w) {
                     return Verdict::Later;
                 }
@@ -350,11 +347,7 @@ impl SensorAuthority {
             } else {
                 self.answer_token(id, &login, w.ticket)
             };
-            match v {
-                Verdict::Allow => self.verdicts.answer(w.ticket, Ok(())),
-                Verdict::Refuse(r) => self.verdicts.answer(w.ticket, Err(r)),
-                Verdict::Later => {}
-            }
+            self.give(w.ticket, v);
         }
     }
 

@@ -13,7 +13,9 @@
 //! PBKDF2 runs (on the I/O thread) only for a password not seen with this hash before. A new
 //! hash for the device id forgets both.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use sha2::{Digest as _, Sha256};
 
@@ -42,14 +44,123 @@ pub struct Waiter {
     pub password: Option<Vec<u8>>,
 }
 
+impl Waiter {
+    /// The CONNECT of `ticket` with `login`, to wait.
+    pub fn of(login: &crate::mqtt::auth::Login<'_>, ticket: u64) -> Waiter {
+        Waiter {
+            ticket,
+            client_id: login.client_id.to_string(),
+            password: login.password.map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// A live login's secret: its PHC string and what the worker remembers of the passwords
+/// verified against it (the SHA-256 of the last good one and of the last bad one). Sensors' and
+/// display tokens' alike.
+#[derive(Debug, Clone)]
+pub struct Secret {
+    phc: String,
+    good: Option<Digest>,
+    bad: Option<Digest>,
+}
+
+impl Secret {
+    /// The secret hashed as `phc`, keeping what `old` remembers if it has the same hash (a new
+    /// hash forgets both).
+    pub fn new(phc: String, old: Option<&Secret>) -> Secret {
+        match old {
+            Some(o) if o.phc == phc => Secret { phc, ..*o },
+            _ => Secret {
+                phc,
+                good: None,
+                bad: None,
+            },
+        }
+    }
+
+    /// Whether this is the hash `phc`.
+    pub fn is(&self, phc: &str) -> bool {
+        self.phc == phc
+    }
+
+    /// How `password` is answered: at once if it is the last good or the last bad one, else
+    /// verified against the hash.
+    pub fn check(&self, password: Option<&[u8]>) -> Step {
+        let Some(password) = password else {
+            return Step::Refuse(Refusal::BadCredentials);
+        };
+        let digest: Digest = Sha256::digest(password).into();
+        if self.good == Some(digest) {
+            Step::Allow
+        } else if self.bad == Some(digest) {
+            Step::Refuse(Refusal::BadCredentials)
+        } else {
+            Step::Verify {
+                phc: self.phc.clone(),
+                digest,
+            }
+        }
+    }
+
+    /// A password check came: remembered if it was checked against this hash.
+    pub fn verified(&mut self, checked: &str, digest: Digest, ok: bool) {
+        if self.phc == checked {
+            *(if ok { &mut self.good } else { &mut self.bad }) = Some(digest);
+        }
+    }
+}
+
+/// The lookups under way (of device ids or tokens): the CONNECTs waiting for each, and
+/// whether a notification overtook it.
+#[derive(Debug)]
+pub struct Lookups<K>(HashMap<K, Pending>);
+
+impl<K> Default for Lookups<K> {
+    fn default() -> Lookups<K> {
+        Lookups(HashMap::new())
+    }
+}
+
+impl<K: Hash + Eq> Lookups<K> {
+    /// `w` waits for `key`'s lookup; true if the lookup is to be asked (no other waits).
+    pub fn wait(&mut self, key: K, w: Waiter) -> bool {
+        let p = self.0.entry(key).or_default();
+        p.waiters.push(w);
+        p.waiters.len() == 1
+    }
+
+    /// `key`'s lookup ended: the CONNECTs that waited for it, and whether a notification
+    /// overtook it.
+    pub fn ended<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> (Vec<Waiter>, bool)
+    where
+        K: Borrow<Q>,
+    {
+        self.0
+            .remove(key)
+            .map(|p| (p.waiters, p.superseded))
+            .unwrap_or_default()
+    }
+
+    /// A notification: `key`'s lookup under way, if any, may predate the change.
+    pub fn supersede<Q: Hash + Eq + ?Sized>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
+        if let Some(p) = self.0.get_mut(key) {
+            p.superseded = true;
+        }
+    }
+
+    /// A notification for every key.
+    pub fn supersede_all(&mut self) {
+        self.0.values_mut().for_each(|p| p.superseded = true);
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Login {
-    Live {
-        phc: String,
-        hive_id: i64,
-        good: Option<Digest>,
-        bad: Option<Digest>,
-    },
+    Live { secret: Secret, hive_id: i64 },
     Deleted,
 }
 
@@ -77,7 +188,7 @@ pub struct Table {
     loads: usize,
     /// Device ids notified while a read was under way (`None` in the set: all of them).
     notified_in_load: HashSet<Option<String>>,
-    pending: HashMap<String, Pending>,
+    pending: Lookups<String>,
 }
 
 impl Table {
@@ -94,35 +205,30 @@ impl Table {
         let Some(entry) = self.entries.get(device).filter(|e| !(fresh && e.stale)) else {
             return Step::Lookup;
         };
-        let Login::Live { phc, good, bad, .. } = &entry.login else {
+        let Login::Live { secret, .. } = &entry.login else {
             return Step::Refuse(Refusal::NotAuthorised);
         };
         if client_id != device {
             return Step::Refuse(Refusal::IdentifierRejected);
         }
-        by_digest(phc, *good, *bad, password)
+        secret.check(password)
     }
 
     /// `w` waits for `device`'s lookup; true if the lookup is to be asked (no other waits).
     pub fn wait(&mut self, device: &str, w: Waiter) -> bool {
-        let p = self.pending.entry(device.to_string()).or_default();
-        p.waiters.push(w);
-        p.waiters.len() == 1
+        self.pending.wait(device.to_string(), w)
     }
 
     /// `device`'s lookup answered: the copy takes it; the CONNECTs that waited for it.
     pub fn looked_up(&mut self, device: &str, found: Found) -> Vec<Waiter> {
-        let p = self.pending.remove(device).unwrap_or_default();
-        self.put(device.to_string(), found, p.superseded);
-        p.waiters
+        let (waiters, superseded) = self.pending.ended(device);
+        self.put(device.to_string(), found, superseded);
+        waiters
     }
 
     /// `device`'s lookup failed: the CONNECTs that waited for it.
     pub fn lookup_failed(&mut self, device: &str) -> Vec<Waiter> {
-        self.pending
-            .remove(device)
-            .map(|p| p.waiters)
-            .unwrap_or_default()
+        self.pending.ended(device).0
     }
 
     /// A read of the whole table was asked.
@@ -141,12 +247,10 @@ impl Table {
         for (device, found) in rows {
             let stale = all_stale || self.notified_in_load.contains(&Some(device.clone()));
             if let Some(e) = old.remove(&device) {
-                if let Login::Live { phc, hive_id, .. } = &e.login {
-                    let same = Found::Live {
-                        secret_hash: phc.clone(),
-                        hive_id: *hive_id,
-                    };
-                    if found != same {
+                if let Login::Live { secret, hive_id } = &e.login {
+                    let same = matches!(&found, Found::Live { secret_hash, hive_id: h }
+                        if secret.is(secret_hash) && h == hive_id);
+                    if !same {
                         changed.push(device.clone());
                     }
                 }
@@ -183,13 +287,11 @@ impl Table {
                 if let Some(e) = self.entries.get_mut(d) {
                     e.stale = true;
                 }
-                if let Some(p) = self.pending.get_mut(d) {
-                    p.superseded = true;
-                }
+                self.pending.supersede(d);
             }
             None => {
                 self.entries.values_mut().for_each(|e| e.stale = true);
-                self.pending.values_mut().for_each(|p| p.superseded = true);
+                self.pending.supersede_all();
             }
         }
         if self.loads > 0 {
@@ -201,13 +303,11 @@ impl Table {
     /// device id's.
     pub fn verified(&mut self, device: &str, checked: &str, digest: Digest, ok: bool) {
         if let Some(Entry {
-            login: Login::Live { phc, good, bad, .. },
+            login: Login::Live { secret, .. },
             ..
         }) = self.entries.get_mut(device)
         {
-            if phc == checked {
-                *(if ok { good } else { bad }) = Some(digest);
-            }
+            secret.verified(checked, digest, ok);
         }
     }
 
@@ -216,7 +316,7 @@ impl Table {
     pub fn holds(&self, device: &str, checked: &str) -> bool {
         matches!(
             self.entries.get(device),
-            Some(Entry { login: Login::Live { phc, .. }, stale: false }) if phc == checked
+            Some(Entry { login: Login::Live { secret, .. }, stale: false }) if secret.is(checked)
         )
     }
 
@@ -261,45 +361,17 @@ impl Table {
                 secret_hash,
                 hive_id,
             } => {
-                let (good, bad) = match self.entries.get(&device).map(|e| &e.login) {
-                    Some(Login::Live { phc, good, bad, .. }) if *phc == secret_hash => {
-                        (*good, *bad)
-                    }
-                    _ => (None, None),
+                let old = match self.entries.get(&device).map(|e| &e.login) {
+                    Some(Login::Live { secret, .. }) => Some(secret),
+                    _ => None,
                 };
                 Login::Live {
-                    phc: secret_hash,
+                    secret: Secret::new(secret_hash, old),
                     hive_id,
-                    good,
-                    bad,
                 }
             }
         };
         self.entries.insert(device, Entry { login, stale });
-    }
-}
-
-/// How a password is answered against the PHC string `phc`, given the digests of the last good
-/// and the last bad passwords verified against it: at once if it is one of them, else verified.
-pub fn by_digest(
-    phc: &str,
-    good: Option<Digest>,
-    bad: Option<Digest>,
-    password: Option<&[u8]>,
-) -> Step {
-    let Some(password) = password else {
-        return Step::Refuse(Refusal::BadCredentials);
-    };
-    let digest: Digest = Sha256::digest(password).into();
-    if good == Some(digest) {
-        Step::Allow
-    } else if bad == Some(digest) {
-        Step::Refuse(Refusal::BadCredentials)
-    } else {
-        Step::Verify {
-            phc: phc.to_string(),
-            digest,
-        }
     }
 }
 

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use super::store::{Digest, TokenFound};
-use super::table::{by_digest, Step, Waiter};
+use super::table::{Lookups, Secret, Step, Waiter};
 use crate::mqtt::auth::{Op, Refusal};
 
 /// The channel on which the database announces a changed token (its payload the token id).
@@ -45,26 +45,15 @@ pub fn username(id: i64) -> String {
 
 #[derive(Debug, Clone)]
 enum Entry {
-    Live {
-        phc: String,
-        hives: Vec<i64>,
-        good: Option<Digest>,
-        bad: Option<Digest>,
-    },
+    Live { secret: Secret, hives: Vec<i64> },
     Revoked,
-}
-
-#[derive(Debug, Default)]
-struct Pending {
-    waiters: Vec<Waiter>,
-    superseded: bool,
 }
 
 /// The tokens this worker was asked about.
 #[derive(Debug, Default)]
 pub struct Tokens {
     entries: HashMap<i64, Entry>,
-    pending: HashMap<i64, Pending>,
+    pending: Lookups<i64>,
 }
 
 impl Tokens {
@@ -73,22 +62,20 @@ impl Tokens {
         match self.entries.get(&id) {
             None => Step::Lookup,
             Some(Entry::Revoked) => Step::Refuse(Refusal::NotAuthorised),
-            Some(Entry::Live { phc, good, bad, .. }) => by_digest(phc, *good, *bad, password),
+            Some(Entry::Live { secret, .. }) => secret.check(password),
         }
     }
 
     /// `w` waits for token `id`'s lookup; true if the lookup is to be asked (no other waits).
     pub fn wait(&mut self, id: i64, w: Waiter) -> bool {
-        let p = self.pending.entry(id).or_default();
-        p.waiters.push(w);
-        p.waiters.len() == 1
+        self.pending.wait(id, w)
     }
 
     /// Token `id`'s lookup answered: the CONNECTs that waited for it. A lookup a notification
     /// overtook is not kept: its waiters are to be answered again (looked up anew).
     pub fn looked_up(&mut self, id: i64, found: TokenFound) -> Vec<Waiter> {
-        let p = self.pending.remove(&id).unwrap_or_default();
-        if !p.superseded {
+        let (waiters, superseded) = self.pending.ended(&id);
+        if !superseded {
             match found {
                 TokenFound::Live {
                     secret_hash,
@@ -102,46 +89,39 @@ impl Tokens {
                 }
             }
         }
-        p.waiters
+        waiters
     }
 
     /// Token `id`'s lookup failed: the CONNECTs that waited for it.
     pub fn lookup_failed(&mut self, id: i64) -> Vec<Waiter> {
-        self.pending
-            .remove(&id)
-            .map(|p| p.waiters)
-            .unwrap_or_default()
+        self.pending.ended(&id).0
     }
 
     /// A notification: token `id` changed, forgotten here.
     pub fn forget(&mut self, id: i64) {
         self.entries.remove(&id);
-        if let Some(p) = self.pending.get_mut(&id) {
-            p.superseded = true;
-        }
+        self.pending.supersede(&id);
     }
 
     /// LISTEN took effect again: notifications may have been missed. Every token is forgotten;
     /// the ones that were known are returned (to be looked up again).
     pub fn forget_all(&mut self) -> Vec<i64> {
-        self.pending.values_mut().for_each(|p| p.superseded = true);
+        self.pending.supersede_all();
         self.entries.drain().map(|(id, _)| id).collect()
     }
 
     /// A password check came: remembered if the hash it was checked against is still the
     /// token's.
     pub fn verified(&mut self, id: i64, checked: &str, digest: Digest, ok: bool) {
-        if let Some(Entry::Live { phc, good, bad, .. }) = self.entries.get_mut(&id) {
-            if phc == checked {
-                *(if ok { good } else { bad }) = Some(digest);
-            }
+        if let Some(Entry::Live { secret, .. }) = self.entries.get_mut(&id) {
+            secret.verified(checked, digest, ok);
         }
     }
 
     /// Whether a password verified against `checked` may still let token `id` in (no
     /// notification came meanwhile).
     pub fn holds(&self, id: i64, checked: &str) -> bool {
-        matches!(self.entries.get(&id), Some(Entry::Live { phc, .. }) if phc == checked)
+        matches!(self.entries.get(&id), Some(Entry::Live { secret, .. }) if secret.is(checked))
     }
 
     /// The hives of live token `id`, as the copy has them.
@@ -153,24 +133,12 @@ impl Tokens {
     }
 
     fn put_live(&mut self, id: i64, phc: String, hives: Vec<i64>) {
-        let (good, bad) = match self.entries.get(&id) {
-            Some(Entry::Live {
-                phc: old,
-                good,
-                bad,
-                ..
-            }) if *old == phc => (*good, *bad),
-            _ => (None, None),
+        let old = match self.entries.get(&id) {
+            Some(Entry::Live { secret, .. }) => Some(secret),
+            _ => None,
         };
-        self.entries.insert(
-            id,
-            Entry::Live {
-                phc,
-                hives,
-                good,
-                bad,
-            },
-        );
+        let secret = Secret::new(phc, old);
+        self.entries.insert(id, Entry::Live { secret, hives });
     }
 }
 
