@@ -143,12 +143,13 @@ impl SensorAuthority {
             Step::Verify { phc, digest } => {
                 let check = Check {
                     ticket,
+                    client_id: login.client_id.to_string(),
                     device_id: device.to_string(),
                     phc,
                     password: login.password.unwrap_or_default().to_vec(),
                     digest,
                 };
-                self.ask(Ask::Verify(check))
+                self.ask(Ask::Verify(Box::new(check)))
             }
             Step::Lookup => {
                 let w = Waiter::of(login, ticket);
@@ -212,15 +213,16 @@ impl SensorAuthority {
             }
             Reply::One { device_id, found } => self.looked_up(&device_id, found),
             Reply::Token { id, found } => self.token_looked_up(id, found),
-            Reply::Verified {
-                ticket,
-                device_id,
-                phc,
-                digest,
-                ok,
-            } => {
-                let v = self.verified(&device_id, &phc, digest, ok);
-                self.verdicts.answer(ticket, v);
+            Reply::Verified { check, ok } => {
+                let v = match self.verified(&check.device_id, &check.phc, check.digest, ok) {
+                    Ok(()) => Verdict::Allow,
+                    // The login changed (or a notification says it may have) while its
+                    // password was checked: asked again against what the table has now,
+                    // looked up if need be, rather than refused.
+                    Err(Refusal::NotAuthorised) if ok => self.again(&check),
+                    Err(r) => Verdict::Refuse(r),
+                };
+                self.give(check.ticket, v);
             }
         }
     }
@@ -243,6 +245,20 @@ impl SensorAuthority {
             (false, _) => Err(Refusal::BadCredentials),
             (true, false) => Err(Refusal::NotAuthorised),
             (true, true) => Ok(()),
+        }
+    }
+
+    /// The CONNECT of `c` asked again, as it came: a sensor's or a token's.
+    fn again(&self, c: &Check) -> Verdict {
+        let login = Login {
+            client_id: &c.client_id,
+            username: Some(&c.device_id),
+            password: Some(&c.password),
+        };
+        match token_id(&c.device_id) {
+            Some(Some(id)) => self.answer_token(id, &login, c.ticket),
+            Some(None) => Verdict::Refuse(Refusal::NotAuthorised),
+            None => self.answer(&c.device_id, &login, c.ticket),
         }
     }
 
@@ -290,13 +306,14 @@ impl SensorAuthority {
         match step {
             Step::Allow => Verdict::Allow,
             Step::Refuse(r) => Verdict::Refuse(r),
-            Step::Verify { phc, digest } => self.ask(Ask::Verify(Check {
+            Step::Verify { phc, digest } => self.ask(Ask::Verify(Box::new(Check {
                 ticket,
+                client_id: login.client_id.to_string(),
                 device_id: token::username(id),
                 phc,
                 password: login.password.unwrap_or_default().to_vec(),
                 digest,
-            })),
+            }))),
             Step::Lookup => {
                 let w = Waiter::of(login, ticket);
                 if !self.tokens.borrow_mut().wait(id, w) {

@@ -57,6 +57,8 @@ pub enum TokenFound {
 #[derive(Debug)]
 pub struct Check {
     pub ticket: u64,
+    /// The CONNECT's client id (a check that a notification overtook is asked again with it).
+    pub client_id: String,
     pub device_id: String,
     pub phc: String,
     pub password: Vec<u8>,
@@ -73,7 +75,7 @@ pub enum Ask {
     /// One display token's.
     Token(i64),
     /// Whether a password matches its hash.
-    Verify(Check),
+    Verify(Box<Check>),
 }
 
 /// The answers, in kind.
@@ -89,14 +91,9 @@ pub enum Reply {
         id: i64,
         found: Result<TokenFound, LoginError>,
     },
-    /// The check of a [`Check`] (its password left on the I/O thread).
-    Verified {
-        ticket: u64,
-        device_id: String,
-        phc: String,
-        digest: Digest,
-        ok: bool,
-    },
+    /// The check of a [`Check`], given back whole: a login that changed while its password was
+    /// checked has the CONNECT asked again.
+    Verified { check: Box<Check>, ok: bool },
 }
 
 /// Why a read of the sensor table failed.
@@ -161,23 +158,17 @@ impl Logins {
         }
     }
 
-    async fn verify(&self, c: Check) -> Reply {
+    async fn verify(&self, c: Box<Check>) -> Reply {
         let ok = match self.cpu.acquire().await {
             Ok(_permit) => {
-                let (phc, password) = (c.phc.clone(), c.password);
+                let (phc, password) = (c.phc.clone(), c.password.clone());
                 tokio::task::spawn_blocking(move || secret::verify(&phc, &password))
                     .await
                     .unwrap_or(false)
             }
             Err(_) => false,
         };
-        Reply::Verified {
-            ticket: c.ticket,
-            device_id: c.device_id,
-            phc: c.phc,
-            digest: c.digest,
-            ok,
-        }
+        Reply::Verified { check: c, ok }
     }
 }
 
