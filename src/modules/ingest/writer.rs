@@ -292,20 +292,10 @@ pub struct Retained {
 impl Writer {
     /// Reads the retained topics' contents, trying again until the database answers.
     async fn retained(&self) -> Retained {
-        let mut wait = RETRY_FIRST;
-        loop {
-            match self.read_retained().await {
-                Ok(r) => return r,
-                Err(e) => {
-                    log!(
-                        Warn,
-                        "ingest: cannot read the retained occupancy and configurations: {e}"
-                    );
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETRY_MAX);
-                }
-            }
-        }
+        until_read("the retained occupancy and configurations", || {
+            self.read_retained()
+        })
+        .await
     }
 
     /// The periodic work, once: what fails is logged and tried again at the next tick.
@@ -347,25 +337,16 @@ impl Writer {
 
     /// The hives changed since `t`, trying again until the database answers.
     async fn changed_since(&self, t: std::time::SystemTime) -> Vec<Occupancy> {
-        let mut wait = RETRY_FIRST;
-        loop {
-            let read = async {
-                let c = self.pool.get().await?;
-                let sql = format!(
-                    "SELECT {} FROM hive_occupancy v WHERE v.updated_at >= $1 ORDER BY v.hive_id",
-                    occupancy::COLUMNS
-                );
-                c.query(&sql, &[&t]).await
-            };
-            match read.await {
-                Ok(rows) => return rows.iter().map(occupancy::from_row).collect(),
-                Err(e) => {
-                    log!(Warn, "ingest: cannot read the changed occupancy: {e}");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETRY_MAX);
-                }
-            }
-        }
+        let sql = format!(
+            "SELECT {} FROM hive_occupancy v WHERE v.updated_at >= $1 ORDER BY v.hive_id",
+            occupancy::COLUMNS
+        );
+        until_read("the changed occupancy", || async {
+            let c = self.pool.get().await?;
+            let rows = c.query(&sql, &[&t]).await?;
+            Ok(rows.iter().map(occupancy::from_row).collect())
+        })
+        .await
     }
 
     async fn read_retained(&self) -> Result<Retained, tokio_postgres::Error> {
@@ -388,19 +369,28 @@ impl Writer {
     /// The configurations of [`Job::ConfigurationsSince`], trying again until the database
     /// answers.
     async fn configurations_since(&self, t: std::time::SystemTime) -> Vec<Push> {
-        let mut wait = RETRY_FIRST;
-        loop {
-            let read = async {
-                let c = self.pool.get().await?;
-                push::newest(&c, Some(t)).await
-            };
-            match read.await {
-                Ok(configurations) => return configurations,
-                Err(e) => {
-                    log!(Warn, "ingest: cannot read the missed configurations: {e}");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETRY_MAX);
-                }
+        until_read("the missed configurations", || async {
+            let c = self.pool.get().await?;
+            push::newest(&c, Some(t)).await
+        })
+        .await
+    }
+}
+
+/// What `read` reads, trying again (after [`RETRY_FIRST`], doubling up to [`RETRY_MAX`]) until
+/// the database answers; each failure is logged as not reading `what`.
+async fn until_read<T, F>(what: &str, read: impl Fn() -> F) -> T
+where
+    F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    let mut wait = RETRY_FIRST;
+    loop {
+        match read().await {
+            Ok(v) => return v,
+            Err(e) => {
+                log!(Warn, "ingest: cannot read {what}: {e}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
             }
         }
     }
