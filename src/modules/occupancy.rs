@@ -71,12 +71,20 @@ impl Occupancy {
     /// A change as a notification carries it: the answer's shape with `updated_at` in
     /// microseconds since the epoch, without what the receiver decides (`percent`, `stale`).
     fn notice(&self, out: &mut String) {
-        let capacity = self.capacity.map_or("null".to_string(), |c| c.to_string());
         let _ = write!(
             out,
-            "{{\"hive_id\":{},\"occupancy\":{},\"capacity\":{capacity},\"updated_at\":{},\"degraded\":{}}}",
-            self.hive_id,
-            self.occupancy,
+            "{{\"hive_id\":{},\"occupancy\":{},\"capacity\":",
+            self.hive_id, self.occupancy
+        );
+        match self.capacity {
+            Some(c) => {
+                let _ = write!(out, "{c}");
+            }
+            None => out.push_str("null"),
+        }
+        let _ = write!(
+            out,
+            ",\"updated_at\":{},\"degraded\":{}}}",
             self.updated_at.timestamp_micros(),
             self.degraded
         );
@@ -106,20 +114,25 @@ const NOTICE_MAX: usize = 7_000;
 /// `NOTICE_MAX` bytes.
 pub fn notices(changes: &[Occupancy]) -> Vec<String> {
     let mut out = Vec::new();
-    let mut cur = String::from("[");
+    let mut cur = String::with_capacity((changes.len() * 128).min(NOTICE_MAX));
     for o in changes {
-        let mut one = String::with_capacity(128);
-        o.notice(&mut one);
-        if cur.len() > 1 && cur.len() + one.len() + 1 > NOTICE_MAX {
+        // Written in place; a change that overflows a non-empty array starts the next one.
+        let at = cur.len();
+        cur.push(if at == 0 { '[' } else { ',' });
+        o.notice(&mut cur);
+        if at > 0 && cur.len() + 1 > NOTICE_MAX {
+            let one = cur.split_off(at + 1);
+            cur.truncate(at);
             cur.push(']');
-            out.push(std::mem::replace(&mut cur, String::from("[")));
+            out.push(std::mem::replace(
+                &mut cur,
+                String::with_capacity(NOTICE_MAX),
+            ));
+            cur.push('[');
+            cur.push_str(&one);
         }
-        if cur.len() > 1 {
-            cur.push(',');
-        }
-        cur.push_str(&one);
     }
-    if cur.len() > 1 {
+    if !cur.is_empty() {
         cur.push(']');
         out.push(cur);
     }
