@@ -3,7 +3,8 @@
 //! as the 12-byte retained QoS 1 message of `commands/sensor/{device_id}`, whether the sensor is
 //! held by the worker that hears the notification, by its sibling, or by a second server sharing
 //! the database; it is acknowledged once the sensor's status carries its id; and a push made
-//! while the LISTEN connections were down still arrives. Run through `scripts/with-postgres`.
+//! while the LISTEN connections were down still arrives, as does the first of a sensor made anew
+//! under a deleted one's device id. Run through `scripts/with-postgres`.
 
 mod common;
 
@@ -39,7 +40,7 @@ fn push(db: &TestDb, device: &str, reporting: u16) -> u32 {
              reporting_interval_min, status_interval_min, event_threshold)
          SELECT s.id, coalesce(max(c.configuration_id), 0) + 1, 80, {reporting}, 60, 10
          FROM sensor s LEFT JOIN sensor_report_config c ON c.sensor_id = s.id
-         WHERE s.device_id = '{device}' GROUP BY s.id
+         WHERE s.device_id = '{device}' AND s.deleted_at IS NULL GROUP BY s.id
          RETURNING configuration_id;
          COMMIT;"
     ))
@@ -187,4 +188,31 @@ fn a_push_made_while_listen_was_down_is_caught_up() {
         "the cut was noticed"
     );
     retained(&a, "door-c", &payload(7, 2));
+}
+
+/// Configuration ids count per sensor row: a sensor deleted and made anew under the same device
+/// id starts from 1 again, below what was published for the device id before (regression: its
+/// pushes were taken for old ones and never published).
+#[test]
+fn a_sensor_made_anew_under_a_deleted_ones_device_id_gets_its_configurations() {
+    let db = database(&["door-d"]);
+    let a = node(&db.url);
+    let mut watch = common::mqtt::client(a.addr(), "watch-door-d");
+    let codes = watch.subscribe(&[("commands/sensor/door-d", 1)]);
+    assert_eq!(codes, [1]);
+    assert_eq!(push(&db, "door-d", 5), 1);
+    assert_eq!(configuration(&mut watch, "door-d").payload, payload(5, 1));
+    assert_eq!(push(&db, "door-d", 6), 2);
+    assert_eq!(configuration(&mut watch, "door-d").payload, payload(6, 2));
+
+    let hive = db
+        .value(
+            "UPDATE sensor SET deleted_at = now() WHERE device_id = 'door-d'
+             RETURNING hive_id",
+        )
+        .expect("the sensor is deleted");
+    db.add_sensor(&hive, "door-d");
+    assert_eq!(push(&db, "door-d", 9), 1, "the new sensor counts from 1");
+    assert_eq!(configuration(&mut watch, "door-d").payload, payload(9, 1));
+    retained(&a, "door-d", &payload(9, 1));
 }

@@ -13,7 +13,9 @@
 //! listens again, [`Configs`] asks the I/O thread for the newest configuration of every sensor
 //! that got one since shortly before the last notification heard ([`newest`]). A configuration
 //! read that way may be older than one heard meanwhile: [`Published`] keeps the newest id
-//! published per sensor, and nothing older or equal is published again. Runs on the event loop,
+//! published per sensor, and nothing older or equal is published again; a sensor deleted,
+//! renamed or made anew is forgotten there ([`SensorEar`]), and so is every sensor when LISTEN
+//! takes effect again (its catch-up publishes afresh). Runs on the event loop,
 //! except [`newest`], which the I/O thread runs; never blocks.
 
 use std::cell::{Cell, RefCell};
@@ -101,6 +103,39 @@ impl Published {
             }
         }
     }
+
+    /// Forgets what was published for `device_id`, or for every sensor (`None`).
+    pub fn forget(&self, device_id: Option<&str>) {
+        match device_id {
+            Some(d) => {
+                self.0.borrow_mut().remove(d);
+            }
+            None => self.0.borrow_mut().clear(),
+        }
+    }
+}
+
+/// The follower of the sensor logins' channel ([`super::login::CHANNEL`]) beside [`Configs`]:
+/// [`Published`] is keyed by device id, but configuration ids count per sensor row, so when a
+/// sensor is deleted, renamed or made anew its device id is forgotten (the next sensor to carry
+/// it counts from 1 again; an empty payload, a TRUNCATE, forgets every one).
+pub struct SensorEar(Weak<WorkerDb>);
+
+impl SensorEar {
+    pub fn new(db: &Rc<WorkerDb>) -> Rc<SensorEar> {
+        Rc::new(SensorEar(Rc::downgrade(db)))
+    }
+}
+
+impl Hear for SensorEar {
+    /// Nothing: [`Configs`] hears the same connection's LISTEN and forgets everything.
+    fn listening(&self) {}
+
+    fn notified(&self, payload: &str) {
+        if let Some(db) = self.0.upgrade() {
+            db.forget_pushed(Some(payload).filter(|d| !d.is_empty()));
+        }
+    }
 }
 
 /// The follower of [`CHANNEL`], on one worker per node (slot 0).
@@ -127,6 +162,9 @@ impl Hear for Configs {
         let Some(db) = self.db.upgrade() else {
             return;
         };
+        // Which sensors were deleted or made anew meanwhile is not known: the catch-up
+        // publishes afresh, and what is heard from now on is newer or is not published.
+        db.forget_pushed(None);
         if db.send(Job::ConfigurationsSince(since)).is_err() {
             log!(
                 Warn,
@@ -230,5 +268,18 @@ mod tests {
         assert!(!p.newer("a", 1));
         assert!(p.newer("b", 1));
         assert!(p.newer("a", 3));
+    }
+
+    #[test]
+    fn a_forgotten_sensor_counts_from_1_again() {
+        let p = Published::default();
+        assert!(p.newer("a", 3));
+        assert!(p.newer("b", 3));
+        p.forget(Some("a"));
+        assert!(p.newer("a", 1));
+        assert!(!p.newer("b", 1));
+        p.forget(None);
+        assert!(p.newer("a", 1));
+        assert!(p.newer("b", 1));
     }
 }

@@ -18,8 +18,8 @@ use crate::modules::database::query::{Pending, Queries, Query, Run};
 use crate::modules::database::DatabaseConf;
 use crate::modules::ingest::batch::Report;
 use crate::modules::ingest::conf::IngestConf;
-use crate::modules::ingest::login::store::Reply;
-use crate::modules::ingest::push::{self, Configs, Published, Push};
+use crate::modules::ingest::login::{self, store::Reply};
+use crate::modules::ingest::push::{self, Configs, Published, Push, SensorEar};
 use crate::modules::ingest::stats::{self, Stats};
 use crate::modules::ingest::writer::{Answer, Done, Job, Retained, Setup, Writer};
 use crate::modules::occupancy::{self, Occupancy};
@@ -43,6 +43,8 @@ pub struct WorkerDb {
     nodes: OnceCell<Rc<OtherNodes>>,
     /// The follower of the new configurations, on the same worker.
     configs: OnceCell<Rc<Configs>>,
+    /// The follower of the sensor logins, for what [`Configs`] published.
+    sensors: OnceCell<Rc<SensorEar>>,
 }
 
 /// The worker's I/O thread as the cycle's parts share it (the MQTT hooks, the HTTP API): made
@@ -179,6 +181,7 @@ impl WorkerDb {
             parts,
             nodes: OnceCell::new(),
             configs: OnceCell::new(),
+            sensors: OnceCell::new(),
         });
         if ctx.slot == 0 {
             db.maintain_every(&ctx.posted);
@@ -202,6 +205,12 @@ impl WorkerDb {
             Rc::downgrade(&configs) as std::rc::Weak<dyn Hear>,
         );
         let _ = self.configs.set(configs);
+        let sensors = SensorEar::new(self);
+        self.hear(
+            login::CHANNEL,
+            Rc::downgrade(&sensors) as std::rc::Weak<dyn Hear>,
+        );
+        let _ = self.sensors.set(sensors);
     }
 
     /// Sends the periodic work ([`Job::Maintain`]) every [`MAINTAIN_EVERY`], the housekeeping
@@ -270,6 +279,11 @@ impl WorkerDb {
     /// Publishes each configuration newer than the one last published for its sensor.
     pub fn push(&self, configurations: &[Push]) {
         self.parts.push(configurations);
+    }
+
+    /// Forgets which configuration was published for `device_id` (every sensor: `None`).
+    pub fn forget_pushed(&self, device_id: Option<&str>) {
+        self.parts.published.forget(device_id);
     }
 
     /// Hands a job to the I/O thread; a full pipe hands it back (back-pressure).
