@@ -15,9 +15,9 @@
 //! [`Heard::Listening`], after which a follower reloads what it keeps. A silently dead peer is
 //! found by TCP keepalives ([`super::pool::open`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{AsyncMessage, Connection, Socket};
@@ -186,6 +186,39 @@ impl Hearers {
     }
 }
 
+/// What a follower needs to catch up when LISTEN takes effect again on a new connection: when it
+/// last heard its channel. It reads back what changed since `margin` before that (a change's
+/// time is written before its notification is sent).
+pub struct Missed {
+    heard: Cell<Option<SystemTime>>,
+    margin: Duration,
+}
+
+impl Missed {
+    /// `from`: what the first LISTEN catches up from (`None`: nothing, the follower starts
+    /// current).
+    pub fn new(from: Option<SystemTime>, margin: Duration) -> Missed {
+        Missed {
+            heard: Cell::new(from),
+            margin,
+        }
+    }
+
+    /// A notification came now.
+    pub fn heard(&self) {
+        self.heard.set(Some(SystemTime::now()));
+    }
+
+    /// LISTEN took effect now: since when to read what may have been missed (`None`: nothing).
+    pub fn listening(&self) -> Option<SystemTime> {
+        let last = self.heard.replace(Some(SystemTime::now()))?;
+        Some(
+            last.checked_sub(self.margin)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +249,18 @@ mod tests {
         assert_eq!(*b.0.borrow(), ["listening", "y"]);
         drop(b);
         hearers.notified("two", "gone");
+    }
+
+    #[test]
+    fn a_listen_catches_up_from_the_margin_before_the_last_notice() {
+        let margin = Duration::from_secs(60);
+        assert_eq!(Missed::new(None, margin).listening(), None);
+        let start = SystemTime::now();
+        let m = Missed::new(Some(start), margin);
+        assert_eq!(m.listening(), Some(start - margin));
+        m.heard();
+        let since = m.listening().expect("heard before");
+        assert!(since >= start - margin && since <= SystemTime::now() - margin);
     }
 
     #[test]

@@ -18,13 +18,13 @@
 //! takes effect again (its catch-up publishes afresh). Runs on the event loop,
 //! except [`newest`], which the I/O thread runs; never blocks.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, SystemTime};
 
 use crate::log;
-use crate::modules::database::listen::Hear;
+use crate::modules::database::listen::{Hear, Missed};
 use crate::modules::ingest::decode::Configuration;
 use crate::modules::ingest::worker::WorkerDb;
 use crate::modules::ingest::writer::Job;
@@ -143,38 +143,31 @@ pub struct Configs {
     db: Weak<WorkerDb>,
     /// When the last notification came, or LISTEN took effect (at first, the worker's start:
     /// a configuration committed between the retained restore and LISTEN is caught up too).
-    heard: Cell<SystemTime>,
+    missed: Missed,
 }
 
 impl Configs {
     pub fn new(db: &Rc<WorkerDb>) -> Rc<Configs> {
         Rc::new(Configs {
             db: Rc::downgrade(db),
-            heard: Cell::new(SystemTime::now()),
+            missed: Missed::new(Some(SystemTime::now()), MISSED_MARGIN),
         })
     }
 }
 
 impl Hear for Configs {
     fn listening(&self) {
-        let since = self.heard.get() - MISSED_MARGIN;
-        self.heard.set(SystemTime::now());
-        let Some(db) = self.db.upgrade() else {
+        let (Some(since), Some(db)) = (self.missed.listening(), self.db.upgrade()) else {
             return;
         };
         // Which sensors were deleted or made anew meanwhile is not known: the catch-up
         // publishes afresh, and what is heard from now on is newer or is not published.
         db.forget_pushed(None);
-        if db.send(Job::ConfigurationsSince(since)).is_err() {
-            log!(
-                Warn,
-                "ingest: the I/O thread took no request for missed configurations"
-            );
-        }
+        db.catch_up(Job::ConfigurationsSince(since), "configurations");
     }
 
     fn notified(&self, payload: &str) {
-        self.heard.set(SystemTime::now());
+        self.missed.heard();
         let Some(db) = self.db.upgrade() else {
             return;
         };

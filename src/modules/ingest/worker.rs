@@ -13,7 +13,7 @@ use crate::core::io::Io;
 use crate::core::process::WorkerCtx;
 use crate::core::queue::SendError;
 use crate::log;
-use crate::modules::database::listen::{Hear, Hearers};
+use crate::modules::database::listen::{Hear, Hearers, Missed};
 use crate::modules::database::query::{Pending, Queries, Query, Run};
 use crate::modules::database::DatabaseConf;
 use crate::modules::ingest::batch::Report;
@@ -281,6 +281,17 @@ impl WorkerDb {
         self.parts.push(configurations);
     }
 
+    /// Asks the I/O thread for what a follower missed while LISTEN was down (`what`, logged
+    /// when the I/O thread takes no more).
+    pub(super) fn catch_up(&self, job: Job, what: &str) {
+        if self.send(job).is_err() {
+            log!(
+                Warn,
+                "ingest: the I/O thread took no request for missed {what}"
+            );
+        }
+    }
+
     /// Forgets which configuration was published for `device_id` (every sensor: `None`).
     pub fn forget_pushed(&self, device_id: Option<&str>) {
         self.parts.published.forget(device_id);
@@ -428,8 +439,8 @@ pub fn occupancy_message(o: &Occupancy) -> Message {
 pub struct OtherNodes {
     db: std::rc::Weak<WorkerDb>,
     node: String,
-    /// When the last notification came (or LISTEN first took effect).
-    heard: Cell<Option<std::time::SystemTime>>,
+    /// When the last notification came (from the first LISTEN on).
+    missed: Missed,
 }
 
 impl OtherNodes {
@@ -437,7 +448,7 @@ impl OtherNodes {
         Rc::new(OtherNodes {
             db: Rc::downgrade(db),
             node,
-            heard: Cell::new(None),
+            missed: Missed::new(None, MISSED_MARGIN),
         })
     }
 }
@@ -448,20 +459,13 @@ const MISSED_MARGIN: Duration = Duration::from_secs(5);
 
 impl Hear for OtherNodes {
     fn listening(&self) {
-        let now = std::time::SystemTime::now();
-        if let (Some(last), Some(db)) = (self.heard.get(), self.db.upgrade()) {
-            if db.send(Job::ChangedSince(last - MISSED_MARGIN)).is_err() {
-                log!(
-                    Warn,
-                    "ingest: the I/O thread took no request for missed changes"
-                );
-            }
+        if let (Some(since), Some(db)) = (self.missed.listening(), self.db.upgrade()) {
+            db.catch_up(Job::ChangedSince(since), "changes");
         }
-        self.heard.set(Some(now));
     }
 
     fn notified(&self, payload: &str) {
-        self.heard.set(Some(std::time::SystemTime::now()));
+        self.missed.heard();
         let Some((node, notice)) = payload.split_once(' ') else {
             return;
         };
