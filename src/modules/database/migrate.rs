@@ -139,7 +139,7 @@ impl Error for MigrateError {}
 
 /// An error and its causes, as one line (tokio-postgres keeps the server's message in the
 /// source).
-fn chain(e: &dyn Error) -> String {
+pub fn chain(e: &dyn Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -18,7 +18,7 @@ use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
 
 use crate::log;
-use crate::modules::database::migrate::redact;
+use crate::modules::database::migrate::{self, redact};
 
 /// How long a connection attempt may take when the URL does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -183,12 +183,10 @@ pub async fn open(
     config.connect(NoTls).await
 }
 
-/// An error with its cause: tokio-postgres keeps the server's message there ("db error: ...").
+/// An error with its causes, as one line: tokio-postgres keeps the server's message there
+/// ("db error: ...").
 pub fn describe(e: &tokio_postgres::Error) -> String {
-    match std::error::Error::source(e) {
-        Some(cause) => format!("{e}: {cause}"),
-        None => e.to_string(),
-    }
+    migrate::chain(e)
 }
 
 #[cfg(test)]

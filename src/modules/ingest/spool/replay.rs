@@ -29,6 +29,7 @@ use tokio_postgres::Client;
 use super::Spool;
 use crate::log;
 use crate::modules::database::migrate::redact;
+use crate::modules::database::pool;
 use crate::modules::ingest::batch::{Report, Written};
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::decode::{decode, SensorTopic};
@@ -71,10 +72,7 @@ enum StepError {
 impl std::fmt::Display for StepError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StepError::Db(e) => match std::error::Error::source(e) {
-                Some(cause) => write!(f, "{e}: {cause}"),
-                None => write!(f, "{e}"),
-            },
+            StepError::Db(e) => f.write_str(&pool::describe(e)),
             StepError::File(e) => write!(f, "reading the spool: {e}"),
             StepError::Remove(e) => write!(f, "removing a replayed spool file: {e}"),
         }
