@@ -39,12 +39,9 @@ pub struct WorkerDb {
     /// `ingest.max_batch`.
     max_batch: usize,
     parts: Rc<Parts>,
-    /// The follower of the other nodes' occupancy changes, on the worker that republishes them.
-    nodes: OnceCell<Rc<OtherNodes>>,
-    /// The follower of the new configurations, on the same worker.
-    configs: OnceCell<Rc<Configs>>,
-    /// The follower of the sensor logins, for what [`Configs`] published.
-    sensors: OnceCell<Rc<SensorEar>>,
+    /// The followers this worker keeps alive ([`WorkerDb::follow`]; the listener holds them
+    /// weakly).
+    followers: RefCell<Vec<Rc<dyn Hear>>>,
 }
 
 /// The worker's I/O thread as the cycle's parts share it (the MQTT hooks, the HTTP API): made
@@ -179,9 +176,7 @@ impl WorkerDb {
             io: RefCell::new(io),
             max_batch: conf.max_batch,
             parts,
-            nodes: OnceCell::new(),
-            configs: OnceCell::new(),
-            sensors: OnceCell::new(),
+            followers: RefCell::default(),
         });
         if ctx.slot == 0 {
             db.maintain_every(&ctx.posted);
@@ -191,26 +186,18 @@ impl WorkerDb {
     }
 
     /// What one worker per node follows: the other nodes' occupancy changes, republished
-    /// here, and the new configurations, published here for the whole node.
+    /// here, and the new configurations, published here for the whole node (with the sensor
+    /// logins, for what it published).
     fn follow(self: &Rc<Self>, node: String) {
-        let nodes = OtherNodes::new(self, node);
-        self.hear(
-            occupancy::CHANNEL,
-            Rc::downgrade(&nodes) as std::rc::Weak<dyn Hear>,
-        );
-        let _ = self.nodes.set(nodes);
-        let configs = Configs::new(self);
-        self.hear(
-            push::CHANNEL,
-            Rc::downgrade(&configs) as std::rc::Weak<dyn Hear>,
-        );
-        let _ = self.configs.set(configs);
-        let sensors = SensorEar::new(self);
-        self.hear(
-            login::CHANNEL,
-            Rc::downgrade(&sensors) as std::rc::Weak<dyn Hear>,
-        );
-        let _ = self.sensors.set(sensors);
+        let followers: [(&str, Rc<dyn Hear>); 3] = [
+            (occupancy::CHANNEL, OtherNodes::new(self, node)),
+            (push::CHANNEL, Configs::new(self)),
+            (login::CHANNEL, SensorEar::new(self)),
+        ];
+        for (channel, f) in followers {
+            self.hear(channel, Rc::downgrade(&f));
+            self.followers.borrow_mut().push(f);
+        }
     }
 
     /// Sends the periodic work ([`Job::Maintain`]) every [`MAINTAIN_EVERY`], the housekeeping
