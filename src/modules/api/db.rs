@@ -153,9 +153,7 @@ pub fn db_error(e: tokio_postgres::Error) -> ApiError {
             .or_else(|| db.constraint().map(constraint_field))
             .unwrap_or_else(|| "body".into());
         ApiError::invalid(field, db.message().to_string())
-    } else if matches!(class, "08" | "53" | "57" | "58" | "40")
-        || *code == SqlState::READ_ONLY_SQL_TRANSACTION
-    {
+    } else if crate::modules::database::unavailable(code) || class == "40" {
         ApiError::unavailable(format!("the database cannot answer: {}", db.message()))
     } else {
         ApiError::new(500, "internal", "the database refused the call")

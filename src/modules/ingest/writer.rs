@@ -214,12 +214,7 @@ impl Failure {
             // No SQLSTATE: the error is the connection's (I/O, closed, protocol).
             return Failure::Unreachable;
         };
-        let code = code.code();
-        let unavailable = ["08", "53", "57", "58"]
-            .iter()
-            .any(|class| code.starts_with(class))
-            || code == "25006";
-        if closed || unavailable {
+        if closed || crate::modules::database::unavailable(code) {
             Failure::Unreachable
         } else {
             Failure::Refused
