@@ -348,15 +348,7 @@ fn a_binary_upgrade_mid_run_loses_and_doubles_nothing() {
     let mut new = None;
     let e = simulate(&f, 4, |s| {
         let master = start_new_binary(s);
-        let old_workers = s.workers();
-        s.signal(libc::SIGWINCH);
-        assert!(
-            eventually(Duration::from_secs(10), || old_workers
-                .iter()
-                .all(|p| !alive(*p))),
-            "WINCH stops the old workers: {}",
-            s.error_log()
-        );
+        winch_stops_old_workers(s, &s.workers());
         s.signal(libc::SIGQUIT);
         new = Some(master);
     });

@@ -36,14 +36,7 @@ fn usr2_winch_quit_upgrade_without_refusals() {
     assert!(cmdline.starts_with(b"bizzy: master process"));
     std::thread::sleep(Duration::from_millis(300));
 
-    s.signal(libc::SIGWINCH);
-    assert!(
-        eventually(Duration::from_secs(10), || old_workers
-            .iter()
-            .all(|p| !alive(*p))),
-        "WINCH stops the old workers: {}",
-        s.error_log()
-    );
+    winch_stops_old_workers(&s, &old_workers);
     assert!(s.workers().is_empty(), "and starts no others");
     std::thread::sleep(Duration::from_millis(300));
 
@@ -74,10 +67,7 @@ fn usr2_new_binary_dying_restores_the_pid_file() {
     let new = start_new_binary(&s);
     let new_workers = children_titled(new.0, "bizzy: worker process");
 
-    s.signal(libc::SIGWINCH);
-    assert!(eventually(Duration::from_secs(10), || old_workers
-        .iter()
-        .all(|p| !alive(*p))));
+    winch_stops_old_workers(&s, &old_workers);
 
     kill(new.0, libc::SIGKILL);
     for w in new_workers {

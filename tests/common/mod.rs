@@ -667,3 +667,15 @@ pub fn start_new_binary(s: &Server) -> NewMaster {
     );
     new
 }
+
+/// WINCH to `s`'s master after an upgrade: its workers `old_workers` must stop within 10 s.
+pub fn winch_stops_old_workers(s: &Server, old_workers: &[i32]) {
+    s.signal(libc::SIGWINCH);
+    assert!(
+        eventually(Duration::from_secs(10), || old_workers
+            .iter()
+            .all(|p| !alive(*p))),
+        "WINCH stops the old workers: {}",
+        s.error_log()
+    );
+}
