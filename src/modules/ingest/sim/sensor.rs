@@ -315,7 +315,8 @@ impl SimSensor {
             return self.counter_report(now, ReportType::Periodic, (sin, sout));
         }
         if self.rng.one_in(3) {
-            let total_in = m - self.rng.between(1, 40);
+            // Up to 40 below the modulus, which the database row may set as low as 2.
+            let total_in = m - self.rng.between(1, 40.min(m - 1));
             let total_out = total_in.saturating_sub(self.rng.between(0, 30));
             self.totals = (total_in, total_out);
             self.counter = if self.rng.one_in(3) {
@@ -340,7 +341,7 @@ impl SimSensor {
         let unflagged = matches!(self.profile.kind, Kind::Legacy { .. })
             && (falls(self.totals.0) || falls(self.totals.1))
             && self.rng.one_in(2);
-        self.totals = (sin, sout);
+        self.totals = (sin % self.modulus, sout % self.modulus);
         self.counter = 0;
         self.startup_time = self.epoch(now);
         let kind = if unflagged {
@@ -591,6 +592,40 @@ mod tests {
             panic!("a v2 report");
         };
         assert_eq!((c.total_in, c.total_out, c.message_counter), (101, 40, 0));
+    }
+
+    #[test]
+    fn a_sensor_already_running_with_a_small_modulus_starts_below_it() {
+        for modulus in [2, 3, 40] {
+            for index in 0..30 {
+                let profile = Profile {
+                    kind: Kind::V2,
+                    clock: Clock::Unknown,
+                };
+                let mut s = SimSensor::new(
+                    profile,
+                    1,
+                    index,
+                    Direction::Normal,
+                    modulus,
+                    1,
+                    Tz::UTC,
+                    None,
+                );
+                let mut counters = 0;
+                for _ in 0..20 {
+                    if let Payload::Counter(c) = s.next(now(), 0, false).payload {
+                        counters += 1;
+                        let totals = (u32::from(c.total_in), u32::from(c.total_out));
+                        assert!(
+                            totals.0 < modulus && totals.1 < modulus,
+                            "{totals:?} modulus {modulus}"
+                        );
+                    }
+                }
+                assert!(counters > 0, "counter reports among the first 20");
+            }
+        }
     }
 
     #[test]
