@@ -31,7 +31,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Where a link is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    /// No connection; `retry_at` says when to try.
+    /// No connection; the driver knows when to try again (what [`Link::down`] returned).
     Down,
     /// TCP connect under way.
     Connecting,
@@ -106,8 +106,6 @@ pub struct Link {
     inbuf: BytesMut,
     inflight: VecDeque<Inflight>,
     next_pkid: u16,
-    /// When a `Down` link connects again.
-    pub retry_at: Option<Instant>,
     backoff: Duration,
     last_write: Instant,
 }
@@ -131,7 +129,6 @@ impl Link {
             inbuf: BytesMut::with_capacity(4096),
             inflight: VecDeque::new(),
             next_pkid: 1,
-            retry_at: Some(Instant::now()),
             backoff: FIRST_BACKOFF,
             last_write: Instant::now(),
         }
@@ -148,7 +145,6 @@ impl Link {
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
         self.stream = Some(stream);
         self.state = State::Connecting;
-        self.retry_at = None;
         Ok(())
     }
 
@@ -354,8 +350,8 @@ impl Link {
     }
 
     /// The connection is gone: what was read or queued goes with it, the messages in flight
-    /// stay for the next connection, which is tried after the back-off.
-    pub fn down(&mut self, registry: &Registry, now: Instant) {
+    /// stay for the next connection, which is tried after the back-off: returns when.
+    pub fn down(&mut self, registry: &Registry, now: Instant) -> Instant {
         if let Some(mut s) = self.stream.take() {
             let _ = registry.deregister(&mut s);
         }
@@ -363,8 +359,9 @@ impl Link {
         self.out.clear();
         self.written = 0;
         self.inbuf.clear();
-        self.retry_at = Some(now + self.backoff);
+        let retry_at = now + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        retry_at
     }
 
     /// Closes the connection for good.
@@ -373,7 +370,6 @@ impl Link {
             let _ = registry.deregister(&mut s);
         }
         self.state = State::Down;
-        self.retry_at = None;
     }
 }
 

@@ -505,10 +505,8 @@ impl<'a> Sim<'a> {
         if link.state == State::Open && token == WATCHER {
             eprintln!("bizzy sim: the occupancy watcher's connection broke ({why}); reconnecting");
         }
-        link.down(registry, now);
-        if let Some(at) = link.retry_at {
-            self.retries.push(Reverse((at, token.0)));
-        }
+        let at = link.down(registry, now);
+        self.retries.push(Reverse((at, token.0)));
     }
 
     /// Opens the links whose turn came, at most [`MAX_CONNECTING`] at a time.
@@ -543,10 +541,8 @@ impl<'a> Sim<'a> {
             match link.open(addr, registry, token) {
                 Ok(()) => self.connecting += 1,
                 Err(_) => {
-                    link.down(registry, now);
-                    if let Some(at) = link.retry_at {
-                        self.retries.push(Reverse((at, i)));
-                    }
+                    let at = link.down(registry, now);
+                    self.retries.push(Reverse((at, i)));
                 }
             }
         }
