@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use mio::{Events, Poll, Token};
 
-use super::link::{Incoming, Link, State, What};
+use super::link::{Broken, Incoming, Link, State, What};
 use super::measure::{Histogram, Visible};
 use super::model::{Fate, Model};
 use super::sensor::{Outgoing, SimSensor};
@@ -348,15 +348,10 @@ impl<'a> Sim<'a> {
 
     fn close(&mut self) {
         let registry = self.poll.registry();
-        for s in &mut self.sensors {
-            s.link.disconnect();
-            let _ = s.link.flush();
-            s.link.close(registry);
-        }
-        if let Some(w) = &mut self.watcher {
-            w.link.disconnect();
-            let _ = w.link.flush();
-            w.link.close(registry);
+        for link in links(&mut self.sensors, &mut self.watcher) {
+            link.disconnect();
+            let _ = link.flush();
+            link.close(registry);
         }
     }
 
@@ -370,16 +365,8 @@ impl<'a> Sim<'a> {
         for event in events.iter() {
             let token = event.token();
             let mut got = std::mem::take(&mut self.got);
-            let result = match token {
-                WATCHER => match &mut self.watcher {
-                    Some(w) => w.link.ready(event, &mut got),
-                    None => Ok(()),
-                },
-                Token(i) => match self.sensors.get_mut(i) {
-                    Some(s) => s.link.ready(event, &mut got),
-                    None => Ok(()),
-                },
-            };
+            let result = link_of(&mut self.sensors, &mut self.watcher, token)
+                .map_or(Ok(()), |link| link.ready(event, &mut got));
             // Packets read before a break still count (PUBACKs, then the close).
             let handled = self.handle(token, &mut got);
             self.got = got;
@@ -419,11 +406,9 @@ impl<'a> Sim<'a> {
                 Incoming::Publish(p) => self.delivered(token, &p.topic, &p.payload),
             }
         }
-        let flushed = match token {
-            WATCHER => self.watcher.as_mut().map_or(Ok(()), |w| w.link.flush()),
-            Token(i) => self.sensors[i].link.flush(),
-        };
-        flushed.map_err(Lost::Link)
+        link_of(&mut self.sensors, &mut self.watcher, token)
+            .map_or(Ok(()), Link::flush)
+            .map_err(Lost::Link)
     }
 
     fn opened(&mut self, token: Token) {
@@ -489,15 +474,11 @@ impl<'a> Sim<'a> {
     }
 
     /// `token`'s connection broke: it waits for its back-off, keeping its messages.
-    fn lost(&mut self, token: Token, why: &super::link::Broken) {
+    fn lost(&mut self, token: Token, why: &Broken) {
         let now = Instant::now();
         let registry = self.poll.registry();
-        let link = match token {
-            WATCHER => match &mut self.watcher {
-                Some(w) => &mut w.link,
-                None => return,
-            },
-            Token(i) => &mut self.sensors[i].link,
+        let Some(link) = link_of(&mut self.sensors, &mut self.watcher, token) else {
+            return;
         };
         if matches!(link.state, State::Connecting | State::Handshake) {
             self.connecting = self.connecting.saturating_sub(1);
@@ -523,13 +504,10 @@ impl<'a> Sim<'a> {
             let Some(i) = self.to_open.pop_front() else {
                 break;
             };
+            let token = Token(i);
             let registry = self.poll.registry();
-            let (link, token) = match i {
-                i if i == WATCHER.0 => match &mut self.watcher {
-                    Some(w) => (&mut w.link, WATCHER),
-                    None => continue,
-                },
-                i => (&mut self.sensors[i].link, Token(i)),
+            let Some(link) = link_of(&mut self.sensors, &mut self.watcher, token) else {
+                continue;
             };
             if link.state != State::Down {
                 continue;
@@ -548,11 +526,8 @@ impl<'a> Sim<'a> {
         }
         if now >= self.next_keep_alive {
             self.next_keep_alive = now + Duration::from_secs(1);
-            for s in &mut self.sensors {
-                s.link.keep_alive(now);
-            }
-            if let Some(w) = &mut self.watcher {
-                w.link.keep_alive(now);
+            for link in links(&mut self.sensors, &mut self.watcher) {
+                link.keep_alive(now);
             }
         }
     }
@@ -697,9 +672,30 @@ impl<'a> Sim<'a> {
 /// Why handling a link's event stopped.
 enum Lost {
     /// The link broke: it connects again.
-    Link(super::link::Broken),
+    Link(Broken),
     /// The run cannot go on.
     Fatal(SimError),
+}
+
+/// The link of `token`: a sensor's, or the watcher's (`None` once the watcher was refused).
+fn link_of<'s>(
+    sensors: &'s mut [Sensor],
+    watcher: &'s mut Option<Watcher>,
+    token: Token,
+) -> Option<&'s mut Link> {
+    match token {
+        WATCHER => watcher.as_mut().map(|w| &mut w.link),
+        Token(i) => sensors.get_mut(i).map(|s| &mut s.link),
+    }
+}
+
+/// Every link: the sensors', then the watcher's.
+fn links<'s>(
+    sensors: &'s mut [Sensor],
+    watcher: &'s mut Option<Watcher>,
+) -> impl Iterator<Item = &'s mut Link> {
+    let watcher = watcher.as_mut().map(|w| &mut w.link);
+    sensors.iter_mut().map(|s| &mut s.link).chain(watcher)
 }
 
 /// The wall clock, as the server reads it for a report's receive time.
