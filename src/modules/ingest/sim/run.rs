@@ -563,40 +563,43 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Paced: the next sensor with room (round robin) sends a report; false when none has room.
-    fn send_paced(&mut self) -> bool {
+    /// The next sensor with room, round robin; `None` when none has room.
+    fn next_with_room(&mut self) -> Option<usize> {
         let n = self.sensors.len();
-        for _ in 0..n {
+        (0..n).find_map(|_| {
             let i = self.cursor;
             self.cursor = (self.cursor + 1) % n;
-            if self.sensors[i].link.has_room(self.opts.inflight) {
-                self.send_report(i);
-                let _ = self.sensors[i].link.flush();
-                return true;
-            }
-        }
-        false
+            self.sensors[i]
+                .link
+                .has_room(self.opts.inflight)
+                .then_some(i)
+        })
     }
 
-    /// A malformed payload from a sensor with room; false when none has room.
+    /// Paced: the next sensor with room sends a report; false when none has room.
+    fn send_paced(&mut self) -> bool {
+        let Some(i) = self.next_with_room() else {
+            return false;
+        };
+        self.send_report(i);
+        let _ = self.sensors[i].link.flush();
+        true
+    }
+
+    /// A malformed payload from the next sensor with room; false when none has room.
     fn send_bad(&mut self) -> bool {
-        let n = self.sensors.len();
-        for _ in 0..n {
-            let i = self.cursor;
-            self.cursor = (self.cursor + 1) % n;
-            let s = &mut self.sensors[i];
-            if s.link.has_room(self.opts.inflight) {
-                let (channel, raw) = s.sim.bad();
-                let topic = s.topic(channel).to_string();
-                s.link.publish(topic, raw, self.opts.qos, What::Bad);
-                let _ = s.link.flush();
-                self.counts.sent += 1;
-                self.counts.bad += 1;
-                self.first_publish.get_or_insert_with(Instant::now);
-                return true;
-            }
-        }
-        false
+        let Some(i) = self.next_with_room() else {
+            return false;
+        };
+        let s = &mut self.sensors[i];
+        let (channel, raw) = s.sim.bad();
+        let topic = s.topic(channel).to_string();
+        s.link.publish(topic, raw, self.opts.qos, What::Bad);
+        let _ = s.link.flush();
+        self.counts.sent += 1;
+        self.counts.bad += 1;
+        self.first_publish.get_or_insert_with(Instant::now);
+        true
     }
 
     /// Sensor `i`'s next report. A report that would take out more people than the sensor
