@@ -459,6 +459,24 @@ mod tests {
         assert_eq!(e(&["--sensors"]), "option \"--sensors\" requires a value");
         assert_eq!(e(&["--x", "1"]), "invalid option: \"--x\"");
         assert_eq!(e(&["--sensors", "0"]), "--sensors \"0\": out of range");
+        assert_eq!(
+            e(&["--sensors", "abc"]),
+            "--sensors \"abc\": not a whole number"
+        );
+        assert_eq!(
+            e(&["--sensors", "99999999999999999999999"]),
+            "--sensors \"99999999999999999999999\": not a whole number"
+        );
+        assert_eq!(
+            e(&["--duration", "-1"]),
+            "--duration \"-1\": not a number of seconds"
+        );
+        for v in ["1e10", "inf", "NaN"] {
+            assert!(e(&["--drain", v]).starts_with("--drain \""), "{v}");
+        }
+        for v in ["inf", "NaN", "-5"] {
+            assert!(e(&["--rate", v]).starts_with("--rate \""), "{v}");
+        }
         assert_eq!(e(&["--qos", "2"]), "--qos \"2\": 0 or 1");
         assert_eq!(
             e(&["--rate", "0"]),
