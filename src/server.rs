@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::core::config::{Conf, Protocol, Sections};
-use crate::core::process::{App, AppError, Prepared, Services, WorkerCtx};
+use crate::core::process::{App, AppError, Helper, Prepared, Services, WorkerCtx};
 use crate::core::shm::Zones;
 use crate::http::conf::HttpSection;
 use crate::http::module::{Module, Shared};
@@ -18,7 +18,7 @@ use crate::modules::ingest::stats as istats;
 use crate::modules::ingest::worker::WorkerDbSlot;
 use crate::modules::{
     auth::{Auth, AuthConf},
-    cache::CacheConf,
+    cache::{manager::CacheManager, CacheConf},
     database::DatabaseConf,
     ingest::IngestConf,
 };
@@ -129,6 +129,7 @@ impl App for Bizzy {
             },
             mqtt,
             db,
+            cache: CacheManager::new(&conf).map(Rc::new),
         }))
     }
 }
@@ -145,6 +146,8 @@ struct Both {
     http: HttpPrepared,
     mqtt: Option<MqttPrepared>,
     db: Rc<WorkerDbSlot>,
+    /// The cache manager process, with a `[cache]` section.
+    cache: Option<Rc<CacheManager>>,
 }
 
 impl Prepared for Both {
@@ -156,6 +159,13 @@ impl Prepared for Both {
             s.push((MQTT, Box::new(m.service(ctx)?)));
         }
         Ok(s)
+    }
+
+    fn helpers(&self) -> Vec<Rc<dyn Helper>> {
+        self.cache
+            .iter()
+            .map(|c| Rc::clone(c) as Rc<dyn Helper>)
+            .collect()
     }
 }
 

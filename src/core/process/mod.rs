@@ -3,6 +3,7 @@
 
 pub mod channel;
 pub mod error;
+pub mod helper;
 pub mod master;
 pub mod signals;
 pub mod title;
@@ -16,6 +17,7 @@ use crate::core::event::Service;
 use crate::core::shm::Zones;
 
 pub use error::{AppError, ProcessError};
+pub use helper::{Helper, HelperCtx, Stop, StopKind};
 
 /// What the protocol layers contribute to a cycle. Called in the master.
 pub trait App {
@@ -55,6 +57,11 @@ pub type Services = Vec<(Protocol, Box<dyn Service>)>;
 pub trait Prepared {
     /// In a new worker: one service per listener kind this process serves.
     fn services(&self, ctx: &WorkerCtx<'_>) -> Result<Services, AppError>;
+    /// The processes this cycle runs beside its workers (nginx's cache manager): started after
+    /// the workers, replaced on reload, restarted with back-off when they die.
+    fn helpers(&self) -> Vec<std::rc::Rc<dyn Helper>> {
+        Vec::new()
+    }
 }
 
 /// What a new worker knows about itself.

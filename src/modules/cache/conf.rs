@@ -1,5 +1,5 @@
-//! The `[cache]` section: the memcached servers and how long answers may be kept, for the
-//! cache module to come; this file only parses and checks it.
+//! The `[cache]` section: the memcached servers of the replica, how old it may get, and how long
+//! a worker keeps a hot answer.
 
 use serde::{Deserialize, Serialize};
 
