@@ -24,6 +24,7 @@ pub mod error;
 pub mod hives;
 pub mod micro;
 pub mod page;
+pub mod public;
 pub mod route;
 pub mod sensors;
 pub mod tokens;

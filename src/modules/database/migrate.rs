@@ -64,6 +64,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_api_token"),
     migration!(10, "0010_token_notify"),
     migration!(11, "0011_config_notify"),
+    migration!(12, "0012_public"),
 ];
 
 /// The advisory lock every `bizzy migrate` holds while it works: "bizzymig" in ASCII.
