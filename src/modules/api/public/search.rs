@@ -31,10 +31,14 @@ pub const MAX_RADIUS_M: i32 = 50_000;
 /// A search, validated: what [`run`] asks the database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Search {
+    /// A piece of the name, as given (folded in the SQL, as the index is).
     pub q: Option<String>,
+    /// A type code, well formed; whether it exists is the database's to say.
     pub kind: Option<String>,
+    /// The exact postal code.
     pub zip: Option<String>,
     pub near: Option<Near>,
+    /// Items per page (`page`'s limits).
     pub limit: i64,
     pub after: After,
 }
@@ -440,7 +444,7 @@ mod tests {
         for d in [
             0.0,
             0.1 + 0.2,
-            1234.567_890_123_456_7,
+            1_234.567_890_123_456_7,
             49_999.999_999_999_99,
         ] {
             let After::Distance(back, id) = decode_near(&encode_near(d, 7)).unwrap() else {
