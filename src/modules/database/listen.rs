@@ -38,6 +38,9 @@ pub enum Heard {
     Listening(Vec<String>),
     /// A notification.
     Notified { channel: String, payload: String },
+    /// The connection was lost, or could not be made (why): PostgreSQL is probably
+    /// unreachable until the next [`Heard::Listening`].
+    Lost(String),
 }
 
 /// Starts the listener as a task of the I/O thread's runtime (call it there): it listens on
@@ -71,6 +74,7 @@ async fn run(url: String, channels: Vec<String>, tell: Rc<dyn Fn(Heard)>) {
             );
         }
         failing = !listened;
+        tell(Heard::Lost(e));
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(RETRY_MAX);
     }

@@ -26,6 +26,7 @@ use mio::Token;
 use tokio_postgres::Client;
 
 use crate::core::event::Posted;
+use crate::modules::cache::client::Client as Replica;
 use crate::modules::database::pool::{describe, Pool};
 
 /// What a question's work gives back; the asker knows its type.
@@ -49,6 +50,43 @@ impl fmt::Debug for Query {
             .field("id", &self.id)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a read may use on the I/O thread: the pool, and memcached when `[cache]` names servers.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub pool: &'a Pool,
+    pub replica: Option<&'a Replica>,
+}
+
+/// The work of a read: it picks its own sources (the replica first, say) and gives back its
+/// answer, errors included.
+pub type Fetch =
+    Box<dyn for<'c> FnOnce(Sources<'c>) -> Pin<Box<dyn Future<Output = Answer> + 'c>> + Send>;
+
+/// A read on its way to the I/O thread.
+pub struct Read {
+    pub id: u64,
+    /// How long it may take in all.
+    pub timeout: Duration,
+    pub fetch: Fetch,
+}
+
+impl fmt::Debug for Read {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Read")
+            .field("id", &self.id)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves `r` on the I/O thread within its deadline.
+pub async fn serve_read(sources: Sources<'_>, r: Read) -> (u64, Asked) {
+    match tokio::time::timeout(r.timeout, (r.fetch)(sources)).await {
+        Ok(a) => (r.id, Asked::Answer(a)),
+        Err(_) => (r.id, Asked::TimedOut),
     }
 }
 
@@ -94,10 +132,16 @@ struct Inner {
     waiting: RefCell<HashMap<u64, Waiter>>,
 }
 
-struct Waiter {
-    token: Token,
-    posted: Posted,
-    slot: Rc<RefCell<Option<Asked>>>,
+enum Waiter {
+    /// A parked request: its slot is filled and its connection woken.
+    Conn {
+        token: Token,
+        posted: Posted,
+        slot: Rc<RefCell<Option<Asked>>>,
+    },
+    /// Nobody waits: the answer is handed to a function on the loop (a refresh in the
+    /// background).
+    Call(Box<dyn FnOnce(Asked)>),
 }
 
 /// A question asked for a parked request: its answer, once here. Dropping it (the request
@@ -132,7 +176,7 @@ impl Queries {
         let slot = Rc::new(RefCell::new(None));
         self.0.waiting.borrow_mut().insert(
             id,
-            Waiter {
+            Waiter::Conn {
                 token,
                 posted: posted.clone(),
                 slot: Rc::clone(&slot),
@@ -146,12 +190,37 @@ impl Queries {
         (id, pending)
     }
 
-    /// The answer to question `id`: kept for its request, whose connection is woken. An answer
-    /// nobody waits for any more is dropped.
+    /// A question whose answer goes to `then`, on the loop, whatever it is: its id.
+    pub fn ask_then(&self, then: impl FnOnce(Asked) + 'static) -> u64 {
+        let id = self.0.next.get();
+        self.0.next.set(id.wrapping_add(1));
+        self.0
+            .waiting
+            .borrow_mut()
+            .insert(id, Waiter::Call(Box::new(then)));
+        id
+    }
+
+    /// Forgets question `id` (it could not be sent).
+    pub fn forget(&self, id: u64) {
+        self.0.waiting.borrow_mut().remove(&id);
+    }
+
+    /// The answer to question `id`: kept for its request, whose connection is woken, or handed
+    /// to its function. An answer nobody waits for any more is dropped.
     pub fn answered(&self, id: u64, asked: Asked) {
-        if let Some(w) = self.0.waiting.borrow_mut().remove(&id) {
-            *w.slot.borrow_mut() = Some(asked);
-            w.posted.post(w.token);
+        let w = self.0.waiting.borrow_mut().remove(&id);
+        match w {
+            Some(Waiter::Conn {
+                token,
+                posted,
+                slot,
+            }) => {
+                *slot.borrow_mut() = Some(asked);
+                posted.post(token);
+            }
+            Some(Waiter::Call(then)) => then(asked),
+            None => {}
         }
     }
 
@@ -188,5 +257,23 @@ mod tests {
         assert_eq!(queries.waiting(), 1);
         queries.answered(other, Asked::Unreachable("down".into()));
         assert!(matches!(kept.take(), Some(Asked::Unreachable(_))));
+    }
+
+    #[test]
+    fn an_answer_nobody_waits_for_goes_to_its_function_once() {
+        let queries = Queries::default();
+        let got = Rc::new(Cell::new(0));
+        let g = Rc::clone(&got);
+        let id = queries.ask_then(move |a| {
+            assert!(matches!(a, Asked::TimedOut));
+            g.set(g.get() + 1);
+        });
+        queries.answered(id, Asked::TimedOut);
+        queries.answered(id, Asked::TimedOut);
+        assert_eq!(got.get(), 1);
+        let forgotten = queries.ask_then(|_| panic!("forgotten"));
+        queries.forget(forgotten);
+        queries.answered(forgotten, Asked::TimedOut);
+        assert_eq!(queries.waiting(), 0);
     }
 }

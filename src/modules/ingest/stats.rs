@@ -56,6 +56,9 @@ pub struct Row {
     pub db_waiting: AtomicU64,
     /// Jobs handed to the I/O thread and not yet answered (loop thread).
     pub io_jobs: AtomicU64,
+    /// 1 while this worker's LISTEN connection is lost: PostgreSQL is probably unreachable
+    /// (loop thread).
+    pub db_lost: AtomicU64,
 }
 
 pub const fn zone_size() -> usize {
@@ -175,6 +178,20 @@ impl Stats {
     pub fn queued(&self, n: usize) {
         self.row().queued.store(n as u64, Ordering::Relaxed);
     }
+
+    /// Whether this worker's LISTEN connection is lost (PostgreSQL probably unreachable).
+    pub fn db_lost(&self, lost: bool) {
+        self.row().db_lost.store(u64::from(lost), Ordering::Relaxed);
+    }
+}
+
+/// Whether the node's numbers may be behind PostgreSQL's: reports wait in a spool, or a
+/// worker lost its LISTEN connection. Cheap enough for an answer's making, not for every
+/// request.
+pub fn behind(zone: &Zone) -> bool {
+    table(zone).iter().any(|r| {
+        r.spool_reports.load(Ordering::Relaxed) > 0 || r.db_lost.load(Ordering::Relaxed) > 0
+    })
 }
 
 /// The node's figures.
@@ -245,6 +262,7 @@ pub fn reap(zone: &Zone, slot: usize) {
         &r.db_in_use,
         &r.db_waiting,
         &r.io_jobs,
+        &r.db_lost,
     ] {
         g.store(0, Ordering::Relaxed);
     }

@@ -13,8 +13,9 @@ use crate::core::io::Io;
 use crate::core::process::WorkerCtx;
 use crate::core::queue::SendError;
 use crate::log;
+use crate::modules::cache::CacheConf;
 use crate::modules::database::listen::{Hear, Hearers, Missed};
-use crate::modules::database::query::{Pending, Queries, Query, Run};
+use crate::modules::database::query::{Asked, Fetch, Pending, Queries, Query, Read, Run};
 use crate::modules::database::DatabaseConf;
 use crate::modules::ingest::batch::Report;
 use crate::modules::ingest::conf::IngestConf;
@@ -162,6 +163,11 @@ impl WorkerDb {
             migrate: ctx.slot == 0 && db.migrate_on_start,
             other_nodes: ctx.slot == 0,
             pool_size: db.pool_size,
+            memcached: if ctx.conf.written::<CacheConf>() {
+                ctx.conf.section::<CacheConf>().memcached.clone()
+            } else {
+                Vec::new()
+            },
         };
         let make = move || Writer::new(setup);
         let name = format!("bizzy-io-{}", ctx.slot);
@@ -263,6 +269,36 @@ impl WorkerDb {
         Some(pending)
     }
 
+    /// Asks the I/O thread to `fetch` within `timeout` for the parked request of connection
+    /// `token`, as [`WorkerDb::ask`] does; the read picks its own sources.
+    pub fn read(
+        &self,
+        fetch: Fetch,
+        timeout: Duration,
+        token: mio::Token,
+        posted: &crate::core::event::Posted,
+    ) -> Option<Pending> {
+        let (id, pending) = self.parts.queries.ask(token, posted);
+        self.send(Job::Read(Read { id, timeout, fetch })).ok()?;
+        Some(pending)
+    }
+
+    /// Asks the I/O thread to `fetch` within `timeout` with nobody waiting: its end goes to
+    /// `then`, on the loop. False when the I/O thread takes no more now (`then` is dropped).
+    pub fn read_then(
+        &self,
+        fetch: Fetch,
+        timeout: Duration,
+        then: impl FnOnce(Asked) + 'static,
+    ) -> bool {
+        let id = self.parts.queries.ask_then(then);
+        if self.send(Job::Read(Read { id, timeout, fetch })).is_err() {
+            self.parts.queries.forget(id);
+            return false;
+        }
+        true
+    }
+
     /// Publishes each configuration newer than the one last published for its sensor.
     pub fn push(&self, configurations: &[Push]) {
         self.parts.push(configurations);
@@ -344,7 +380,11 @@ impl Parts {
             Done::Changed(hives) => self.publish(&hives),
             Done::Queried(id, asked) => self.queries.answered(id, asked),
             Done::Configurations(c) => self.push(&c),
-            Done::Listening { channels } => self.hearers.listening(&channels),
+            Done::Listening { channels } => {
+                self.stats.db_lost(false);
+                self.hearers.listening(&channels);
+            }
+            Done::ListenLost => self.stats.db_lost(true),
             Done::Notified { channel, payload } => self.hearers.notified(&channel, &payload),
         }
     }

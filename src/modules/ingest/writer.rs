@@ -28,10 +28,11 @@ use tokio_postgres::Client;
 
 use crate::core::io::{News, Served, Work};
 use crate::log;
+use crate::modules::cache::client::Client as Replica;
 use crate::modules::database::listen::{self, Heard};
 use crate::modules::database::migrate::{self, redact, MIGRATIONS};
 use crate::modules::database::pool::{self, Pool};
-use crate::modules::database::query::{self, Asked, Query};
+use crate::modules::database::query::{self, Asked, Query, Read, Sources};
 use crate::modules::ingest::batch::{Report, Stored, Written};
 use crate::modules::ingest::conf::IngestConf;
 use crate::modules::ingest::login::{self, store::Logins};
@@ -79,6 +80,8 @@ pub struct Writer {
     wake: Rc<Notify>,
     /// The sensor logins' password checks (their reads take connections of `pool`).
     logins: Logins,
+    /// The memcached replica the API's reads look in first, when `[cache]` names servers.
+    replica: Option<Replica>,
 }
 
 /// What a worker's writer is made of.
@@ -96,6 +99,8 @@ pub struct Setup {
     /// and the new configurations ([`push::CHANNEL`]): one worker per node does.
     pub other_nodes: bool,
     pub pool_size: usize,
+    /// The memcached servers of the replica (`cache.memcached`), empty for none.
+    pub memcached: Vec<String>,
 }
 
 impl Writer {
@@ -131,6 +136,7 @@ impl Writer {
             client: tokio::sync::Mutex::new(None),
             spool,
             wake,
+            replica: (!s.memcached.is_empty()).then(|| Replica::new(&s.memcached)),
         }
     }
 
@@ -238,6 +244,8 @@ pub enum Job {
     ChangedSince(std::time::SystemTime),
     /// A question an HTTP request waits for ([`query`]).
     Query(Query),
+    /// A read that picks its sources (the replica, then the database).
+    Read(Read),
     /// The newest configuration of the sensors that got one since this instant
     /// (notifications missed while the LISTEN connection was down), as soon as the database
     /// answers.
@@ -262,6 +270,9 @@ pub enum Done {
     Listening {
         channels: Vec<String>,
     },
+    /// The LISTEN connection was lost (news, not an answer): PostgreSQL is probably
+    /// unreachable until the next `Listening`.
+    ListenLost,
     /// A notification on one of [`CHANNELS`] (news, not an answer).
     Notified {
         channel: String,
@@ -272,7 +283,10 @@ pub enum Done {
 impl Done {
     /// Told by the I/O thread unasked ([`News`]): answers no job.
     pub fn is_news(&self) -> bool {
-        matches!(self, Done::Listening { .. } | Done::Notified { .. })
+        matches!(
+            self,
+            Done::Listening { .. } | Done::ListenLost | Done::Notified { .. }
+        )
     }
 }
 
@@ -416,6 +430,14 @@ impl Work for Writer {
                     let (id, asked) = query::serve(&self.pool, q).await;
                     Done::Queried(id, asked)
                 }
+                Job::Read(r) => {
+                    let sources = Sources {
+                        pool: &self.pool,
+                        replica: self.replica.as_ref(),
+                    };
+                    let (id, asked) = query::serve_read(sources, r).await;
+                    Done::Queried(id, asked)
+                }
                 Job::ConfigurationsSince(t) => {
                     Done::Configurations(self.configurations_since(t).await)
                 }
@@ -425,6 +447,9 @@ impl Work for Writer {
 
     fn started(self: Rc<Self>, news: News<Done>) {
         let mut channels: Vec<String> = CHANNELS.iter().map(|c| c.to_string()).collect();
+        if self.replica.is_some() {
+            channels.push(crate::modules::cache::REPLICA_CHANNEL.to_string());
+        }
         if self.other_nodes {
             channels.push(occupancy::CHANNEL.to_string());
             channels.push(push::CHANNEL.to_string());
@@ -433,6 +458,7 @@ impl Work for Writer {
             news.tell(match h {
                 Heard::Listening(channels) => Done::Listening { channels },
                 Heard::Notified { channel, payload } => Done::Notified { channel, payload },
+                Heard::Lost(_) => Done::ListenLost,
             })
         });
     }
