@@ -1,5 +1,5 @@
-//! Hives (venues) of an account: create, list, read (anonymous), edit, delete, and the
-//! anonymous occupancy answer. A hive's body is validated here on the event loop (the IANA time
+//! Hives (venues) of an account: create, list, edit, delete (the anonymous reads are
+//! `public`'s). A hive's body is validated here on the event loop (the IANA time
 //! zone with chrono-tz, `reset_time` "HH:MM" or null); its type code is checked in the SQL.
 
 use serde_json::{json, Value};
@@ -10,17 +10,14 @@ use super::db::{self, allowed_sql, db_error, Who};
 use super::error::ApiError;
 use super::page::Page;
 use super::route::{Json, Req};
-use crate::modules::occupancy;
 
 /// A call on hives.
 #[derive(Debug)]
 pub enum HiveCall {
     Create { who: Who, account: i64, hive: Hive },
     List { who: Who, account: i64, page: Page },
-    Get { id: i64 },
     Patch { who: Who, id: i64, hive: Hive },
     Delete { who: Who, id: i64 },
-    Occupancy { id: i64 },
 }
 
 /// A hive's fields as a body gives them: all of them to create, any to edit. `Absent` leaves a
@@ -230,25 +227,12 @@ impl HiveCall {
                 let items = rows.iter().map(|r| to_json(r, 1)).collect();
                 Ok(db::json(200, &page.answer(items)))
             }
-            HiveCall::Get { id } => read(db, id).await,
             HiveCall::Patch { who, id, hive } => {
                 authorize(db, &who, id).await?;
                 update(db, id, &hive).await?;
                 read(db, id).await
             }
             HiveCall::Delete { who, id } => run_delete(db, &who, id).await,
-            HiveCall::Occupancy { id } => {
-                let sql = format!(
-                    "SELECT {} FROM hive_occupancy v WHERE v.hive_id = $1",
-                    occupancy::COLUMNS
-                );
-                let row = db.query_opt(&sql, &[&id]).await.map_err(db_error)?;
-                let row = row.ok_or_else(|| ApiError::not_found(format!("hive {id}")))?;
-                Ok(Json {
-                    status: 200,
-                    body: occupancy::from_row(&row).to_json().into_bytes(),
-                })
-            }
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use bytes::Bytes;
 
@@ -18,12 +19,14 @@ pub type Key = (Option<String>, String);
 
 struct Entry {
     body: Bytes,
+    etag: Rc<str>,
     expires_ms: u64,
 }
 
 /// One worker's cached reads.
 pub struct Micro {
     ttl_ms: u64,
+    cache_control: &'static str,
     entries: RefCell<HashMap<Key, Entry>>,
 }
 
@@ -31,6 +34,7 @@ impl Micro {
     pub fn new(ttl: std::time::Duration) -> Micro {
         Micro {
             ttl_ms: ttl.as_millis() as u64,
+            cache_control: super::anon::cache_control(ttl),
             entries: RefCell::new(HashMap::new()),
         }
     }
@@ -40,15 +44,20 @@ impl Micro {
         self.ttl_ms > 0
     }
 
-    /// The body of a 200 answer to `key` still fresh at `now_ms`.
-    pub fn get(&self, key: &Key, now_ms: u64) -> Option<Bytes> {
-        let entries = self.entries.borrow();
-        let e = entries.get(key)?;
-        (e.expires_ms > now_ms).then(|| e.body.clone())
+    /// `Cache-Control` of the anonymous answers kept here.
+    pub fn cache_control(&self) -> &'static str {
+        self.cache_control
     }
 
-    /// Keeps the 200 answer `body` to `key`, from `now_ms`.
-    pub fn put(&self, key: Key, body: Bytes, now_ms: u64) {
+    /// The body and ETag of a 200 answer to `key` still fresh at `now_ms`.
+    pub fn get(&self, key: &Key, now_ms: u64) -> Option<(Bytes, Rc<str>)> {
+        let entries = self.entries.borrow();
+        let e = entries.get(key)?;
+        (e.expires_ms > now_ms).then(|| (e.body.clone(), Rc::clone(&e.etag)))
+    }
+
+    /// Keeps the 200 answer `body` to `key`, with its ETag, from `now_ms`.
+    pub fn put(&self, key: Key, body: Bytes, etag: Rc<str>, now_ms: u64) {
         if !self.on() {
             return;
         }
@@ -60,7 +69,14 @@ impl Micro {
             }
         }
         let expires_ms = now_ms + self.ttl_ms;
-        entries.insert(key, Entry { body, expires_ms });
+        entries.insert(
+            key,
+            Entry {
+                body,
+                etag,
+                expires_ms,
+            },
+        );
     }
 
     /// A write succeeded on this worker: what was read before may have changed.
@@ -84,6 +100,7 @@ mod tests {
         m.put(
             key("alice", "/v1/sensors/d"),
             Bytes::from_static(b"{}"),
+            Rc::from("\"e\""),
             1_000,
         );
         assert!(m.get(&key("alice", "/v1/sensors/d"), 1_999).is_some());
@@ -98,11 +115,11 @@ mod tests {
     #[test]
     fn a_write_empties_it_and_zero_turns_it_off() {
         let m = Micro::new(Duration::from_secs(1));
-        m.put(key("alice", "/a"), Bytes::new(), 0);
+        m.put(key("alice", "/a"), Bytes::new(), Rc::from(""), 0);
         m.clear();
         assert!(m.get(&key("alice", "/a"), 1).is_none());
         let off = Micro::new(Duration::ZERO);
-        off.put(key("alice", "/a"), Bytes::new(), 0);
+        off.put(key("alice", "/a"), Bytes::new(), Rc::from(""), 0);
         assert!(!off.on());
         assert!(off.get(&key("alice", "/a"), 0).is_none());
     }
@@ -111,7 +128,7 @@ mod tests {
     fn it_stays_bounded() {
         let m = Micro::new(Duration::from_secs(1));
         for i in 0..MAX_ENTRIES + 10 {
-            m.put(key("u", &format!("/{i}")), Bytes::new(), 0);
+            m.put(key("u", &format!("/{i}")), Bytes::new(), Rc::from(""), 0);
         }
         assert!(m.entries.borrow().len() <= MAX_ENTRIES);
     }

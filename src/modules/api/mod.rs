@@ -16,6 +16,7 @@
 //! Every answer is JSON, errors included ([`error`]); none closes a keep-alive connection.
 
 pub mod accounts;
+pub mod anon;
 pub mod body;
 pub mod caller;
 pub mod config;
@@ -36,6 +37,7 @@ use bytes::Bytes;
 
 use crate::http::conf::LocationConf;
 use crate::http::module::{ContentKey, InitError, Module, Registry};
+use crate::http::parse::Method;
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::{Flow, HttpError, Request, Response};
 use crate::log;
@@ -44,6 +46,7 @@ use crate::modules::cache::CacheConf;
 use crate::modules::database::query::{Answer, Asked, Pending};
 use crate::modules::ingest::worker::WorkerDbSlot;
 
+use anon::{Anon, Lookup, What};
 use caller::Caller;
 use error::ApiError;
 use micro::Micro;
@@ -61,6 +64,11 @@ struct Api {
     auth: Option<Rc<Auth>>,
     timeout: Duration,
     micro: Micro,
+    /// The public resources' answers.
+    anon: Rc<Anon>,
+    /// Whether `anon` follows the cache manager's word on this worker yet (from the first
+    /// public read on: nothing is kept before).
+    following: std::cell::Cell<bool>,
 }
 
 impl Module for ApiModule {
@@ -79,12 +87,17 @@ impl Module for ApiModule {
             .as_ref()
             .and_then(|d| d.conf())
             .map_or(Duration::from_secs(5), |c| c.query_timeout.0);
-        let micro = Micro::new(reg.conf.section::<CacheConf>().micro_ttl.0);
+        let cache = reg.conf.section::<CacheConf>();
+        let micro = Micro::new(cache.micro_ttl.0);
+        let ingest = reg.zones.get(crate::modules::ingest::stats::ZONE).cloned();
+        let anon = Rc::new(Anon::new(cache.micro_ttl.0, cache.max_stale.0, ingest));
         let api = Rc::new(Api {
             db,
             auth,
             timeout,
             micro,
+            anon,
+            following: std::cell::Cell::new(false),
         });
         reg.content(
             ContentKey::Handler(HANDLER),
@@ -101,10 +114,24 @@ struct Waiting {
     read: Option<micro::Key>,
 }
 
+/// A parked read of a public resource.
+struct AnonWaiting {
+    what: What,
+    pending: Pending,
+}
+
 impl ContentHandler for Api {
     fn handle(&self, req: &mut Request, cx: &mut Cx<'_>) -> Result<Flow, HttpError> {
         if let Some(w) = req.ctx_mut::<Waiting>() {
             return Ok(self.waited(w, cx));
+        }
+        if let Some(w) = req.ctx_mut::<AnonWaiting>() {
+            return Ok(self.anon_waited(w, cx));
+        }
+        if matches!(req.method(), Method::Get | Method::Head) {
+            if let Some(what) = What::parse(&req.path) {
+                return Ok(self.anon(req, what, cx));
+            }
         }
         match self.start(req, cx) {
             Ok(flow) => Ok(flow),
@@ -125,8 +152,8 @@ impl Api {
             };
             (caller.as_ref().map(|c| c.uid.clone()), target)
         });
-        if let Some(body) = read.as_ref().and_then(|k| self.micro.get(k, cx.now_ms)) {
-            return Ok(Flow::Done(json_response(200, body)));
+        if let Some((body, etag)) = read.as_ref().and_then(|k| self.micro.get(k, cx.now_ms)) {
+            return Ok(Flow::Done(self.read_response(body, etag, read.as_ref())));
         }
         let call = route::route(
             req.method_str(),
@@ -135,6 +162,9 @@ impl Api {
             &req.body,
             caller.as_ref(),
         )?;
+        if let Call::Anon(what) = call {
+            return Ok(self.anon(req, what, cx));
+        }
         let db = self.db.as_ref().and_then(|s| s.get()).ok_or_else(|| {
             ApiError::unavailable("this server has no database configured for the API")
         })?;
@@ -144,6 +174,57 @@ impl Api {
         req.set_ctx(Waiting { pending, read });
         cx.wait = Some(self.timeout);
         Ok(Flow::Wait)
+    }
+
+    /// A public resource: kept (answered now, refreshed in the background when expired) or
+    /// read, the request waiting.
+    fn anon(&self, req: &mut Request, what: What, cx: &mut Cx<'_>) -> Flow {
+        let Some(db) = self.db.as_ref().and_then(|s| s.get()) else {
+            return Flow::Done(
+                ApiError::unavailable("this server has no database configured for the API")
+                    .response(),
+            );
+        };
+        if !self.following.replace(true) {
+            let hear: Rc<dyn crate::modules::database::listen::Hear> = self.anon.clone();
+            db.hear(crate::modules::cache::REPLICA_CHANNEL, Rc::downgrade(&hear));
+        }
+        match self.anon.lookup(what, cx.now_ms) {
+            Lookup::Answer(r) => Flow::Done(r),
+            Lookup::AnswerAndRefresh(r) => {
+                let anon = Rc::clone(&self.anon);
+                let sent = db.read_then(anon::fetch(what), self.timeout, move |asked| {
+                    anon.refreshed(what, asked)
+                });
+                if !sent {
+                    self.anon.refresh_refused(what);
+                }
+                Flow::Done(r)
+            }
+            Lookup::Read => match db.read(anon::fetch(what), self.timeout, cx.token, cx.posted) {
+                Some(pending) => {
+                    req.set_ctx(AnonWaiting { what, pending });
+                    cx.wait = Some(self.timeout);
+                    Flow::Wait
+                }
+                None => Flow::Done(
+                    ApiError::unavailable("too many requests wait for the database").response(),
+                ),
+            },
+        }
+    }
+
+    /// Run again after a public read's wait.
+    fn anon_waited(&self, w: &mut AnonWaiting, cx: &mut Cx<'_>) -> Flow {
+        match w.pending.take() {
+            Some(asked) => Flow::Done(self.anon.arrived(w.what, asked, cx.now_ms)),
+            None if cx.expired => Flow::Done(self.anon.arrived(
+                w.what,
+                crate::modules::database::query::Asked::TimedOut,
+                cx.now_ms,
+            )),
+            None => Flow::Wait,
+        }
     }
 
     /// Run again after a wait: the answer, 503 when the time is up, or wait on (woken early:
@@ -217,12 +298,29 @@ impl Api {
         };
         let body = Bytes::from(json.body);
         match read {
-            Some(key) if json.status == 200 => self.micro.put(key, body.clone(), now_ms),
-            Some(_) => {}
-            None if json.status < 300 => self.micro.clear(),
-            None => {}
+            Some(key) if json.status == 200 => {
+                let etag = anon::etag(&body);
+                let r = self.read_response(body.clone(), Rc::clone(&etag), Some(&key));
+                self.micro.put(key, body, etag, now_ms);
+                r
+            }
+            None if json.status < 300 => {
+                self.micro.clear();
+                json_response(json.status, body)
+            }
+            _ => json_response(json.status, body),
         }
-        json_response(json.status, body)
+    }
+
+    /// A read's 200 answer with its validator; an anonymous one (the search) may be kept by
+    /// anyone for the micro-cache's time.
+    fn read_response(&self, body: Bytes, etag: Rc<str>, key: Option<&micro::Key>) -> Response {
+        let mut r = json_response(200, body);
+        r.etag = Some(crate::http::response::Text::Shared(etag));
+        if key.is_some_and(|(uid, _)| uid.is_none()) {
+            r.header("Cache-Control", self.micro.cache_control());
+        }
+        r
     }
 }
 

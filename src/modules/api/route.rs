@@ -20,12 +20,14 @@
 use tokio_postgres::Client;
 
 use super::accounts::{self, AccountCall};
+use super::anon::What;
 use super::body::{self, Obj};
 use super::caller::Caller;
 use super::db::Who;
 use super::error::ApiError;
 use super::hives::{self, HiveCall};
 use super::page::Page;
+use super::public::{self, search::Search};
 use super::sensors::{self, SensorCall};
 use super::tokens::{self, TokenCall};
 
@@ -37,6 +39,10 @@ pub enum Call {
     Hive(HiveCall),
     Sensor(SensorCall),
     Token(TokenCall),
+    /// A public resource, answered from the worker's cache and the replica ([`super::anon`]).
+    Anon(What),
+    /// `GET /v1/hives`: the search, from PostgreSQL.
+    Search(Search),
 }
 
 /// An answer: status and JSON body (empty for 204).
@@ -124,6 +130,14 @@ pub fn route(
     let segs: Vec<&str> = rest.split('/').collect();
     match segs.as_slice() {
         ["accounts", rest @ ..] => under_accounts(&req, rest),
+        ["hives"] => match method {
+            "GET" => public::search::parse(query).map(Call::Search),
+            _ => Err(req.not_allowed()),
+        },
+        ["hive-types"] => match method {
+            "GET" => Ok(Call::Anon(What::Types)),
+            _ => Err(req.not_allowed()),
+        },
         ["hives", id, rest @ ..] => under_hives(&req, id_of(&req, id)?, rest),
         ["sensors", rest @ ..] => under_sensors(&req, rest),
         ["tokens", id] => {
@@ -169,14 +183,13 @@ fn under_accounts(req: &Req<'_>, segs: &[&str]) -> Result<Call, ApiError> {
 /// `/v1/hives/{id}...`
 fn under_hives(req: &Req<'_>, id: i64, segs: &[&str]) -> Result<Call, ApiError> {
     match (segs, req.method) {
-        ([], "GET") => Ok(HiveCall::Get { id }),
-        ([], "PATCH") => hives::patch(req, id),
-        ([], "DELETE") => hives::delete(req, id),
-        (["occupancy"], "GET") => Ok(HiveCall::Occupancy { id }),
+        ([], "GET") => Ok(Call::Anon(What::Hive(id))),
+        ([], "PATCH") => hives::patch(req, id).map(Call::Hive),
+        ([], "DELETE") => hives::delete(req, id).map(Call::Hive),
+        (["occupancy"], "GET") => Ok(Call::Anon(What::Occupancy(id))),
         ([] | ["occupancy"], _) => Err(req.not_allowed()),
         _ => Err(req.not_found()),
     }
-    .map(Call::Hive)
 }
 
 /// `/v1/sensors/{device_id}...`
@@ -213,8 +226,35 @@ impl Call {
             Call::Hive(c) => c.run(db).await,
             Call::Sensor(c) => c.run(db).await,
             Call::Token(c) => c.run(db).await,
+            Call::Anon(what) => anon_run(db, what).await,
+            Call::Search(s) => public::search::run(db, &s).await,
         }
     }
+}
+
+/// A public resource straight from PostgreSQL (what a worker answers when the replica
+/// misses, without the worker's cache).
+async fn anon_run(db: &Client, what: What) -> Result<Json, ApiError> {
+    let e = super::db::db_error;
+    let body = match what {
+        What::Occupancy(id) => public::occupancy(db, id).await.map_err(e)?,
+        What::Hive(id) => match public::hive(db, id).await.map_err(e)? {
+            Some(hive) => {
+                let occupancy = public::occupancy(db, id).await.map_err(e)?;
+                occupancy.map(|o| {
+                    let mut b = hive[..hive.len().saturating_sub(1)].to_vec();
+                    b.extend_from_slice(b",\"occupancy\":");
+                    b.extend_from_slice(&o);
+                    b.push(b'}');
+                    b
+                })
+            }
+            None => None,
+        },
+        What::Types => Some(public::hive_types(db).await.map_err(e)?),
+    };
+    let body = body.ok_or_else(|| ApiError::not_found("this hive"))?;
+    Ok(Json { status: 200, body })
 }
 
 #[cfg(test)]
