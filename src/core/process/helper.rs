@@ -8,12 +8,18 @@
 //!           and the signals into Stop; the body (Helper::run) checks Stop or polls Stop::fd
 //! ```
 
+use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 
 use crate::core::config::Conf;
-use crate::core::process::AppError;
+use crate::core::cycle::Cycle;
+use crate::core::log;
+use crate::core::process::channel::{Command, Received, Receiver};
+use crate::core::process::{child, signals, AppError, ProcessError};
 use crate::core::shm::Zones;
+use crate::log;
 
 /// A process kind besides the workers. core knows nothing of what it does: the body comes from
 /// the wiring.
@@ -103,6 +109,135 @@ impl Stop {
     /// (level-triggered; the body never reads it): for poll(2) or tokio's AsyncFd.
     pub fn fd(&self) -> RawFd {
         self.read.as_raw_fd()
+    }
+}
+
+/// Runs `helper` in the child just forked; never returns. Exit code 0 when the body returned
+/// after a stop, 2 when it failed (the master restarts it either way unless it asked).
+pub fn run(cycle: &Cycle, helper: &dyn Helper, generation: u64, channel: Receiver) -> ! {
+    let name = helper.name();
+    let code = match serve(cycle, helper, generation, channel) {
+        Ok(()) => 0,
+        Err(e) => {
+            log!(Crit, "{name} process: {e}");
+            2
+        }
+    };
+    log!(Info, "exit");
+    std::process::exit(code)
+}
+
+fn serve(
+    cycle: &Cycle,
+    helper: &dyn Helper,
+    generation: u64,
+    channel: Receiver,
+) -> Result<(), ProcessError> {
+    let conf = &cycle.conf;
+    let wake = child::become_child(conf, &format!("bizzy: {} process", helper.name()))?;
+    let stop = Arc::new(Stop::new().map_err(|e| ProcessError::io("pipe()", e))?);
+    let control = Control {
+        channel: Some(channel),
+        wake,
+        stop: Arc::clone(&stop),
+        error_log: conf.main.error_log.clone(),
+    };
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || control.run())
+        .map_err(|e| ProcessError::io("pthread_create()", e))?;
+    let ctx = HelperCtx {
+        conf,
+        zones: &cycle.zones,
+        generation,
+        stop: &stop,
+    };
+    helper.run(&ctx).map_err(ProcessError::App)
+}
+
+/// The helper's control thread: turns the master's commands and the signals sent to the
+/// helper into its [`Stop`], so that the body never watches either.
+struct Control {
+    /// None once the master is gone (a closed channel stays readable).
+    channel: Option<Receiver>,
+    wake: OwnedFd,
+    stop: Arc<Stop>,
+    error_log: std::path::PathBuf,
+}
+
+impl Control {
+    fn run(mut self) {
+        loop {
+            let mut fds = vec![libc::pollfd {
+                fd: self.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            if let Some(c) = &self.channel {
+                fds.push(libc::pollfd {
+                    fd: c.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            // SAFETY: `fds` is a valid array of its length; EINTR is retried by looping.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            self.signals();
+            self.commands();
+        }
+    }
+
+    /// QUIT, TERM, INT and USR1 sent to the helper itself.
+    fn signals(&mut self) {
+        signals::drain_pipe(self.wake.as_raw_fd());
+        if signals::take(&signals::REOPEN) {
+            match log::open(&self.error_log) {
+                Ok(f) => {
+                    log::replace(f);
+                    log!(Notice, "reopened log files");
+                }
+                Err(e) => log!(Crit, "reopen \"{}\" failed ({e})", self.error_log.display()),
+            }
+        }
+        if signals::take(&signals::QUIT) {
+            self.stop.request(StopKind::Quit);
+        }
+        if signals::take(&signals::TERMINATE) {
+            self.stop.request(StopKind::Terminate);
+        }
+    }
+
+    /// Everything the master sent since the last look.
+    fn commands(&mut self) {
+        let Some(channel) = self.channel.as_mut() else {
+            return;
+        };
+        loop {
+            match channel.recv() {
+                Ok(Received::Empty) => return,
+                Ok(Received::Closed) => {
+                    log!(Crit, "the master process is gone: shutting down");
+                    self.stop.request(StopKind::Quit);
+                    self.channel = None;
+                    return;
+                }
+                Ok(Received::Command(Command::Quit, _)) => self.stop.request(StopKind::Quit),
+                Ok(Received::Command(Command::Terminate, _)) => {
+                    self.stop.request(StopKind::Terminate)
+                }
+                Ok(Received::Command(Command::Reopen, fds)) => {
+                    if let Some(fd) = fds.into_iter().next() {
+                        log::replace(File::from(fd));
+                        log!(Notice, "reopened log files");
+                    }
+                }
+                Ok(Received::Command(Command::Peer { .. }, _)) => {}
+                Err(e) => {
+                    log!(Crit, "channel recv() failed ({e})");
+                    return;
+                }
+            }
+        }
     }
 }
 

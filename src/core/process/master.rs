@@ -1,12 +1,20 @@
-//! The master process: builds cycles, forks and supervises workers, and acts on signals.
+//! The master process: builds cycles, forks and supervises workers and the cycle's helpers
+//! (the cache manager), and acts on signals.
 //!
 //! Signal handlers only set flags; the master sleeps in `sigsuspend` and then acts on the flags
 //! in a fixed order (reap, terminate, quit, reload, reopen, upgrade, stop workers), as nginx's
 //! master cycle does. It never serves a client.
+//!
+//! Its children are of two kinds. Workers have a stats slot, links to each other and the
+//! listening sockets. Helpers ([`Helper`]) have none of these: they are started after the
+//! workers, restarted with their own back-off, replaced on reload, told to stop on QUIT and
+//! TERM like workers, and left alone by WINCH (the old master's cache manager keeps the replica
+//! fresh until the old master is told QUIT).
 
 use std::ffi::OsString;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -18,8 +26,7 @@ use crate::core::cycle::Cycle;
 use crate::core::listen;
 use crate::core::log;
 use crate::core::process::channel::{self, Command, Sender};
-use crate::core::process::Peer;
-use crate::core::process::{signals, title, worker, App, ProcessError};
+use crate::core::process::{helper, signals, title, worker, App, Helper, Peer, ProcessError};
 use crate::core::queue::IpcPair;
 use crate::core::stats;
 use crate::log;
@@ -34,14 +41,53 @@ pub struct Start {
     pub args: Vec<OsString>,
 }
 
+/// What a child of the master is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A worker, in its stats slot.
+    Worker { slot: usize },
+    /// The helper at `index` in its cycle's `Prepared::helpers()`.
+    Helper { index: usize, name: &'static str },
+}
+
 struct Child {
     pid: Pid,
-    slot: usize,
+    kind: Kind,
     generation: u64,
     tx: Sender,
     /// Told to stop: its exit is expected.
     exiting: bool,
     started: Instant,
+}
+
+impl Child {
+    fn slot(&self) -> Option<usize> {
+        match self.kind {
+            Kind::Worker { slot } => Some(slot),
+            Kind::Helper { .. } => None,
+        }
+    }
+
+    fn is_worker(&self) -> bool {
+        self.slot().is_some()
+    }
+
+    /// "worker process", "cache manager process": how the logs name it.
+    fn what(&self) -> String {
+        match self.kind {
+            Kind::Worker { .. } => "worker process".to_string(),
+            Kind::Helper { name, .. } => format!("{name} process"),
+        }
+    }
+}
+
+/// The restarts of one helper of the current cycle (its own back-off, apart from the workers').
+#[derive(Debug, Default)]
+struct Respawn {
+    /// Deaths in a row, each younger than [`HEALTHY_AFTER`].
+    failures: u32,
+    /// When it is due to start again, while waiting out its back-off.
+    at: Option<Instant>,
 }
 
 pub struct Master<'a> {
@@ -58,13 +104,15 @@ pub struct Master<'a> {
     failures: u32,
     respawn_at: Option<Instant>,
     respawn_slots: usize,
+    /// The current cycle's helpers, by index in `Prepared::helpers()`.
+    helper_respawns: Vec<Respawn>,
     /// Every worker failed fatally: exit with an error.
     failed: bool,
 }
 
-/// Longest wait between restarts of a worker that keeps dying.
+/// Longest wait between restarts of a child that keeps dying.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A worker that lived this long counts as healthy again.
+/// A child that lived this long counts as healthy again.
 const HEALTHY_AFTER: Duration = Duration::from_secs(2);
 /// After a fast stop, children still alive this long are killed.
 const KILL_AFTER: Duration = Duration::from_secs(5);
@@ -116,10 +164,12 @@ pub fn run(app: &dyn App, start: Start, conf: Conf) -> Result<(), ProcessError> 
         failures: 0,
         respawn_at: None,
         respawn_slots: 0,
+        helper_respawns: Vec::new(),
         failed: false,
     };
     app.before_workers(&m.cycle.conf, &m.start.exe);
     m.start_workers();
+    m.start_helpers();
     m.cycle_loop();
     if m.failed {
         return Err(ProcessError::WorkersFailed);
@@ -198,7 +248,7 @@ impl Master<'_> {
 
     fn free_slot(&self) -> usize {
         (0..stats::MAX_SLOTS)
-            .find(|s| !self.children.iter().any(|c| c.slot == *s))
+            .find(|s| !self.children.iter().any(|c| c.slot() == Some(*s)))
             .expect("at most MAX_SLOTS/2 workers per generation, two generations at a time")
     }
 
@@ -209,11 +259,13 @@ impl Master<'_> {
             Err(e) => return log!(Crit, "socketpair() failed while spawning a worker ({e})"),
         };
         // A link to every running worker (nginx passes its channels the same way): the new
-        // worker inherits its ends, the others get theirs over their command channels.
+        // worker inherits its ends, the others get theirs over their command channels. Helpers
+        // are no part of the mesh.
         let mut links = Vec::new();
         for c in self.children.iter().filter(|c| !c.exiting) {
+            let Some(peer_slot) = c.slot() else { continue };
             match IpcPair::new() {
-                Ok(p) => links.push((c.slot, c.generation, p.into_fds())),
+                Ok(p) => links.push((peer_slot, c.generation, p.into_fds())),
                 Err(e) => log!(Crit, "socketpair() failed for a worker link ({e})"),
             }
         }
@@ -241,7 +293,8 @@ impl Master<'_> {
                         slot: slot as u16,
                         generation: self.generation,
                     };
-                    if let Some(c) = self.children.iter_mut().find(|c| c.slot == peer_slot) {
+                    let peer = Kind::Worker { slot: peer_slot };
+                    if let Some(c) = self.children.iter_mut().find(|c| c.kind == peer) {
                         if let Err(e) = c.tx.send(cmd, &[std::os::fd::AsRawFd::as_raw_fd(&theirs)])
                         {
                             log!(Crit, "passing a link to worker {} failed ({e})", c.pid);
@@ -250,7 +303,7 @@ impl Master<'_> {
                 }
                 self.children.push(Child {
                     pid: child,
-                    slot,
+                    kind: Kind::Worker { slot },
                     generation: self.generation,
                     tx: pair.parent(),
                     exiting: false,
@@ -260,17 +313,69 @@ impl Master<'_> {
         }
     }
 
-    /// Sends `cmd` to every child of `generation` (all when None) and marks them exiting if it
-    /// stops them.
-    fn tell(&mut self, cmd: Command, generation: Option<u64>, fds: &[RawFd]) {
-        for c in &mut self.children {
-            if generation.is_some_and(|g| g != c.generation) {
-                continue;
+    /// Starts each helper of the current cycle that is neither running nor waiting out its
+    /// back-off (after WINCH and HUP the helpers still run: none is started twice).
+    fn start_helpers(&mut self) {
+        let helpers = self.cycle.prepared.helpers();
+        self.helper_respawns
+            .resize_with(helpers.len(), Respawn::default);
+        for (index, h) in helpers.into_iter().enumerate() {
+            let kind = Kind::Helper {
+                index,
+                name: h.name(),
+            };
+            let running = self
+                .children
+                .iter()
+                .any(|c| c.kind == kind && c.generation == self.generation && !c.exiting);
+            if !running && self.helper_respawns[index].at.is_none() {
+                self.spawn_helper(index, h);
             }
+        }
+    }
+
+    /// Forks the current cycle's helper `index` (nginx's `ngx_spawn_process` of its cache
+    /// manager): a command channel, no stats slot, no links, no listening sockets.
+    fn spawn_helper(&mut self, index: usize, h: Rc<dyn Helper>) {
+        let name = h.name();
+        let pair = match channel::pair() {
+            Ok(p) => p,
+            Err(e) => return log!(Crit, "socketpair() failed while spawning the {name} ({e})"),
+        };
+        // SAFETY: the master is single-threaded, so the child may run arbitrary code.
+        match unsafe { fork() } {
+            Err(e) => log!(Crit, "fork() failed while spawning the {name} ({e})"),
+            Ok(ForkResult::Child) => {
+                for c in self.children.drain(..) {
+                    c.tx.close_inherited();
+                }
+                // The helper accepts nothing; an address removed by a later reload must not
+                // stay bound while it runs.
+                self.cycle.listening.clear();
+                helper::run(&self.cycle, h.as_ref(), self.generation, pair.child())
+            }
+            Ok(ForkResult::Parent { child }) => {
+                log!(Notice, "start {name} process {child}");
+                self.children.push(Child {
+                    pid: child,
+                    kind: Kind::Helper { index, name },
+                    generation: self.generation,
+                    tx: pair.parent(),
+                    exiting: false,
+                    started: Instant::now(),
+                });
+            }
+        }
+    }
+
+    /// Sends `cmd` to every child `to` picks and marks them exiting if it stops them.
+    fn tell(&mut self, cmd: Command, to: impl Fn(&Child) -> bool, fds: &[RawFd]) {
+        for c in self.children.iter_mut().filter(|c| to(c)) {
             if let Err(e) = c.tx.send(cmd, fds) {
                 log!(
                     Crit,
-                    "channel to worker {} failed ({e}); signalling it",
+                    "channel to {} {} failed ({e}); signalling it",
+                    c.what(),
                     c.pid
                 );
                 let sig = match cmd {
@@ -306,49 +411,58 @@ impl Master<'_> {
                 self.new_binary_exited(&how);
                 continue;
             }
-            let Some(i) = self.children.iter().position(|c| c.pid == pid) else {
-                continue;
-            };
-            let c = self.children.swap_remove(i);
-            if let Some(z) = self.cycle.zones.get(stats::ZONE) {
-                stats::reap(z, c.slot);
+            if let Some(i) = self.children.iter().position(|c| c.pid == pid) {
+                let c = self.children.swap_remove(i);
+                self.child_exited(c, &how, code);
             }
-            self.app.reaped(&self.cycle.zones, c.slot);
-            if c.exiting && code == 0 {
-                log!(Notice, "worker process {pid} {how}");
-                continue;
-            }
-            log!(Crit, "worker process {pid} {how}");
-            if c.exiting || c.generation != self.generation || self.noaccepting {
-                continue;
-            }
-            if code == FATAL {
-                log!(
-                    Crit,
-                    "worker process {pid} failed fatally: not restarting it"
-                );
-                if self.children.is_empty() && self.respawn_at.is_none() {
-                    log!(Crit, "no worker process is left: exiting");
-                    self.failed = true;
-                    self.terminating = Some(Instant::now());
-                }
-                continue;
-            }
-            self.schedule_respawn(c.started.elapsed());
         }
+    }
+
+    /// A reaped child: logged, its slot released, and restarted unless it was asked to stop,
+    /// belongs to an older cycle, or (a worker) WINCH stopped the workers.
+    fn child_exited(&mut self, c: Child, how: &str, code: i32) {
+        let (pid, what) = (c.pid, c.what());
+        if let Kind::Worker { slot } = c.kind {
+            if let Some(z) = self.cycle.zones.get(stats::ZONE) {
+                stats::reap(z, slot);
+            }
+            self.app.reaped(&self.cycle.zones, slot);
+        }
+        if c.exiting && code == 0 {
+            return log!(Notice, "{what} {pid} {how}");
+        }
+        log!(Crit, "{what} {pid} {how}");
+        if c.exiting || c.generation != self.generation {
+            return;
+        }
+        match c.kind {
+            Kind::Helper { index, name } => self.respawn_helper(index, name, c.started.elapsed()),
+            Kind::Worker { .. } if self.noaccepting => {}
+            Kind::Worker { .. } if code == FATAL => self.worker_failed(pid),
+            Kind::Worker { .. } => self.schedule_respawn(c.started.elapsed()),
+        }
+    }
+
+    /// A worker said it cannot run: it is not restarted, and with no worker left the master
+    /// stops its helpers and exits with an error.
+    fn worker_failed(&mut self, pid: Pid) {
+        log!(
+            Crit,
+            "worker process {pid} failed fatally: not restarting it"
+        );
+        if self.children.iter().any(Child::is_worker) || self.respawn_at.is_some() {
+            return;
+        }
+        log!(Crit, "no worker process is left: exiting");
+        self.failed = true;
+        self.terminating = Some(Instant::now());
+        self.terminate();
     }
 
     /// Restarts a dead worker at once the first time, then with a doubling delay while workers
     /// keep dying young.
     fn schedule_respawn(&mut self, lived: Duration) {
-        if lived >= HEALTHY_AFTER {
-            self.failures = 0;
-        }
-        let delay = match self.failures {
-            0 => Duration::ZERO,
-            n => (Duration::from_millis(100) * 2u32.saturating_pow(n - 1)).min(MAX_BACKOFF),
-        };
-        self.failures = self.failures.saturating_add(1);
+        let delay = backoff(&mut self.failures, lived);
         if delay.is_zero() {
             self.spawn_worker();
             return;
@@ -357,19 +471,52 @@ impl Master<'_> {
         self.respawn_slots += 1;
         let at = Instant::now() + delay;
         self.respawn_at = Some(self.respawn_at.map_or(at, |t| t.min(at)));
-        set_alarm(delay);
+        self.arm_alarm();
     }
 
-    fn respawn_due(&mut self) {
-        let Some(at) = self.respawn_at else { return };
-        let now = Instant::now();
-        if now < at {
-            set_alarm(at - now);
+    /// The same for the current cycle's helper `index`, with its own count of failures.
+    fn respawn_helper(&mut self, index: usize, name: &str, lived: Duration) {
+        let Some(r) = self.helper_respawns.get_mut(index) else {
             return;
+        };
+        let delay = backoff(&mut r.failures, lived);
+        if !delay.is_zero() {
+            log!(Notice, "respawning the {name} in {} ms", delay.as_millis());
+            r.at = Some(Instant::now() + delay);
+            return self.arm_alarm();
         }
-        self.respawn_at = None;
-        for _ in 0..std::mem::take(&mut self.respawn_slots) {
-            self.spawn_worker();
+        if let Some(h) = self.cycle.prepared.helpers().into_iter().nth(index) {
+            self.spawn_helper(index, h);
+        }
+    }
+
+    /// SIGALRM: starts the workers and helpers whose back-off is over.
+    fn respawn_due(&mut self) {
+        let now = Instant::now();
+        if self.respawn_at.is_some_and(|at| at <= now) {
+            self.respawn_at = None;
+            for _ in 0..std::mem::take(&mut self.respawn_slots) {
+                self.spawn_worker();
+            }
+        }
+        let helpers = self.cycle.prepared.helpers();
+        for (index, h) in helpers.into_iter().enumerate() {
+            let Some(r) = self.helper_respawns.get_mut(index) else {
+                break;
+            };
+            if r.at.is_some_and(|at| at <= now) {
+                r.at = None;
+                self.spawn_helper(index, h);
+            }
+        }
+        self.arm_alarm();
+    }
+
+    /// Sets the alarm for the earliest restart still waiting, if any.
+    fn arm_alarm(&self) {
+        let helpers = self.helper_respawns.iter().filter_map(|r| r.at);
+        if let Some(at) = self.respawn_at.into_iter().chain(helpers).min() {
+            set_alarm(at.saturating_duration_since(Instant::now()));
         }
     }
 
@@ -378,7 +525,7 @@ impl Master<'_> {
             log!(Notice, "fast shutdown");
             self.terminating = Some(Instant::now());
         }
-        self.tell(Command::Terminate, None, &[]);
+        self.tell(Command::Terminate, |_| true, &[]);
         for c in &self.children {
             let _ = kill(c.pid, Signal::SIGTERM);
         }
@@ -388,7 +535,7 @@ impl Master<'_> {
     fn quit(&mut self) {
         log!(Notice, "graceful shutdown");
         self.quitting = true;
-        self.tell(Command::Quit, None, &[]);
+        self.tell(Command::Quit, |_| true, &[]);
     }
 
     /// While stopping, the alarm escalates a fast stop to SIGKILL.
@@ -401,11 +548,7 @@ impl Master<'_> {
         if let Some(since) = self.terminating {
             if since.elapsed() >= KILL_AFTER {
                 for c in &self.children {
-                    log!(
-                        Crit,
-                        "worker process {} still alive: sending SIGKILL",
-                        c.pid
-                    );
+                    log!(Crit, "{} {} still alive: sending SIGKILL", c.what(), c.pid);
                     let _ = kill(c.pid, Signal::SIGKILL);
                 }
             }
@@ -418,6 +561,7 @@ impl Master<'_> {
             log!(Notice, "starting the workers again");
             self.noaccepting = false;
             self.start_workers();
+            self.start_helpers();
             return;
         }
         log!(Notice, "reconfiguring");
@@ -451,8 +595,12 @@ impl Master<'_> {
         let old_generation = self.generation;
         self.generation += 1;
         self.failures = 0;
+        // The old cycle's helpers waiting out a back-off are not restarted: the new ones replace
+        // them.
+        self.helper_respawns.clear();
         self.start_workers();
-        self.tell(Command::Quit, Some(old_generation), &[]);
+        self.start_helpers();
+        self.tell(Command::Quit, |c| c.generation == old_generation, &[]);
     }
 
     fn reopen(&mut self) {
@@ -465,7 +613,7 @@ impl Master<'_> {
         }
         let fds = worker::reopen_fds(&self.cycle);
         let generation = self.generation;
-        self.tell(Command::Reopen, Some(generation), &fds);
+        self.tell(Command::Reopen, |c| c.generation == generation, &fds);
     }
 
     /// USR2: starts the new binary with the listening sockets inherited.
@@ -527,6 +675,7 @@ impl Master<'_> {
         if self.noaccepting {
             self.noaccepting = false;
             self.start_workers();
+            self.start_helpers();
         }
     }
 
@@ -534,11 +683,11 @@ impl Master<'_> {
         self.cycle.conf.main.pid.clone()
     }
 
-    /// WINCH: gracefully stops the workers; the master stays (binary upgrade).
+    /// WINCH: gracefully stops the workers; the master and its helpers stay (binary upgrade).
     fn stop_workers(&mut self) {
         log!(Notice, "gracefully shutting down the workers");
         self.noaccepting = true;
-        self.tell(Command::Quit, None, &[]);
+        self.tell(Command::Quit, Child::is_worker, &[]);
     }
 
     fn exit(&mut self) {
@@ -553,6 +702,21 @@ fn oldbin(pid: &Path) -> PathBuf {
     let mut s = pid.as_os_str().to_owned();
     s.push(".oldbin");
     PathBuf::from(s)
+}
+
+/// The wait before restarting a child that died after living `lived`: none the first time,
+/// then from 100 ms doubling up to [`MAX_BACKOFF`]; `failures` counts the deaths in a row and
+/// starts again once a child lived [`HEALTHY_AFTER`].
+fn backoff(failures: &mut u32, lived: Duration) -> Duration {
+    if lived >= HEALTHY_AFTER {
+        *failures = 0;
+    }
+    let delay = match *failures {
+        0 => Duration::ZERO,
+        n => (Duration::from_millis(100) * 2u32.saturating_pow(n - 1)).min(MAX_BACKOFF),
+    };
+    *failures = failures.saturating_add(1);
+    delay
 }
 
 fn set_alarm(d: Duration) {

@@ -2,6 +2,7 @@
 //! give the master so that it can build cycles without knowing them.
 
 pub mod channel;
+pub mod child;
 pub mod error;
 pub mod helper;
 pub mod master;

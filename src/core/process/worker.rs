@@ -14,7 +14,7 @@ use crate::core::event::{
 };
 use crate::core::log;
 use crate::core::process::channel::{Command, Received, Receiver};
-use crate::core::process::{signals, title, Peer, ProcessError, WorkerCtx};
+use crate::core::process::{child, signals, Peer, ProcessError, WorkerCtx};
 use crate::core::stats::{self, ConnStats};
 use crate::log;
 
@@ -38,17 +38,8 @@ fn serve(
     channel: Receiver,
     peers: Vec<Peer>,
 ) -> Result<(), ProcessError> {
-    signals::reset_in_child();
-    let wake = signals::install_worker().map_err(|e| ProcessError::io("pipe()", e))?;
-    log::after_fork();
-    title::set("bizzy: worker process");
     let conf = &cycle.conf;
-    if let Some(n) = conf.main.worker_rlimit_nofile {
-        raise_nofile(n);
-    }
-    if nix::unistd::geteuid().is_root() {
-        drop_privileges(&conf.main.user)?;
-    }
+    let wake = child::become_child(conf, "bizzy: worker process")?;
     let posted = Posted::new();
     let ctx = WorkerCtx {
         slot,
@@ -99,56 +90,6 @@ fn serve(
     let timeout = conf.main.worker_shutdown_timeout.0;
     el.run(&mut control, timeout)
         .map_err(|e| ProcessError::io("event loop", e))
-}
-
-/// Sets RLIMIT_NOFILE to `n`; past the hard limit (which only a privileged process may raise)
-/// it takes the hard limit and says so, as nginx goes on after a failed setrlimit.
-fn raise_nofile(n: u64) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if setrlimit(Resource::RLIMIT_NOFILE, n, n).is_ok() {
-        return;
-    }
-    let hard = getrlimit(Resource::RLIMIT_NOFILE).map_or(n, |(_, h)| h);
-    match setrlimit(Resource::RLIMIT_NOFILE, n.min(hard), hard) {
-        Ok(()) => log!(
-            Warn,
-            "worker_rlimit_nofile {n} is above the hard limit: using {hard}"
-        ),
-        Err(e) => log!(Crit, "setrlimit(RLIMIT_NOFILE, {n}) failed ({e})"),
-    }
-}
-
-/// Switches to `user` or `user:group`, with that user's supplementary groups.
-fn drop_privileges(spec: &str) -> Result<(), ProcessError> {
-    use nix::unistd::{initgroups, setgid, setuid, Group, User};
-    let (uname, gname) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let user = User::from_name(uname)
-        .ok()
-        .flatten()
-        .ok_or_else(|| not_found(format!("getpwnam(\"{uname}\")")))?;
-    let gid = match gname {
-        Some(g) => {
-            Group::from_name(g)
-                .ok()
-                .flatten()
-                .ok_or_else(|| not_found(format!("getgrnam(\"{g}\")")))?
-                .gid
-        }
-        None => user.gid,
-    };
-    setgid(gid).map_err(|e| ProcessError::nix(format!("setgid({gid})"), e))?;
-    let cname = std::ffi::CString::new(uname).map_err(|_| ProcessError::InvalidUserName)?;
-    initgroups(&cname, gid).map_err(|e| ProcessError::nix(format!("initgroups({uname})"), e))?;
-    setuid(user.uid).map_err(|e| ProcessError::nix(format!("setuid({})", user.uid), e))?;
-    Ok(())
-}
-
-/// A look-up that found nothing: `getpwnam("x") failed`.
-fn not_found(call: String) -> ProcessError {
-    ProcessError::Sys { call, cause: None }
 }
 
 struct WorkerControl {
