@@ -244,3 +244,56 @@ fn term_stops_the_cache_manager_too() {
     );
     assert!(!alive(cm));
 }
+
+#[test]
+fn workers_that_cannot_start_take_the_cache_manager_down_with_the_master() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root switches users");
+        return;
+    }
+    let port = free_port();
+    let conf = cache_conf(port).replace(
+        &format!("user = \"{}\"", test_user()),
+        "user = \"bizzy-no-such-user\"",
+    );
+    let mut s = Server::prepare(port, &conf);
+    s.child = Some(
+        std::process::Command::new(BIN)
+            .arg("-p")
+            .arg(s.dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let master = s.master_pid();
+    let code = s.wait_exit(Duration::from_secs(10));
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "the master exits with an error, not {code:?}: {}",
+        s.error_log()
+    );
+    let log = s.error_log();
+    let started: Vec<i32> = log
+        .lines()
+        .filter_map(|l| {
+            l.split_once(" process ")
+                .filter(|(h, _)| h.contains("start "))
+        })
+        .filter_map(|(_, pid)| pid.trim().parse().ok())
+        .collect();
+    assert!(started.len() >= 3, "{log}");
+    assert!(
+        eventually(Duration::from_secs(2), || !started
+            .iter()
+            .any(|p| alive(*p))),
+        "children of master {master} left: {started:?}"
+    );
+    assert!(log.contains("no worker process is left: exiting"), "{log}");
+    assert!(
+        log.contains("cache manager process: getpwnam(\"bizzy-no-such-user\") failed"),
+        "{log}"
+    );
+}
