@@ -1,5 +1,6 @@
-//! Processes: the master that supervises, the workers that serve, and what the protocol layers
-//! give the master so that it can build cycles without knowing them.
+//! Processes: the master that supervises, the workers that serve, the helpers that run beside
+//! them (the cache manager), and what the protocol layers give the master so that it can build
+//! cycles without knowing them.
 
 pub mod channel;
 pub mod child;
