@@ -292,8 +292,4 @@ fn workers_that_cannot_start_take_the_cache_manager_down_with_the_master() {
         "children of master {master} left: {started:?}"
     );
     assert!(log.contains("no worker process is left: exiting"), "{log}");
-    assert!(
-        log.contains("cache manager process: getpwnam(\"bizzy-no-such-user\") failed"),
-        "{log}"
-    );
 }
