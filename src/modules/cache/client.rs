@@ -31,6 +31,8 @@ pub const DOWN_FOR: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 /// The longest a batch's replies may take.
 const REPLY_TIMEOUT: Duration = Duration::from_millis(500);
+/// Bytes asked of each read(2) at least.
+const READ_SIZE: usize = 16 * 1024;
 /// The largest value read back (memcached's default item size limit).
 const MAX_VALUE: usize = 1 << 20;
 
@@ -300,7 +302,6 @@ impl Conn {
         loop {
             let line = self.line().await?;
             if line == b"END" {
-                self.compact();
                 return Ok(out);
             }
             let (key, len) = value_line(&line).ok_or_else(|| {
@@ -338,17 +339,9 @@ impl Conn {
 
     async fn fill(&mut self) -> std::io::Result<()> {
         self.compact();
-        let have = self.buf.len();
-        self.buf.resize(have + 16 * 1024, 0);
-        let n = self.stream.read(&mut self.buf[have..]).await;
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                self.buf.truncate(have);
-                return Err(e);
-            }
-        };
-        self.buf.truncate(have + n);
+        self.buf.reserve(READ_SIZE);
+        // Into the spare capacity: nothing is zeroed first.
+        let n = self.stream.read_buf(&mut self.buf).await?;
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -358,12 +351,15 @@ impl Conn {
         Ok(())
     }
 
-    /// Drops the consumed bytes.
+    /// Drops the consumed bytes before a read: all of them when everything was consumed (the
+    /// usual case, free), else by moving the rest once per read, never once per reply.
     fn compact(&mut self) {
-        if self.at > 0 {
+        if self.at == self.buf.len() {
+            self.buf.clear();
+        } else if self.at > 0 {
             self.buf.drain(..self.at);
-            self.at = 0;
         }
+        self.at = 0;
     }
 }
 
