@@ -27,6 +27,7 @@ pub mod micro;
 pub mod page;
 pub mod public;
 pub mod route;
+pub mod routes;
 pub mod sensors;
 pub mod tokens;
 
