@@ -65,6 +65,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(10, "0010_token_notify"),
     migration!(11, "0011_config_notify"),
     migration!(12, "0012_public"),
+    migration!(13, "0013_hive_notify"),
 ];
 
 /// The advisory lock every `bizzy migrate` holds while it works: "bizzymig" in ASCII.
