@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod memcached;
 pub mod mqtt;
 pub mod pg;
 

@@ -288,7 +288,7 @@ impl Replica {
     async fn pass(&mut self) {
         let start = SystemTime::now();
         let refill = self.store.check();
-        match self.read(start, refill).await {
+        match self.read(refill).await {
             Ok(()) => {
                 if refill {
                     self.store.refilled();
@@ -301,8 +301,8 @@ impl Replica {
         }
     }
 
-    /// The PostgreSQL part of a pass that started at `start`.
-    async fn read(&mut self, start: SystemTime, refill: bool) -> Result<(), Failure> {
+    /// The PostgreSQL part of a pass.
+    async fn read(&mut self, refill: bool) -> Result<(), Failure> {
         let db = q(self.db.get()).await?;
         let since = match self.last {
             Some(last) => Some(last),
@@ -331,9 +331,8 @@ impl Replica {
             }
             log!(
                 Info,
-                "cache manager: refilled {n} hives into memcached in {} ms (pass of {})",
-                t.elapsed().as_millis(),
-                unix_ms(start)
+                "cache manager: refilled {n} hives into memcached in {} ms",
+                t.elapsed().as_millis()
             );
         }
         let types = q(public::hive_types(&db)).await?;
