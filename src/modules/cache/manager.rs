@@ -32,7 +32,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use crate::core::config::Conf;
 use crate::core::process::{AppError, Helper, HelperCtx, Stop, StopKind};
 use crate::log;
-use crate::modules::cache::source::{self as public, Changed};
+use crate::modules::api::public::{self, Changed};
 use crate::modules::cache::store::Store;
 use crate::modules::cache::{keys, CacheConf};
 use crate::modules::database::listen::{self, Heard};

@@ -8,7 +8,6 @@ pub mod conf;
 pub mod keys;
 pub mod manager;
 pub mod ring;
-pub mod source;
 mod store;
 
 pub use conf::CacheConf;
