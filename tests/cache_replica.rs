@@ -35,11 +35,15 @@ impl Manager {
     /// The manager of `[database] url` and `[cache] memcached = servers`, `max_stale` as given.
     fn start(url: &str, servers: &[String], max_stale: &str) -> Manager {
         let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
-        let text = format!(
+        Manager::with_conf(format!(
             "[database]\nurl = \"{url}\"\nmigrate_on_start = false\n\n\
              [cache]\nmemcached = [{}]\nmax_stale = \"{max_stale}\"\n",
             list.join(", ")
-        );
+        ))
+    }
+
+    /// The manager of the configuration `text`.
+    fn with_conf(text: String) -> Manager {
         let stop = Arc::new(Stop::new().expect("a pipe"));
         let theirs = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -349,4 +353,15 @@ fn a_postgresql_outage_is_survived_and_caught_up() {
     });
     let took = manager.stop(StopKind::Quit);
     assert!(took < Duration::from_secs(2), "Quit took {took:?}");
+}
+
+#[test]
+fn without_a_database_the_manager_only_waits_for_its_stop() {
+    let mc = Memcached::start();
+    let mut manager = Manager::with_conf(format!("[cache]\nmemcached = [\"{}\"]\n", mc.addr()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(manager.running());
+    assert_eq!(mc.get(&keys::pass()), None, "nothing is written");
+    let took = manager.stop(StopKind::Quit);
+    assert!(took < Duration::from_secs(1), "Quit took {took:?}");
 }
