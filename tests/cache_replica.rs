@@ -9,8 +9,9 @@
 
 mod common;
 
+use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -168,6 +169,51 @@ fn occupancy_is(n: u32) -> impl Fn(Option<String>) -> bool {
     move |v| v.is_some_and(|v| v.contains(&format!("\"occupancy\":{n},")))
 }
 
+/// The payloads of `channel` at `url` from now on, collected by a thread of their own.
+fn listen(url: &str, channel: &str) -> Arc<Mutex<Vec<String>>> {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let (url, sql, theirs) = (
+        url.to_string(),
+        format!("LISTEN {channel}"),
+        Arc::clone(&heard),
+    );
+    let (ready, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async move {
+            let (client, mut conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connects");
+            let listen = client.batch_execute(&sql);
+            let mut listen = std::pin::pin!(listen);
+            let mut listening = false;
+            loop {
+                let msg = std::future::poll_fn(|cx| {
+                    if !listening && listen.as_mut().poll(cx).is_ready() {
+                        listening = true;
+                        let _ = ready.send(());
+                    }
+                    conn.poll_message(cx)
+                })
+                .await;
+                match msg {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        theirs.lock().unwrap().push(n.payload().to_string())
+                    }
+                    Some(Ok(_)) => {}
+                    _ => return,
+                }
+            }
+        });
+    });
+    wait.recv_timeout(Duration::from_secs(10))
+        .expect("LISTEN takes effect");
+    heard
+}
+
 fn unix_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -199,8 +245,14 @@ fn notifications_reach_the_replica_within_half_a_second() {
 
     let half = Duration::from_millis(500);
     let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let replica = listen(&db.url, bizzy::modules::cache::REPLICA_CHANNEL);
     set_occupancy(&db.url, a, 17, true);
     until(&mc, &keys::occupancy(a), half, occupancy_is(17));
+    assert!(
+        eventually(half, || replica.lock().unwrap().contains(&a.to_string())),
+        "the workers are told: {:?}",
+        replica.lock().unwrap()
+    );
 
     query(
         &db.url,

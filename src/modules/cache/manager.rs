@@ -10,6 +10,8 @@
 //!   every max_stale / 4     -> what changed since the last pass (2 s margin)  -> set / delete
 //!                              the hive types; a full refill of any server that lost its data
 //!                              -> set pass = the pass's start (unix ms)
+//!   after each: NOTIFY bizzy_replica with the hive ids written ('' for everything), so
+//!   every worker expires its micro-cached answers of them at once
 //! ```
 //!
 //! Notifications that arrive together are answered with one query. A notification missed (no
@@ -28,13 +30,14 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::time::{sleep_until, Instant, Sleep};
+use tokio_postgres::Client;
 
 use crate::core::config::Conf;
 use crate::core::process::{AppError, Helper, HelperCtx, Stop, StopKind};
 use crate::log;
 use crate::modules::api::public::{self, Changed};
 use crate::modules::cache::store::Store;
-use crate::modules::cache::{keys, CacheConf};
+use crate::modules::cache::{keys, CacheConf, REPLICA_CHANNEL};
 use crate::modules::database::listen::{self, Heard};
 use crate::modules::database::pool::{describe, Pool};
 use crate::modules::database::DatabaseConf;
@@ -54,6 +57,8 @@ const MARGIN: Duration = Duration::from_secs(2);
 const PAGE: i64 = 500;
 /// The shortest time between passes.
 const PASS_MIN: Duration = Duration::from_secs(1);
+/// The most bytes of one [`REPLICA_CHANNEL`] notification (PostgreSQL takes below 8,000).
+const NOTICE_MAX: usize = 7_000;
 /// How long one query may take before the pass gives up (and the next one tries again).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -309,10 +314,12 @@ impl Replica {
             // A new process: what was deleted since the last manager's pass is still there.
             None => self.store.get(&keys::pass()).and_then(|v| from_unix_ms(&v)),
         };
+        let mut wrote = Vec::new();
         if let Some(since) = since {
             let since = since.checked_sub(MARGIN).unwrap_or(UNIX_EPOCH);
             for c in q(public::changed_since(&db, since)).await? {
                 write(&mut self.store, &c, false);
+                wrote.push(c.id);
             }
         }
         if refill {
@@ -337,7 +344,7 @@ impl Replica {
         }
         let types = q(public::hive_types(&db)).await?;
         self.store.set(&keys::hive_types(), &types, EXPIRY_SECS);
-        Ok(())
+        announce(&db, (!refill).then_some(&wrote[..])).await
     }
 
     /// Answers notifications that came together; whether a pass should run at once (LISTEN
@@ -385,6 +392,9 @@ impl Replica {
             let types = q(public::hive_types(&db)).await?;
             self.store.set(&keys::hive_types(), &types, EXPIRY_SECS);
         }
+        let mut wrote = [&news.occupancy[..], &news.hives[..]].concat();
+        wrote.sort_unstable();
+        announce(&db, (!news.types).then_some(&wrote[..])).await?;
         drop(db);
         self.db_ok();
         Ok(())
@@ -410,6 +420,42 @@ impl Replica {
             self.db_down = false;
         }
     }
+}
+
+/// Tells the workers of every node that the replica holds new answers of `hives` (None: of
+/// everything, the hive types too), so they expire what they keep of them at once.
+async fn announce(db: &Client, hives: Option<&[i64]>) -> Result<(), Failure> {
+    let payloads = match hives {
+        None => vec![String::new()],
+        Some(ids) => replica_notices(ids),
+    };
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    let sql = "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n";
+    q(db.execute(sql, &[&REPLICA_CHANNEL, &payloads])).await?;
+    Ok(())
+}
+
+/// `ids` as the payloads of [`REPLICA_CHANNEL`]: separated by commas, each payload below
+/// [`NOTICE_MAX`] bytes.
+fn replica_notices(ids: &[i64]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for id in ids {
+        let id = id.to_string();
+        if !cur.is_empty() && cur.len() + 1 + id.len() > NOTICE_MAX {
+            out.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(',');
+        }
+        cur.push_str(&id);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 /// Writes a hive's entries (`refill`: only those on servers being refilled).
@@ -447,6 +493,8 @@ impl News {
         for h in batch {
             match h {
                 Heard::Listening(_) => n.listening = true,
+                // The passes say PostgreSQL is down, once per outage.
+                Heard::Lost(_) => {}
                 Heard::Notified { channel, payload } if channel == occupancy::CHANNEL => {
                     let changes = payload
                         .split_once(' ')
@@ -528,6 +576,20 @@ mod tests {
             }
         );
         assert!(News::of(vec![Heard::Listening(vec![])]).listening);
+    }
+
+    #[test]
+    fn written_hives_are_announced_in_payloads_postgresql_takes() {
+        assert!(replica_notices(&[]).is_empty());
+        assert_eq!(replica_notices(&[3, 5, 12]), ["3,5,12"]);
+        let ids: Vec<i64> = (1_000_000..1_003_000).collect();
+        let cut = replica_notices(&ids);
+        assert!(cut.len() > 1 && cut.iter().all(|p| p.len() <= NOTICE_MAX));
+        let back: Vec<i64> = cut
+            .iter()
+            .flat_map(|p| p.split(',').map(|id| id.parse::<i64>().unwrap()))
+            .collect();
+        assert_eq!(back, ids);
     }
 
     #[test]
