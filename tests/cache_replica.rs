@@ -417,3 +417,96 @@ fn without_a_database_the_manager_only_waits_for_its_stop() {
     let took = manager.stop(StopKind::Quit);
     assert!(took < Duration::from_secs(1), "Quit took {took:?}");
 }
+
+/// Pids of the cache manager processes of `s`.
+fn managers(s: &common::Server) -> Vec<i32> {
+    common::children_titled(s.master_pid(), "bizzy: cache manager process")
+}
+
+/// Waits until `s` has one cache manager that is not `not`; its pid.
+fn one_manager(s: &common::Server, not: Option<i32>) -> i32 {
+    let mut found = Vec::new();
+    let ok = eventually(Duration::from_secs(10), || {
+        found = managers(s);
+        found.len() == 1 && Some(found[0]) != not
+    });
+    assert!(
+        ok,
+        "cache managers {found:?} (not {not:?})\n{}",
+        s.error_log()
+    );
+    found[0]
+}
+
+#[test]
+fn the_real_binary_keeps_the_replica_across_a_crash_and_a_reload() {
+    let (db, ids) = database(2);
+    let mut mc = Memcached::start();
+    let port = common::free_port();
+    let conf = format!(
+        "{}\n[database]\nurl = \"{}\"\nmigrate_on_start = true\n\n\
+         [cache]\nmemcached = [\"{}\"]\nmax_stale = \"60s\"\n",
+        common::basic_conf(port, "", "", ""),
+        db.url,
+        mc.addr()
+    );
+    let s = common::Server::start(port, &conf);
+    let first = one_manager(&s, None);
+    filled(&mc, &ids, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    query(
+        &db.url,
+        &format!("UPDATE hive SET name = 'Edited' WHERE id = {}", ids[0]),
+    );
+    until(
+        &mc,
+        &keys::hive(ids[0]),
+        Duration::from_millis(500),
+        has("Edited"),
+    );
+
+    // Killed: the master starts another, which fills an empty memcached and follows NOTIFY.
+    common::kill(first, libc::SIGKILL);
+    mc.start_again();
+    let second = one_manager(&s, Some(first));
+    until(
+        &mc,
+        &keys::hive(ids[1]),
+        Duration::from_secs(10),
+        has("Hive"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    set_occupancy(&db.url, ids[1], 8, true);
+    until(
+        &mc,
+        &keys::occupancy(ids[1]),
+        Duration::from_millis(500),
+        occupancy_is(8),
+    );
+
+    // A reload replaces it; the old one finishes its pass and exits.
+    s.signal(libc::SIGHUP);
+    let third = one_manager(&s, Some(second));
+    assert!(eventually(Duration::from_secs(10), || !common::alive(
+        second
+    )));
+    std::thread::sleep(Duration::from_millis(300));
+    query(
+        &db.url,
+        &format!("UPDATE hive SET name = 'Again' WHERE id = {}", ids[0]),
+    );
+    until(
+        &mc,
+        &keys::hive(ids[0]),
+        Duration::from_millis(500),
+        has("Again"),
+    );
+    assert!(common::alive(third));
+    let log = s.error_log();
+    assert!(
+        log.contains(&format!(
+            "cache manager process {second} exited with code 0"
+        )),
+        "{log}"
+    );
+}
