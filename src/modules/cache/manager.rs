@@ -14,11 +14,12 @@
 //!   every worker expires its micro-cached answers of them at once
 //! ```
 //!
-//! Notifications that arrive together are answered with one query. A notification missed (no
-//! LISTEN connection at the time, PostgreSQL down) is caught up by the next pass, which reads
-//! from the start of the last pass that succeeded. PostgreSQL or memcached down is logged once
-//! per outage and never ends the process. Runs on a current-thread runtime of its own; the
-//! memcached writes block (short timeouts), which is fine in this process and nowhere else.
+//! Notifications that arrive together are answered together (their occupancies in one query).
+//! A notification missed (no LISTEN connection at the time, PostgreSQL down) is caught up by
+//! the next pass, which reads from the start of the last pass that succeeded. PostgreSQL or
+//! memcached down is logged once per outage and never ends the process. Runs on a
+//! current-thread runtime of its own; the memcached writes block (short timeouts), which is
+//! fine in this process and nowhere else.
 
 use std::future::{poll_fn, Future};
 use std::os::fd::{AsRawFd, RawFd};

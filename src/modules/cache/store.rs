@@ -110,20 +110,33 @@ impl Store {
         }
     }
 
-    /// Writes `key` (`exptime` in seconds, 0: none) to its server, if it is up.
+    /// Writes `key` (`exptime` in seconds, 0: none) to its server, if it is up. An entry the
+    /// server refuses (too large, say) is removed rather than left old.
     pub fn set(&mut self, key: &str, value: &[u8], exptime: u32) {
-        if let Some((i, c)) = self.client(key) {
-            if let Err(e) = c.set(key, value, exptime) {
-                self.failed(i, &e);
+        let Some((i, c)) = self.client(key) else {
+            return;
+        };
+        match c.set(key, value, exptime) {
+            Ok(()) => {}
+            Err(e) if !broken(&e) => {
+                log!(
+                    Warn,
+                    "cache manager: memcached {} refused {key} ({} bytes): {e}",
+                    self.servers[i].addr,
+                    value.len()
+                );
+                self.delete(key);
             }
+            Err(e) => self.failed(i, &e),
         }
     }
 
     /// Removes `key` from its server, if it is up.
     pub fn delete(&mut self, key: &str) {
         if let Some((i, c)) = self.client(key) {
-            if let Err(e) = c.delete(key) {
-                self.failed(i, &e);
+            match c.delete(key) {
+                Err(e) if broken(&e) => self.failed(i, &e),
+                _ => {}
             }
         }
     }
@@ -196,4 +209,14 @@ impl Store {
         s.refill = true;
         s.down = true;
     }
+}
+
+/// Whether `e` leaves the connection or the server in doubt (rather than being the server's
+/// answer about one entry).
+fn broken(e: &memcache::MemcacheError) -> bool {
+    use memcache::{MemcacheError as E, ServerError};
+    !matches!(
+        e,
+        E::CommandError(_) | E::ClientError(_) | E::ServerError(ServerError::Error(_))
+    )
 }
