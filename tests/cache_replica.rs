@@ -510,3 +510,40 @@ fn the_real_binary_keeps_the_replica_across_a_crash_and_a_reload() {
         "{log}"
     );
 }
+
+#[test]
+fn an_entry_memcached_refuses_leaves_the_server_in_use() {
+    let (db, ids) = database(2);
+    let long = "x".repeat(3000);
+    query(
+        &db.url,
+        &format!(
+            "UPDATE hive SET description = '{long}' WHERE id = {}",
+            ids[0]
+        ),
+    );
+    // Items of 1 KiB at most: the first hive's details do not fit.
+    let mc = Memcached::start_with(&["-I", "1k", "-o", "slab_chunk_max=512"]);
+    let _manager = Manager::start(&db.url, &[mc.addr()], "60s");
+    until(
+        &mc,
+        &keys::hive(ids[1]),
+        Duration::from_secs(10),
+        has("Hive"),
+    );
+    until(
+        &mc,
+        &keys::occupancy(ids[0]),
+        Duration::from_secs(10),
+        occupancy_is(0),
+    );
+    assert_eq!(mc.get(&keys::hive(ids[0])), None, "refused");
+    std::thread::sleep(Duration::from_millis(300));
+    set_occupancy(&db.url, ids[0], 4, true);
+    until(
+        &mc,
+        &keys::occupancy(ids[0]),
+        Duration::from_millis(500),
+        occupancy_is(4),
+    );
+}

@@ -11,14 +11,22 @@ use std::time::{Duration, Instant};
 pub struct Memcached {
     pub port: u16,
     child: Option<Child>,
+    /// Options beyond the address and the user.
+    args: Vec<String>,
 }
 
 impl Memcached {
     /// A new, empty memcached, accepting connections.
     pub fn start() -> Memcached {
+        Memcached::start_with(&[])
+    }
+
+    /// [`Memcached::start`] with more command-line options (`-I 1k`, say).
+    pub fn start_with(args: &[&str]) -> Memcached {
         let mut m = Memcached {
             port: super::free_port(),
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         m.start_again();
         m
@@ -48,21 +56,25 @@ impl Memcached {
         let mut cmd = Command::new(bin);
         cmd.args(["-l", "127.0.0.1", "-U", "0", "-m", "64", "-p"])
             .arg(self.port.to_string())
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if nix::unistd::geteuid().is_root() {
             cmd.args(["-u", "root"]);
         }
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .expect("memcached runs (scripts/test installs it)");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(self.addr()).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("memcached {:?} exited: {status}", self.args);
+            }
             assert!(Instant::now() < deadline, "memcached does not accept");
             std::thread::sleep(Duration::from_millis(10));
         }
+        self.child = Some(child);
     }
 
     /// The value of `key`, None when absent (or when the server is stopped).

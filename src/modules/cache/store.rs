@@ -121,9 +121,10 @@ impl Store {
             Err(e) if !broken(&e) => {
                 log!(
                     Warn,
-                    "cache manager: memcached {} refused {key} ({} bytes): {e}",
+                    "cache manager: memcached {} refused {key} ({} bytes): {}",
                     self.servers[i].addr,
-                    value.len()
+                    value.len(),
+                    e.to_string().trim_end()
                 );
                 self.delete(key);
             }
@@ -201,8 +202,9 @@ impl Store {
         if !s.down {
             log!(
                 Error,
-                "cache manager: memcached {}: {e}; its keys are written again once it is back",
-                s.addr
+                "cache manager: memcached {}: {}; its keys are written again once it is back",
+                s.addr,
+                e.to_string().trim_end()
             );
         }
         s.client = None;
