@@ -8,8 +8,9 @@
 //!   LISTEN bizzy_hive       -> a hive's details and occupancy (or delete both) -> set hive:{id}
 //!                              '' -> the hive types                           -> set types
 //!   every max_stale / 4     -> what changed since the last pass (2 s margin)  -> set / delete
-//!                              the hive types; a full refill of any server that lost its data
-//!                              -> set pass = the pass's start (unix ms)
+//!                              the hive types; a full refill of any server that lost its data,
+//!                              and every hive once each quarter hour (vs_usual follows the
+//!                              clock) -> set pass = the pass's start (unix ms)
 //!   after each: NOTIFY bizzy_replica with the hive ids written ('' for everything), so
 //!   every worker expires its micro-cached answers of them at once
 //! ```
@@ -56,6 +57,10 @@ const EXPIRY_SECS: u32 = 24 * 60 * 60;
 const MARGIN: Duration = Duration::from_secs(2);
 /// Hives per query of a full refill.
 const PAGE: i64 = 500;
+/// Every hive's entries are written again once in each such stretch of the clock: an
+/// occupancy's `vs_usual` compares with the usual of the current local hour, which moves on
+/// its own (at :00, :30 or :45 past a UTC hour, as the hive's time zone has it).
+const REWRITE_EVERY: Duration = Duration::from_secs(15 * 60);
 /// The shortest time between passes.
 const PASS_MIN: Duration = Duration::from_secs(1);
 /// The most bytes of one [`REPLICA_CHANNEL`] notification (PostgreSQL takes below 8,000).
@@ -245,6 +250,8 @@ struct Replica {
     last: Option<SystemTime>,
     /// PostgreSQL failed, and that was logged.
     db_down: bool,
+    /// The stretch of [`REWRITE_EVERY`] in which every hive was last written.
+    rewritten: Option<u64>,
 }
 
 impl Replica {
@@ -255,6 +262,7 @@ impl Replica {
             store: Store::new(servers),
             last: None,
             db_down: false,
+            rewritten: None,
         }
     }
 
@@ -294,10 +302,17 @@ impl Replica {
     async fn pass(&mut self) {
         let start = SystemTime::now();
         let refill = self.store.check();
-        match self.read(refill).await {
+        let stretch = start
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / REWRITE_EVERY.as_secs());
+        let rewrite = self.rewritten != Some(stretch);
+        match self.read(refill, rewrite).await {
             Ok(()) => {
                 if refill {
                     self.store.refilled();
+                }
+                if rewrite {
+                    self.rewritten = Some(stretch);
                 }
                 self.last = Some(start);
                 self.store.set(&keys::pass(), unix_ms(start).as_bytes(), 0);
@@ -307,8 +322,9 @@ impl Replica {
         }
     }
 
-    /// The PostgreSQL part of a pass.
-    async fn read(&mut self, refill: bool) -> Result<(), Failure> {
+    /// The PostgreSQL part of a pass: what changed, then, for `refill`, every hive on the
+    /// servers that lost their data, or, for `rewrite`, every hive.
+    async fn read(&mut self, refill: bool, rewrite: bool) -> Result<(), Failure> {
         let db = q(self.db.get()).await?;
         let since = match self.last {
             Some(last) => Some(last),
@@ -323,13 +339,13 @@ impl Replica {
                 wrote.push(c.id);
             }
         }
-        if refill {
+        if refill || rewrite {
             let t = std::time::Instant::now();
             let (mut after, mut n) = (0, 0);
             loop {
                 let page = q(public::all_after(&db, after, PAGE)).await?;
                 for c in &page {
-                    write(&mut self.store, c, true);
+                    write(&mut self.store, c, !rewrite);
                 }
                 n += page.len();
                 match page.last() {
@@ -339,13 +355,18 @@ impl Replica {
             }
             log!(
                 Info,
-                "cache manager: refilled {n} hives into memcached in {} ms",
-                t.elapsed().as_millis()
+                "cache manager: wrote {n} hives into memcached in {} ms ({})",
+                t.elapsed().as_millis(),
+                if refill {
+                    "a server lost its data"
+                } else {
+                    "vs_usual follows the clock"
+                }
             );
         }
         let types = q(public::hive_types(&db)).await?;
         self.store.set(&keys::hive_types(), &types, EXPIRY_SECS);
-        announce(&db, (!refill).then_some(&wrote[..])).await
+        announce(&db, (!refill && !rewrite).then_some(&wrote[..])).await
     }
 
     /// Answers notifications that came together; whether a pass should run at once (LISTEN
