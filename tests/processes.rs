@@ -48,6 +48,17 @@ fn wait_log(s: &Server, line: &str) {
     );
 }
 
+/// QUIT, and the master exits with 0 within 10 s.
+fn quit(s: &mut Server) {
+    s.signal(libc::SIGQUIT);
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        s.error_log()
+    );
+}
+
 #[test]
 fn the_cache_manager_starts_after_the_workers_and_is_no_worker() {
     let port = free_port();
@@ -166,13 +177,7 @@ fn winch_leaves_the_cache_manager_and_hup_brings_back_only_the_workers() {
     assert_eq!(get(s.addr(), "/health").status, 200);
 
     let children = children_titled(s.master_pid(), "bizzy:");
-    s.signal(libc::SIGQUIT);
-    assert_eq!(
-        s.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        s.error_log()
-    );
+    quit(&mut s);
     assert!(children.iter().all(|p| !alive(*p)), "{children:?} left");
 }
 
@@ -184,13 +189,7 @@ fn quit_after_winch_with_only_the_cache_manager_left() {
     let cm = wait_manager(&s, Duration::from_secs(5), &[]);
     winch_stops_old_workers(&s, &workers);
     assert_eq!(managers(&s), vec![cm]);
-    s.signal(libc::SIGQUIT);
-    assert_eq!(
-        s.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        s.error_log()
-    );
+    quit(&mut s);
     assert!(!alive(cm), "the cache manager is left");
 }
 
@@ -213,13 +212,7 @@ fn quit_stops_the_cache_manager_and_the_master_cleanly() {
     let cm = wait_manager(&s, Duration::from_secs(5), &[]);
     let children = children_titled(s.master_pid(), "bizzy:");
     assert_eq!(children.len(), 3, "two workers and the cache manager");
-    s.signal(libc::SIGQUIT);
-    assert_eq!(
-        s.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        s.error_log()
-    );
+    quit(&mut s);
     assert!(children.iter().all(|p| !alive(*p)), "{children:?} left");
     let log = s.error_log();
     assert!(

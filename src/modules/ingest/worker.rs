@@ -263,10 +263,7 @@ impl WorkerDb {
         token: mio::Token,
         posted: &crate::core::event::Posted,
     ) -> Option<Pending> {
-        let (id, pending) = self.parts.queries.ask(token, posted);
-        // Refused, the pending question is dropped here, which forgets it.
-        self.send(Job::Query(Query { id, timeout, run })).ok()?;
-        Some(pending)
+        self.question(token, posted, |id| Job::Query(Query { id, timeout, run }))
     }
 
     /// Asks the I/O thread to `fetch` within `timeout` for the parked request of connection
@@ -278,8 +275,19 @@ impl WorkerDb {
         token: mio::Token,
         posted: &crate::core::event::Posted,
     ) -> Option<Pending> {
+        self.question(token, posted, |id| Job::Read(Read { id, timeout, fetch }))
+    }
+
+    /// Sends the question `job(id)` for the parked request of connection `token`.
+    fn question(
+        &self,
+        token: mio::Token,
+        posted: &crate::core::event::Posted,
+        job: impl FnOnce(u64) -> Job,
+    ) -> Option<Pending> {
         let (id, pending) = self.parts.queries.ask(token, posted);
-        self.send(Job::Read(Read { id, timeout, fetch })).ok()?;
+        // Refused, the pending question is dropped here, which forgets it.
+        self.send(job(id)).ok()?;
         Some(pending)
     }
 
