@@ -218,6 +218,18 @@ fn public_reads_search_validators_and_errors() {
             .is_some()),
         "the replica holds the occupancy"
     );
+
+    let metrics = common::get(http, "/metrics").text();
+    let figure = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+    };
+    assert!(figure("bizzy_cache_answers_total{how=\"waited\"}") >= 3);
+    let reads = figure("bizzy_cache_reads_total{from=\"replica\"}")
+        + figure("bizzy_cache_reads_total{from=\"database\"}");
+    assert!(reads >= 3, "{metrics}");
 }
 
 /// A legacy counter report with these totals and no valid clock.

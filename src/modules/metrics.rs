@@ -13,6 +13,7 @@ use crate::http::module::{ContentKey, InitError, Module, Registry};
 use crate::http::phase::{ContentHandler, Cx};
 use crate::http::stats as hstats;
 use crate::http::{Flow, HttpError, Request, Response};
+use crate::modules::api::stats as astats;
 use crate::modules::ingest::stats as istats;
 use crate::mqtt::stats as mstats;
 
@@ -26,6 +27,7 @@ struct Metrics {
     http: Zone,
     mqtt: Option<Zone>,
     ingest: Option<Zone>,
+    cache: Option<Zone>,
 }
 
 impl Module for MetricsModule {
@@ -41,6 +43,7 @@ impl Module for MetricsModule {
         let (core, http) = crate::modules::status::zones(reg)?;
         let mqtt = reg.zones.get(mstats::ZONE).cloned();
         let ingest = reg.zones.get(istats::ZONE).cloned();
+        let cache = reg.zones.get(astats::ZONE).cloned();
         reg.content(
             ContentKey::Handler(HANDLER),
             Box::new(move |_: &LocationConf| {
@@ -49,6 +52,7 @@ impl Module for MetricsModule {
                     http: http.clone(),
                     mqtt: mqtt.clone(),
                     ingest: ingest.clone(),
+                    cache: cache.clone(),
                 }) as Rc<dyn ContentHandler>)
             }),
         );
@@ -150,6 +154,9 @@ impl Metrics {
         if let Some(z) = &self.mqtt {
             render_mqtt(&mut s, &mstats::totals(z));
         }
+        if let Some(z) = &self.cache {
+            render_cache(&mut s, &astats::totals(z));
+        }
         if let Some(z) = &self.ingest {
             render_ingest(&mut s, &istats::totals(z));
         }
@@ -242,6 +249,42 @@ impl ContentHandler for Metrics {
         r.header("Cache-Control", "no-cache");
         Ok(Flow::Done(r))
     }
+}
+
+fn render_cache(s: &mut String, t: &astats::Totals) {
+    let by = |label: &str, v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter()
+            .map(|(k, n)| (format!("{label}=\"{k}\""), *n))
+            .collect()
+    };
+    family(
+        s,
+        "bizzy_cache_answers_total",
+        "counter",
+        "Public reads answered from the worker's copy (fresh, expired while refreshed) or after waiting for a read.",
+        &by(
+            "how",
+            &[
+                ("fresh", t.fresh),
+                ("expired", t.expired),
+                ("waited", t.waited),
+            ],
+        ),
+    );
+    family(
+        s,
+        "bizzy_cache_reads_total",
+        "counter",
+        "Reads of the public resources on the I/O threads, by who answered them.",
+        &by(
+            "from",
+            &[
+                ("replica", t.replica),
+                ("database", t.database),
+                ("none", t.none),
+            ],
+        ),
+    );
 }
 
 fn render_ingest(s: &mut String, t: &istats::Totals) {

@@ -33,6 +33,7 @@ use crate::http::response::Text;
 use crate::http::Response;
 use crate::modules::api::error::ApiError;
 use crate::modules::api::public;
+use crate::modules::api::stats::{Answered, Source, Stats};
 use crate::modules::cache::keys;
 use crate::modules::database::listen::Hear;
 use crate::modules::database::pool::describe;
@@ -226,6 +227,8 @@ pub struct Anon {
     /// The loop's clock at the last lookup: when a refresh that ends between requests is
     /// taken to be made (a little early at worst, so it expires a little early).
     seen_ms: Cell<u64>,
+    /// This worker's figures, once it knows its slot.
+    stats: std::cell::OnceCell<Stats>,
 }
 
 impl Anon {
@@ -237,6 +240,24 @@ impl Anon {
             ingest,
             entries: RefCell::new(HashMap::new()),
             seen_ms: Cell::new(0),
+            stats: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Counts this worker's answers and reads in `stats` from now on.
+    pub fn count_in(&self, stats: Stats) {
+        let _ = self.stats.set(stats);
+    }
+
+    fn answered(&self, how: Answered) {
+        if let Some(s) = self.stats.get() {
+            s.answered(how);
+        }
+    }
+
+    fn read_by(&self, from: Source) {
+        if let Some(s) = self.stats.get() {
+            s.read(from);
         }
     }
 
@@ -245,10 +266,16 @@ impl Anon {
         self.seen_ms.set(now_ms);
         let mut entries = self.entries.borrow_mut();
         let Some(e) = entries.get_mut(&what) else {
+            self.answered(Answered::Waited);
             return Lookup::Read;
         };
         let r = self.response(&e.response);
-        if now_ms < e.made_ms + self.ttl_ms || e.refreshing {
+        if now_ms < e.made_ms + self.ttl_ms {
+            self.answered(Answered::Fresh);
+            return Lookup::Answer(r);
+        }
+        self.answered(Answered::Expired);
+        if e.refreshing {
             return Lookup::Answer(r);
         }
         e.refreshing = true;
@@ -327,9 +354,20 @@ impl Anon {
                 Ok(f) => *f,
                 Err(_) => return Err("an answer of an unknown kind".into()),
             },
-            Asked::Unreachable(why) => return Err(why),
-            Asked::TimedOut => return Err("no answer in time".into()),
+            Asked::Unreachable(why) => {
+                self.read_by(Source::Nobody);
+                return Err(why);
+            }
+            Asked::TimedOut => {
+                self.read_by(Source::Nobody);
+                return Err("no answer in time".into());
+            }
         };
+        self.read_by(match &found {
+            Found::Replica { .. } => Source::Replica,
+            Found::Database(_) | Found::NotFound => Source::Database,
+            Found::Unreachable(_) => Source::Nobody,
+        });
         let (parts, stale) = match found {
             Found::Replica { parts, pass_ms } => {
                 let old = pass_ms.is_none_or(|p| wall_ms().saturating_sub(p) > self.max_stale_ms);

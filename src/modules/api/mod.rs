@@ -29,6 +29,7 @@ pub mod public;
 pub mod route;
 pub mod routes;
 pub mod sensors;
+pub mod stats;
 pub mod tokens;
 
 use std::rc::Rc;
@@ -70,11 +71,18 @@ struct Api {
     /// Whether `anon` follows the cache manager's word on this worker yet (from the first
     /// public read on: nothing is kept before).
     following: std::cell::Cell<bool>,
+    /// The zone of the public reads' figures; `anon` counts in this worker's row from its
+    /// first read on.
+    counters: Option<crate::core::shm::Zone>,
 }
 
 impl Module for ApiModule {
     fn name(&self) -> &'static str {
         HANDLER
+    }
+
+    fn zones(&self, _conf: &crate::core::config::Conf) -> Vec<(String, usize)> {
+        vec![(stats::ZONE.to_string(), stats::zone_size())]
     }
 
     fn handlers(&self) -> &[&'static str] {
@@ -92,6 +100,7 @@ impl Module for ApiModule {
         let micro = Micro::new(cache.micro_ttl.0);
         let ingest = reg.zones.get(crate::modules::ingest::stats::ZONE).cloned();
         let anon = Rc::new(Anon::new(cache.micro_ttl.0, cache.max_stale.0, ingest));
+        let counters = reg.zones.get(stats::ZONE).cloned();
         let api = Rc::new(Api {
             db,
             auth,
@@ -99,6 +108,7 @@ impl Module for ApiModule {
             micro,
             anon,
             following: std::cell::Cell::new(false),
+            counters,
         });
         reg.content(
             ContentKey::Handler(HANDLER),
@@ -189,6 +199,10 @@ impl Api {
         if !self.following.replace(true) {
             let hear: Rc<dyn crate::modules::database::listen::Hear> = self.anon.clone();
             db.hear(crate::modules::cache::REPLICA_CHANNEL, Rc::downgrade(&hear));
+            if let Some(z) = &self.counters {
+                self.anon
+                    .count_in(stats::Stats::new(z.clone(), db.stats().slot()));
+            }
         }
         match self.anon.lookup(what, cx.now_ms) {
             Lookup::Answer(r) => Flow::Done(r),

@@ -94,6 +94,11 @@ impl Stats {
         &table(&self.zone)[self.slot]
     }
 
+    /// The worker slot whose row this is.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
     pub fn accepted(&self) {
         bump(&self.row().accepted, 1);
     }
