@@ -219,6 +219,29 @@ fn public_reads_search_validators_and_errors() {
         "the replica holds the occupancy"
     );
 
+    let (r, _) = get_with(
+        http,
+        &format!("/v1/hives/{}", h[2]),
+        &format!("Authorization: Bearer {}\r\n", boss_token()),
+    );
+    assert_eq!(r.status, 200, "a signed-in caller reads it too");
+    let visit = format!(
+        "SELECT count(*) FROM user_hive v JOIN app_user u ON u.id = v.user_id \
+         WHERE u.firebase_uid = 'boss' AND v.hive_id = {} AND v.last_visited_at IS NOT NULL",
+        h[2]
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || db.query(&visit)[0][0].as_deref()
+            == Some("1")),
+        "the visit is recorded for /v1/me/recent"
+    );
+    let (r, v) = get_with(
+        http,
+        &format!("/v1/hives/{}", h[2]),
+        "Authorization: Bearer not-a-token\r\n",
+    );
+    assert_eq!(r.status, 401, "{v}");
+
     let metrics = common::get(http, "/metrics").text();
     let figure = |name: &str| -> u64 {
         metrics

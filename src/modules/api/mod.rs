@@ -196,6 +196,15 @@ impl Api {
                     .response(),
             );
         };
+        if let What::Hive(hive) = what {
+            if req.header("authorization").is_some() {
+                match self.caller(req) {
+                    Ok(Some(c)) => self.visited(&db, c.uid, hive),
+                    Ok(None) => {}
+                    Err(e) => return Flow::Done(e.response()),
+                }
+            }
+        }
         if !self.following.replace(true) {
             let hear: Rc<dyn crate::modules::database::listen::Hear> = self.anon.clone();
             db.hear(crate::modules::cache::REPLICA_CHANNEL, Rc::downgrade(&hear));
@@ -226,6 +235,56 @@ impl Api {
                     ApiError::unavailable("too many requests wait for the database").response(),
                 ),
             },
+        }
+    }
+
+    /// A signed-in caller opened hive `hive`: its visit is recorded for `/v1/me/recent` (the
+    /// user's row made on the first call), behind the answer; a failure is only logged.
+    fn visited(&self, db: &crate::modules::ingest::worker::WorkerDb, uid: String, hive: i64) {
+        let fetch: crate::modules::database::query::Fetch = Box::new(move |sources| {
+            Box::pin(async move {
+                let done = async {
+                    let client = sources.pool.get().await?;
+                    client
+                        .execute(
+                            "WITH u AS (
+                                 INSERT INTO app_user (firebase_uid) VALUES ($1)
+                                 ON CONFLICT (firebase_uid) DO UPDATE SET firebase_uid = EXCLUDED.firebase_uid
+                                 RETURNING id)
+                             INSERT INTO user_hive (user_id, hive_id, last_visited_at)
+                             SELECT u.id, h.id, now() FROM u, hive h
+                             WHERE h.id = $2 AND h.deleted_at IS NULL
+                             ON CONFLICT (user_id, hive_id) DO UPDATE SET last_visited_at = now()",
+                            &[&uid, &hive],
+                        )
+                        .await
+                };
+                let r: Result<u64, tokio_postgres::Error> = done.await;
+                Box::new(r.map_err(|e| crate::modules::database::pool::describe(&e)))
+                    as crate::modules::database::query::Answer
+            })
+        });
+        let sent = db.read_then(fetch, self.timeout, |asked| {
+            let why = match asked {
+                crate::modules::database::query::Asked::Answer(a) => {
+                    match a.downcast::<Result<u64, String>>() {
+                        Ok(r) => match *r {
+                            Ok(_) => return,
+                            Err(why) => why,
+                        },
+                        Err(_) => "an answer of an unknown kind".into(),
+                    }
+                }
+                crate::modules::database::query::Asked::Unreachable(why) => why,
+                crate::modules::database::query::Asked::TimedOut => "no answer in time".into(),
+            };
+            log!(Warn, "api: a visit was not recorded: {why}");
+        });
+        if !sent {
+            log!(
+                Warn,
+                "api: a visit was not recorded: the I/O thread takes no more now"
+            );
         }
     }
 
