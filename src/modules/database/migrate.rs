@@ -66,6 +66,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_config_notify"),
     migration!(12, "0012_public"),
     migration!(13, "0013_hive_notify"),
+    migration!(15, "0015_premium"),
 ];
 
 /// The advisory lock every `bizzy migrate` holds while it works: "bizzymig" in ASCII.
