@@ -25,6 +25,7 @@ pub mod error;
 pub mod hives;
 pub mod micro;
 pub mod page;
+pub mod premium;
 pub mod public;
 pub mod route;
 pub mod routes;

@@ -12,6 +12,8 @@
 //! /v1/accounts/{id}/tokens           GET list, POST create
 //! /v1/hives/{id}                     GET (anonymous), PATCH, DELETE
 //! /v1/hives/{id}/occupancy           GET (anonymous)
+//! /v1/hives/{id}/history             GET (premium: the feature `history`)
+//! /v1/hives/{id}/peak-hours          GET (premium: the feature `peak_hours`)
 //! /v1/sensors/{device_id}            GET (health), PATCH, DELETE
 //! /v1/sensors/{device_id}/config     PUT
 //! /v1/tokens/{id}                    DELETE (revoke)
@@ -27,6 +29,7 @@ use super::db::Who;
 use super::error::ApiError;
 use super::hives::{self, HiveCall};
 use super::page::Page;
+use super::premium::{self, PremiumCall};
 use super::public::{self, search::Search};
 use super::sensors::{self, SensorCall};
 use super::tokens::{self, TokenCall};
@@ -43,6 +46,8 @@ pub enum Call {
     Anon(What),
     /// `GET /v1/hives`: the search, from PostgreSQL.
     Search(Search),
+    /// A premium read of a hive: history or peak hours ([`super::premium`]).
+    Premium(PremiumCall),
 }
 
 /// An answer: status and JSON body (empty for 204).
@@ -188,6 +193,16 @@ fn under_hives(req: &Req<'_>, id: i64, segs: &[&str]) -> Result<Call, ApiError> 
         ([], "DELETE") => hives::delete(req, id).map(Call::Hive),
         (["occupancy"], "GET") => Ok(Call::Anon(What::Occupancy(id))),
         ([] | ["occupancy"], _) => Err(req.not_allowed()),
+        _ => premium_of_hive(req, id, segs),
+    }
+}
+
+/// `/v1/hives/{id}/history` and `/v1/hives/{id}/peak-hours`.
+fn premium_of_hive(req: &Req<'_>, id: i64, segs: &[&str]) -> Result<Call, ApiError> {
+    match (segs, req.method) {
+        (["history"], "GET") => premium::history(req, id).map(Call::Premium),
+        (["peak-hours"], "GET") => premium::peak_hours(req, id).map(Call::Premium),
+        (["history" | "peak-hours"], _) => Err(req.not_allowed()),
         _ => Err(req.not_found()),
     }
 }
@@ -228,6 +243,7 @@ impl Call {
             Call::Token(c) => c.run(db).await,
             Call::Anon(what) => anon_run(db, what).await,
             Call::Search(s) => public::search::run(db, &s).await,
+            Call::Premium(c) => c.run(db).await,
         }
     }
 }

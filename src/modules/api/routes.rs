@@ -41,4 +41,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/sensors/{device_id}"),
     ("PUT", "/v1/sensors/{device_id}/config"),
     ("DELETE", "/v1/tokens/{id}"),
+    // Premium reads (a subscription with the feature).
+    ("GET", "/v1/hives/{id}/history"),
+    ("GET", "/v1/hives/{id}/peak-hours"),
 ];
