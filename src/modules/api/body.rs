@@ -140,6 +140,16 @@ impl Obj {
         }
     }
 
+    /// A boolean field.
+    pub fn boolean(&mut self, key: &str) -> Result<Field<bool>, ApiError> {
+        match self.take(key) {
+            Field::Value(Value::Bool(b)) => Ok(Field::Value(b)),
+            Field::Value(_) => Err(self.wrong(key, "true or false")),
+            Field::Null => Ok(Field::Null),
+            Field::Absent => Ok(Field::Absent),
+        }
+    }
+
     /// An array of positive integer ids, `min..=max` of them, none twice.
     pub fn ids(&mut self, key: &str, min: usize, max: usize) -> Result<Field<Vec<i64>>, ApiError> {
         let what = format!("an array of {min} to {max} distinct positive ids");

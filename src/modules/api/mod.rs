@@ -23,6 +23,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod hives;
+pub mod me;
 pub mod micro;
 pub mod page;
 pub mod premium;

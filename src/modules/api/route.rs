@@ -17,6 +17,7 @@
 //! /v1/sensors/{device_id}            GET (health), PATCH, DELETE
 //! /v1/sensors/{device_id}/config     PUT
 //! /v1/tokens/{id}                    DELETE (revoke)
+//! /v1/me...                          the caller's own resources ([`super::me`])
 //! ```
 
 use tokio_postgres::Client;
@@ -28,6 +29,7 @@ use super::caller::Caller;
 use super::db::Who;
 use super::error::ApiError;
 use super::hives::{self, HiveCall};
+use super::me::{self, MeCall};
 use super::page::Page;
 use super::premium::{self, PremiumCall};
 use super::public::{self, search::Search};
@@ -48,6 +50,8 @@ pub enum Call {
     Search(Search),
     /// A premium read of a hive: history or peak hours ([`super::premium`]).
     Premium(PremiumCall),
+    /// The signed-in caller's own resources, `/v1/me...`.
+    Me(MeCall),
 }
 
 /// An answer: status and JSON body (empty for 204).
@@ -145,6 +149,7 @@ pub fn route(
         },
         ["hives", id, rest @ ..] => under_hives(&req, id_of(&req, id)?, rest),
         ["sensors", rest @ ..] => under_sensors(&req, rest),
+        ["me", rest @ ..] => me::route(&req, rest).map(Call::Me),
         ["tokens", id] => {
             let id = id_of(&req, id)?;
             match method {
@@ -244,6 +249,7 @@ impl Call {
             Call::Anon(what) => anon_run(db, what).await,
             Call::Search(s) => public::search::run(db, &s).await,
             Call::Premium(c) => c.run(db).await,
+            Call::Me(c) => c.run(db).await,
         }
     }
 }

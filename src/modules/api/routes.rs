@@ -44,4 +44,18 @@ pub const ROUTES: &[(&str, &str)] = &[
     // Premium reads (a subscription with the feature).
     ("GET", "/v1/hives/{id}/history"),
     ("GET", "/v1/hives/{id}/peak-hours"),
+    // The signed-in caller's own resources (`super::me`).
+    ("GET", "/v1/me"),
+    ("PATCH", "/v1/me"),
+    ("GET", "/v1/me/favorites"),
+    ("PUT", "/v1/me/favorites/{id}"),
+    ("DELETE", "/v1/me/favorites/{id}"),
+    ("GET", "/v1/me/recent"),
+    ("POST", "/v1/me/recent/{id}"),
+    ("GET", "/v1/me/notifications"),
+    ("POST", "/v1/me/notifications"),
+    ("PATCH", "/v1/me/notifications/{id}"),
+    ("DELETE", "/v1/me/notifications/{id}"),
+    ("GET", "/v1/me/inbox"),
+    ("POST", "/v1/me/inbox/{id}/read"),
 ];

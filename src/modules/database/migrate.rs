@@ -66,6 +66,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_config_notify"),
     migration!(12, "0012_public"),
     migration!(13, "0013_hive_notify"),
+    migration!(14, "0014_me"),
     migration!(15, "0015_premium"),
 ];
 
