@@ -307,7 +307,7 @@ fn recent_page(query: Option<&str>) -> Result<RecentPage, ApiError> {
     Ok(RecentPage { limit, after })
 }
 
-/// The cursor after a recent hive: base64url of "<microseconds since 1970>.<hive id>".
+/// The cursor after a recent hive: base64url of `"<microseconds since 1970>.<hive id>"`.
 pub fn encode_recent(at: SystemTime, hive: i64) -> String {
     let us = at
         .duration_since(SystemTime::UNIX_EPOCH)
