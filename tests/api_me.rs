@@ -4,7 +4,8 @@
 //! subscription; favourites with the occupancy now; recent hives newest first; rules and their
 //! refusals; the inbox. Thresholds are driven as the ingest drives them, by UPDATEs of
 //! hive_status.occupancy: one message per crossing, none while disarmed, armed again past the
-//! hysteresis, none inside quiet hours, and one when two sessions change the hive at once.
+//! hysteresis, none inside quiet hours nor at the daily reset, and one when two sessions change
+//! the hive at once.
 //! Run through `scripts/with-postgres cargo test --test api_me`.
 
 #[path = "common/api.rs"]
@@ -457,6 +458,35 @@ fn crossings_in_quiet_hours_are_not_raised_but_disarm() {
             messages(&w.db, "carol").await.len(),
             1,
             "outside quiet hours"
+        );
+    });
+}
+
+#[test]
+fn the_daily_reset_to_zero_is_not_raised_but_disarms() {
+    with_db(|_, db| async move {
+        let w = World::new(db).await;
+        let carol = caller("carol", false);
+        occupancy(&w.db, w.hive, 100).await;
+        rule(&w, &carol, w.hive, "below", 50).await;
+        w.db.execute(
+            "UPDATE hive_status SET occupancy = 0, last_reset_at = now() WHERE hive_id = $1",
+            &[&w.hive],
+        )
+        .await
+        .unwrap();
+        assert!(
+            messages(&w.db, "carol").await.is_empty(),
+            "a reset is no news"
+        );
+        let list = w.by(&carol, "GET", "/v1/me/notifications", NONE).await;
+        assert_eq!(list.body["items"][0]["armed"], false);
+        occupancy(&w.db, w.hive, 100).await;
+        occupancy(&w.db, w.hive, 10).await;
+        assert_eq!(
+            messages(&w.db, "carol").await.len(),
+            1,
+            "the next crossing is"
         );
     });
 }

@@ -6,7 +6,8 @@
 -- hive_status row orders every change of one hive, whichever worker or node commits it, so a
 -- crossing is seen once and raised once. Hysteresis: a rule that fired is disarmed, and armed
 -- again only when the occupancy has gone back 5 points past its threshold; a crossing inside
--- the user's quiet hours (in the user's time zone) is not raised, and disarms all the same.
+-- the user's quiet hours (in the user's time zone) is not raised, and disarms all the same; so
+-- is the daily reset to 0 (last_reset_at moves): a venue closing is no news.
 
 -- The user's time zone (IANA) and quiet hours, local times in that zone: both null for none;
 -- the window may span midnight (22:00 to 07:00), and is never empty.
@@ -55,6 +56,8 @@ DECLARE
     hive_name text;
     pct       numeric;
     r         record;
+    -- The daily reset (PROTOCOL.md section 6) sets the count to 0 and moves last_reset_at.
+    reset     boolean := NEW.last_reset_at IS DISTINCT FROM OLD.last_reset_at;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM user_notification_def
                    WHERE hive_id = NEW.hive_id AND enabled AND kind IN ('below', 'above')) THEN
@@ -68,8 +71,8 @@ BEGIN
     pct := NEW.occupancy * 100.0 / cap;
     FOR r IN
         SELECT d.id, d.user_id, d.kind, d.threshold_percent AS threshold, d.armed,
-               in_quiet_hours((now() AT TIME ZONE u.time_zone)::time, u.quiet_from, u.quiet_to)
-                   AS quiet
+               reset OR in_quiet_hours((now() AT TIME ZONE u.time_zone)::time, u.quiet_from,
+                                       u.quiet_to) AS quiet
         FROM user_notification_def d JOIN app_user u ON u.id = d.user_id
         WHERE d.hive_id = NEW.hive_id AND d.enabled AND d.kind IN ('below', 'above')
         ORDER BY d.id
