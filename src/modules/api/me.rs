@@ -770,6 +770,24 @@ mod tests {
         assert!(recent_page(Some("limit=0")).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_input_panics_and_bodies_are_refused_with_400(
+            method in "(GET|POST|PUT|PATCH|DELETE)",
+            path in "/v1/me(/(favorites|recent|notifications|inbox|read|[0-9]{1,20}|[ -~]{0,8})){0,3}",
+            query in proptest::option::of("(limit|cursor|unread)=[ -~]{0,12}"),
+            body in "[{}\\[\\]\":, a-z0-9_.-]{0,80}",
+        ) {
+            let caller = super::super::caller::Caller { uid: "u".into(), platform_admin: false };
+            let r = super::super::route::route(
+                &method, &path, query.as_deref(), body.as_bytes(), Some(&caller),
+            );
+            if let Err(e) = r {
+                proptest::prop_assert!(matches!(e.status, 400 | 404 | 405), "{e}");
+            }
+        }
+    }
+
     #[test]
     fn unread_is_true_or_false() {
         assert!(!unread(None).unwrap());
