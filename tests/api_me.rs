@@ -179,6 +179,15 @@ fn the_subscription_running_now_is_shown_with_its_features() {
         )
         .await
         .unwrap();
+        w.db.execute(
+            "INSERT INTO subscription (subscription_type_id, user_id, starts_at, cancelled_at)
+             SELECT t.id, u.id, now() - interval '1 hour', now() - interval '1 minute'
+             FROM subscription_type t, app_user u
+             WHERE t.code = 'free' AND u.firebase_uid = 'carol'",
+            &[],
+        )
+        .await
+        .unwrap();
         let me = w.by(&carol, "GET", "/v1/me", NONE).await;
         assert_eq!(
             me.body["subscription"],

@@ -422,7 +422,8 @@ async fn user_id(db: &Client, uid: &str) -> Result<i64, ApiError> {
     ))
 }
 
-/// `GET /v1/me`: the settings and the subscription running now (the latest started).
+/// `GET /v1/me`: the settings and the subscription running now (the latest started), as
+/// `user_has_feature` (migration 0015) judges it: started, not ended, not cancelled.
 async fn me(db: &Client, who: &Who, user: i64) -> Result<Json, ApiError> {
     let row = db
         .query_one(
@@ -437,6 +438,7 @@ async fn me(db: &Client, who: &Who, user: i64) -> Result<Json, ApiError> {
                  FROM subscription s JOIN subscription_type t ON t.id = s.subscription_type_id
                  WHERE s.user_id = u.id AND s.starts_at <= now()
                    AND (s.ends_at IS NULL OR s.ends_at > now())
+                   AND (s.cancelled_at IS NULL OR s.cancelled_at > now())
                  ORDER BY s.starts_at DESC, s.id DESC LIMIT 1) s ON true
              WHERE u.id = $1",
             &[&user],
