@@ -530,15 +530,25 @@ async fn favorites(db: &Client, user: i64, page: Page) -> Result<Json, ApiError>
         )
         .await
         .map_err(db_error)?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let mut found: std::collections::HashMap<i64, public::Changed> = public::hives(db, &ids)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
     let mut items = Vec::with_capacity(rows.len());
     for r in &rows {
         let hive: i64 = r.get(0);
-        let Some(mut m) = details(db, hive).await? else {
+        let Some(c) = found.remove(&hive) else {
             continue;
         };
-        let occupancy = match public::occupancy(db, hive).await.map_err(db_error)? {
-            Some(o) => serde_json::from_slice(&o).unwrap_or(Value::Null),
-            None => continue,
+        let (Some(Value::Object(mut m)), Some(occupancy)) = (
+            c.hive.and_then(|b| serde_json::from_slice(&b).ok()),
+            c.occupancy
+                .and_then(|o| serde_json::from_slice::<Value>(&o).ok()),
+        ) else {
+            continue;
         };
         m.insert("occupancy".into(), occupancy);
         let since: Option<SystemTime> = r.get(1);

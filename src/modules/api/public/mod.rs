@@ -63,6 +63,17 @@ pub async fn hive(db: &Client, id: i64) -> Result<Option<Vec<u8>>, tokio_postgre
     Ok(row.map(|r| to_bytes(&details(&r, 0))))
 }
 
+/// The details and occupancy of the live hives among `ids` (a page of a user's favourites),
+/// by id, in one statement.
+pub async fn hives(db: &Client, ids: &[i64]) -> Result<Vec<Changed>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {CHANGED}, {DETAILS} FROM {FROM} LEFT JOIN hive_occupancy v ON v.hive_id = h.id
+         WHERE h.id = ANY($1) AND h.deleted_at IS NULL ORDER BY h.id"
+    );
+    let rows = db.query(&sql, &[&ids]).await?;
+    Ok(rows.iter().map(changed).collect())
+}
+
 /// What changed since `since` (hive, address, images, hive_status rows with updated_at >=
 /// since; a removed image touches its hive): each changed hive's details and occupancy, None
 /// for a hive deleted since. By id.
