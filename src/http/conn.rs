@@ -7,7 +7,6 @@
 //! framing answer and close; a close after an answer is lingering (our side shut, the rest of
 //! the client's data read and dropped) so the answer is not lost to a reset.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -35,6 +34,10 @@ const READS_PER_TURN: usize = 4;
 /// How long a lingering close waits for the client to finish sending.
 const LINGER: Duration = Duration::from_secs(2);
 
+mod out;
+
+use out::{Chunk, Out};
+
 /// A head that was parsed while its body is still arriving.
 struct Pending {
     head: Head,
@@ -48,56 +51,6 @@ struct Parked {
     resume: Resume,
     /// When the handler's wait is up (loop clock, ms), if it set one.
     deadline: Option<u64>,
-}
-
-enum Chunk {
-    Mem(Bytes, usize),
-    File {
-        file: Rc<std::fs::File>,
-        offset: u64,
-        end: u64,
-    },
-}
-
-#[derive(Default)]
-struct Out {
-    queue: VecDeque<Chunk>,
-    /// Small pieces are gathered here before they join the queue.
-    tail: Vec<u8>,
-    bytes: usize,
-}
-
-impl Out {
-    fn is_empty(&self) -> bool {
-        self.queue.is_empty() && self.tail.is_empty()
-    }
-
-    fn seal_tail(&mut self) {
-        if !self.tail.is_empty() {
-            let t = std::mem::take(&mut self.tail);
-            self.queue.push_back(Chunk::Mem(Bytes::from(t), 0));
-        }
-    }
-
-    fn push_bytes(&mut self, b: Bytes) {
-        self.bytes += b.len();
-        if b.len() <= 1024 {
-            self.tail.extend_from_slice(&b);
-        } else {
-            self.seal_tail();
-            self.queue.push_back(Chunk::Mem(b, 0));
-        }
-    }
-
-    fn push_file(&mut self, file: Rc<std::fs::File>, offset: u64, len: u64) {
-        self.seal_tail();
-        self.bytes += len as usize;
-        self.queue.push_back(Chunk::File {
-            file,
-            offset,
-            end: offset + len,
-        });
-    }
 }
 
 pub struct HttpConn {
