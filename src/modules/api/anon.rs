@@ -452,20 +452,7 @@ fn ready(parts: &Parts, stale: bool) -> Ready {
     let body = match parts {
         Parts::Occupancy(o) => marked(o, stale),
         Parts::Types(t) => t.clone(),
-        Parts::Hive { hive, occupancy } => {
-            let occupancy = marked(occupancy, stale);
-            let mut b = Vec::with_capacity(hive.len() + occupancy.len() + 16);
-            match hive.iter().rposition(|&c| c == b'}') {
-                Some(end) => {
-                    b.extend_from_slice(&hive[..end]);
-                    b.extend_from_slice(b",\"occupancy\":");
-                    b.extend_from_slice(&occupancy);
-                    b.push(b'}');
-                }
-                None => b.extend_from_slice(hive),
-            }
-            b
-        }
+        Parts::Hive { hive, occupancy } => with_occupancy(hive, &marked(occupancy, stale)),
     };
     let etag = etag(&body);
     Ready {
@@ -473,6 +460,22 @@ fn ready(parts: &Parts, stale: bool) -> Ready {
         body: Bytes::from(body),
         etag: Some(etag),
     }
+}
+
+/// The details object `hive` with `"occupancy": occupancy` as its last member: the answer of
+/// `GET /v1/hives/{id}`.
+pub fn with_occupancy(hive: &[u8], occupancy: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(hive.len() + occupancy.len() + 16);
+    match hive.iter().rposition(|&c| c == b'}') {
+        Some(end) => {
+            b.extend_from_slice(&hive[..end]);
+            b.extend_from_slice(b",\"occupancy\":");
+            b.extend_from_slice(occupancy);
+            b.push(b'}');
+        }
+        None => b.extend_from_slice(hive),
+    }
+    b
 }
 
 /// `occupancy` with `"stale":true` when `stale` (the stored bytes say false).
@@ -495,11 +498,12 @@ fn marked(occupancy: &[u8], stale: bool) -> Vec<u8> {
 
 /// A strong validator of `body`: 64 bits of its SHA-256, quoted.
 pub fn etag(body: &[u8]) -> Rc<str> {
+    use std::fmt::Write as _;
     let d = Sha256::digest(body);
     let mut s = String::with_capacity(18);
     s.push('"');
     for b in &d[..8] {
-        s.push_str(&format!("{b:02x}"));
+        let _ = write!(s, "{b:02x}");
     }
     s.push('"');
     Rc::from(s)

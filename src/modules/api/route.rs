@@ -263,13 +263,7 @@ async fn anon_run(db: &Client, what: What) -> Result<Json, ApiError> {
         What::Hive(id) => match public::hive(db, id).await.map_err(e)? {
             Some(hive) => {
                 let occupancy = public::occupancy(db, id).await.map_err(e)?;
-                occupancy.map(|o| {
-                    let mut b = hive[..hive.len().saturating_sub(1)].to_vec();
-                    b.extend_from_slice(b",\"occupancy\":");
-                    b.extend_from_slice(&o);
-                    b.push(b'}');
-                    b
-                })
+                occupancy.map(|o| super::anon::with_occupancy(&hive, &o))
             }
             None => None,
         },
