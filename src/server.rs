@@ -16,6 +16,7 @@ use crate::http::stats as hstats;
 use crate::modules::ingest::hook::IngestHooks;
 use crate::modules::ingest::stats as istats;
 use crate::modules::ingest::worker::WorkerDbSlot;
+use crate::modules::live::{Bus, LiveConf};
 use crate::modules::{
     auth::{Auth, AuthConf},
     cache::{manager::CacheManager, CacheConf},
@@ -51,7 +52,8 @@ pub fn sections(modules: &[Box<dyn Module>]) -> Sections {
         .add::<DatabaseConf>()
         .add::<CacheConf>()
         .add::<AuthConf>()
-        .add::<IngestConf>();
+        .add::<IngestConf>()
+        .add::<LiveConf>();
     s
 }
 
@@ -111,8 +113,10 @@ impl App for Bizzy {
         let conf = Arc::new(conf.clone());
         let auth = auth(&conf)?;
         let db = Rc::new(WorkerDbSlot::new(&conf));
+        let live = Rc::new(Bus::new());
         let mut shared = Shared::default();
         shared.put(Rc::clone(&db));
+        shared.put(Rc::clone(&live));
         if let Some(auth) = auth {
             shared.put(auth);
         }
@@ -120,7 +124,7 @@ impl App for Bizzy {
         let mqtt = if conf.section::<MqttConf>().listen.is_empty() {
             None
         } else {
-            let hooks = Rc::new(IngestHooks::new(Rc::clone(&db)));
+            let hooks = Rc::new(IngestHooks::new(Rc::clone(&db), live));
             Some(MqttPrepared::build(&conf, hooks)?)
         };
         Ok(Box::new(Both {

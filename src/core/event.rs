@@ -71,6 +71,11 @@ impl Posted {
     fn take(&self) -> Vec<Token> {
         std::mem::take(&mut *self.queue.borrow_mut())
     }
+    /// The wake-ups posted so far, taken (for tests of code that posts).
+    #[cfg(test)]
+    pub fn taken(&self) -> Vec<Token> {
+        self.take()
+    }
     /// Whether wake-ups or connections wait for the loop's next turn.
     fn pending(&self) -> bool {
         !self.queue.borrow().is_empty() || !self.adopt.borrow().is_empty()

@@ -35,8 +35,10 @@ const READS_PER_TURN: usize = 4;
 const LINGER: Duration = Duration::from_secs(2);
 
 mod out;
+mod stream;
 
 use out::{Chunk, Out};
+use stream::Streaming;
 
 /// A head that was parsed while its body is still arriving.
 struct Pending {
@@ -62,6 +64,8 @@ pub struct HttpConn {
     out: Out,
     pending: Option<Box<Pending>>,
     parked: Option<Box<Parked>>,
+    /// A response whose body is fed over time: no request is read while it lasts.
+    stream_body: Option<Box<Streaming>>,
     continue_sent: bool,
     /// Loop time when the first byte of the current request arrived.
     request_start: Option<u64>,
@@ -99,6 +103,7 @@ impl HttpConn {
             out: Out::default(),
             pending: None,
             parked: None,
+            stream_body: None,
             continue_sent: false,
             request_start: None,
             served: 0,
@@ -129,6 +134,7 @@ impl HttpConn {
                 return self.linger(cx);
             }
             let held = self.process(cx);
+            self.feed(cx);
             if self.flush().is_err() {
                 return Next::Close;
             }
@@ -148,6 +154,12 @@ impl HttpConn {
                     None => cx.clear_timeout(),
                 }
                 return Next::Keep;
+            }
+            if self.stream_body.is_some() {
+                if self.stream_due(cx.now_ms()) {
+                    continue;
+                }
+                return self.streaming(cx);
             }
             if held {
                 // The output went out: answer the rest of the pipeline already buffered.
@@ -255,7 +267,11 @@ impl HttpConn {
     /// Answers every complete request in the buffer, in order. True when it stopped because
     /// too much output is queued, with buffered requests perhaps left to answer.
     fn process(&mut self, cx: &mut Cx<'_>) -> bool {
-        while !self.closing && self.parked.is_none() && !self.rbuf.is_empty() {
+        while !self.closing
+            && self.parked.is_none()
+            && self.stream_body.is_none()
+            && !self.rbuf.is_empty()
+        {
             if self.out.bytes >= OUT_HIGH {
                 return true;
             }
@@ -448,7 +464,16 @@ impl HttpConn {
         req.keep_alive = keep_alive;
         let before = self.out.bytes;
         let head_bytes = self.queue_head(&resp, keep_alive, req.http11(), st.chunked);
-        if req.method() != Method::Head && resp.has_body_status() {
+        let with_body = req.method() != Method::Head && resp.has_body_status();
+        if matches!(resp.body, Body::Stream(_)) && with_body {
+            let Body::Stream(body) = std::mem::take(&mut resp.body) else {
+                unreachable!("matched above");
+            };
+            self.set_nodelay();
+            self.start_stream(req, body, st, resp.status, head_bytes);
+            return;
+        }
+        if with_body {
             self.queue_body(&req, resp.body, &mut st);
         }
         let bytes_sent = (self.out.bytes - before) as u64;
@@ -464,11 +489,38 @@ impl HttpConn {
         self.served += 1;
         if !keep_alive {
             self.closing = true;
-        } else if !self.nodelay {
-            // A connection that stays open may carry small answers back to back: without
-            // TCP_NODELAY, Nagle and delayed ACKs could hold one for 40 ms. A connection that
-            // closes after one answer never needs the extra syscall (nginx's tcp_nodelay).
+        } else {
+            self.set_nodelay();
+        }
+    }
+
+    /// A connection that stays open may carry small answers back to back: without
+    /// TCP_NODELAY, Nagle and delayed ACKs could hold one for 40 ms. A connection that closes
+    /// after one answer never needs the extra syscall (nginx's tcp_nodelay).
+    fn set_nodelay(&mut self) {
+        if !self.nodelay {
             self.nodelay = self.stream.set_nodelay(true).is_ok();
+        }
+    }
+
+    /// A streaming connection with nothing to write: waits for its stream's clock or a
+    /// wake-up, and reads only to notice that the client left (what a client sends meanwhile is
+    /// kept, up to one large header buffer, for after the stream).
+    fn streaming(&mut self, cx: &mut Cx<'_>) -> Next {
+        loop {
+            match self.stream_wait(cx.now_ms()) {
+                Some(d) => cx.set_timeout(d),
+                None => cx.clear_timeout(),
+            }
+            let room = self.rbuf.len() < self.w.http.conf.large_client_header_buffers.0 as usize;
+            if !self.readable || !room {
+                return Next::Keep;
+            }
+            match self.read(cx) {
+                Ok(true) => continue,
+                Ok(false) => return Next::Keep,
+                Err(()) => return Next::Close,
+            }
         }
     }
 
@@ -507,7 +559,7 @@ impl HttpConn {
                 return;
             }
             Body::Bytes(b) => vec![b],
-            Body::Empty => Vec::new(),
+            Body::Empty | Body::Stream(_) => Vec::new(),
         };
         if let Err(e) = chains.body(req, &mut chain, true, st) {
             log!(Error, "body filter failed ({e}) for {}", self.peer);
@@ -698,6 +750,9 @@ impl Conn for HttpConn {
         if ev.writable || ev.closed {
             self.writable = true;
         }
+        if self.stream_body.is_some() && self.peer_shut {
+            return Next::Close;
+        }
         if self.parked.is_some() && self.peer_shut {
             // nginx's ngx_http_test_reading: the client left while its request waits; the
             // parked request (and the question it waits for) goes with the connection.
@@ -709,7 +764,10 @@ impl Conn for HttpConn {
             return Next::Close;
         }
         if ev.woken {
-            self.resume(cx, false);
+            match self.stream_body.as_mut() {
+                Some(s) => s.due_now = true,
+                None => self.resume(cx, false),
+            }
         }
         self.drive(cx)
     }
@@ -717,6 +775,10 @@ impl Conn for HttpConn {
     fn timeout(&mut self, cx: &mut Cx<'_>) -> Next {
         if self.parked.is_some() {
             self.resume(cx, true);
+            return self.drive(cx);
+        }
+        if self.stream_body.is_some() && self.out.is_empty() {
+            // The stream's own clock (a heartbeat): `feed` sees it due.
             return self.drive(cx);
         }
         if self.lingering || !self.out.is_empty() {
@@ -734,6 +796,10 @@ impl Conn for HttpConn {
 
     fn drain(&mut self, cx: &mut Cx<'_>) -> Next {
         self.draining = true;
+        if self.stream_body.is_some() {
+            self.stop_stream(cx.now_ms());
+            return self.drive(cx);
+        }
         if self.out.is_empty()
             && self.pending.is_none()
             && self.parked.is_none()
@@ -752,6 +818,7 @@ impl Conn for HttpConn {
 
 impl Drop for HttpConn {
     fn drop(&mut self) {
+        self.stream_cut();
         self.set_stat(Stat::None);
     }
 }

@@ -205,7 +205,7 @@ fn slice_body(body: Body, start: u64, n: u64) -> Body {
             offset: offset + start,
             len: n,
         },
-        Body::Empty => Body::Empty,
+        other => other,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod response;
 pub mod runtime;
 pub mod service;
 pub mod stats;
+pub mod stream;
 
 pub use conf::PROTOCOL;
 pub use error::HttpError;

@@ -8,6 +8,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::http::stream::Stream;
+
 /// A header value that is static, shared by every answer of a cycle (`Rc<str>`, no allocation
 /// per answer), or made for one answer.
 #[derive(Debug, Clone)]
@@ -50,7 +52,7 @@ impl From<Rc<str>> for Text {
 pub type Field = (Cow<'static, str>, Cow<'static, str>);
 
 /// What follows the head.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub enum Body {
     #[default]
     Empty,
@@ -62,13 +64,30 @@ pub enum Body {
         offset: u64,
         len: u64,
     },
+    /// Fed over time by its stream ([`crate::http::stream`]); never of a known length.
+    Stream(Box<dyn Stream>),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Empty"),
+            Body::Bytes(b) => f.debug_tuple("Bytes").field(&b.len()).finish(),
+            Body::File { offset, len, .. } => f
+                .debug_struct("File")
+                .field("offset", offset)
+                .field("len", len)
+                .finish(),
+            Body::Stream(_) => f.write_str("Stream"),
+        }
+    }
 }
 
 impl Body {
-    /// Its length when known.
+    /// Its length when known (a stream's is not: 0).
     pub fn len(&self) -> u64 {
         match self {
-            Body::Empty => 0,
+            Body::Empty | Body::Stream(_) => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::File { len, .. } => *len,
         }
@@ -79,7 +98,7 @@ impl Body {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Response {
     pub status: u16,
     pub content_type: Option<Text>,

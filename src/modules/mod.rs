@@ -10,6 +10,7 @@ pub mod cache;
 pub mod database;
 pub mod ingest;
 pub mod limit_req;
+pub mod live;
 pub mod metrics;
 pub mod occupancy;
 pub mod return_;

@@ -52,6 +52,11 @@ pub trait Ingest {
     fn busy(&self) -> bool {
         false
     }
+
+    /// A retained message this worker keeps from now on as the newest of its topic: published
+    /// here (a client, the server's own), at a sibling (over the mesh), or rebuilt from the
+    /// database. Not called for removals.
+    fn retained(&mut self, _msg: &Message) {}
 }
 
 /// The hook's side of held acknowledgements: completes tickets from the loop thread (for

@@ -23,6 +23,7 @@ use crate::modules::ingest::decode::{decode, DecodeError, Rejected, SensorTopic}
 use crate::modules::ingest::login::SensorAuthority;
 use crate::modules::ingest::stats::Stats;
 use crate::modules::ingest::worker::{WorkerDb, WorkerDbSlot};
+use crate::modules::live::Bus;
 use crate::mqtt::auth::{Authority, FileAuthority, Verdicts};
 use crate::mqtt::codec::QoS;
 use crate::mqtt::ingest::{Ack, Acks, Ingest, Origin, Outbox};
@@ -43,6 +44,8 @@ pub struct IngestHook {
     /// When each sensor's last malformed payload was logged.
     logged: HashMap<String, Instant>,
     stats: Stats,
+    /// The worker's bus of occupancy changes, fed with every retained occupancy kept.
+    live: Option<Rc<Bus>>,
 }
 
 impl IngestHook {
@@ -59,6 +62,7 @@ impl IngestHook {
             batch: Vec::new(),
             logged: HashMap::new(),
             stats,
+            live: None,
         }
     }
 
@@ -95,6 +99,20 @@ impl IngestHook {
 }
 
 impl Ingest for IngestHook {
+    fn retained(&mut self, msg: &Message) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        let hive = msg
+            .topic
+            .strip_prefix("hives/")
+            .and_then(|t| t.strip_suffix("/occupancy"))
+            .and_then(|id| id.parse::<i64>().ok());
+        if let Some(hive) = hive {
+            live.changed(hive, msg.payload.clone());
+        }
+    }
+
     fn publish(&mut self, _origin: Origin<'_>, msg: &Message, ticket: u64) -> Ack {
         let (topic, payload) = match decode(&msg.topic, &msg.payload) {
             Ok(d) => d,
@@ -157,12 +175,14 @@ impl Ingest for IngestHook {
 /// [`IngestHook`] on the worker's I/O thread; without one, MQTT runs as a plain broker.
 pub struct IngestHooks {
     worker: Rc<WorkerDbSlot>,
+    live: Rc<Bus>,
 }
 
 impl IngestHooks {
     /// Hooks on the worker's I/O thread that `worker` starts (shared with the HTTP API).
-    pub fn new(worker: Rc<WorkerDbSlot>) -> IngestHooks {
-        IngestHooks { worker }
+    /// Every retained occupancy the worker keeps goes to `live`, the worker's bus.
+    pub fn new(worker: Rc<WorkerDbSlot>, live: Rc<Bus>) -> IngestHooks {
+        IngestHooks { worker, live }
     }
 
     fn worker(&self, ctx: &WorkerCtx<'_>) -> Option<Rc<WorkerDb>> {
@@ -189,7 +209,9 @@ impl crate::mqtt::service::Hooks for IngestHooks {
         match self.worker(ctx) {
             Some(db) => {
                 let max_batch = db.max_batch();
-                Box::new(IngestHook::new(db, acks, outbox, max_batch))
+                let mut hook = IngestHook::new(db, acks, outbox, max_batch);
+                hook.live = Some(Rc::clone(&self.live));
+                Box::new(hook)
             }
             None => Box::new(crate::mqtt::ingest::NoIngest),
         }

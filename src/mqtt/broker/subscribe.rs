@@ -175,6 +175,9 @@ impl Broker {
         r.stamps.insert(Arc::clone(&msg.topic), stamp);
         r.store.retain(&msg.topic, msg.payload.clone(), msg.qos);
         self.stats.retained(r.store.len());
+        if !msg.payload.is_empty() {
+            self.hook.retained(msg);
+        }
     }
 
     /// Keeps `msg` as the retained message of its topic if this worker has none (a message

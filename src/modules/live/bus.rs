@@ -1,0 +1,182 @@
+//! The worker's bus of occupancy changes: what the HTTP side streams to live clients.
+//!
+//! ```text
+//!   committing worker: outbox -> broker: retained hives/{id}/occupancy --mesh--> every sibling
+//!   other nodes: NOTIFY bizzy_occupancy -> slot 0 worker: outbox -> broker ----> every sibling
+//!        each worker's broker, on keeping a newer retained occupancy: Bus::changed
+//!        Bus::changed: the newest state of the hive kept, its subscribers woken (posted)
+//!        a woken stream pulls Bus::latest: whatever came meanwhile is one state (conflated)
+//! ```
+//!
+//! The bus neither imports HTTP nor MQTT: the ingest hook feeds it, a live stream reads it. It
+//! keeps one state per hive (the retained payload, shared, not copied) and the tokens of the
+//! connections that follow each hive.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use bytes::Bytes;
+use mio::Token;
+
+use crate::core::event::Posted;
+
+/// One hive's newest state and who follows it.
+#[derive(Default)]
+struct Hive {
+    /// Bumped by every change heard on this worker: a follower compares it with the one it sent.
+    version: u64,
+    /// The occupancy JSON (`Occupancy::to_json`), once heard.
+    latest: Option<Bytes>,
+    followers: Vec<Token>,
+}
+
+/// One worker's bus.
+#[derive(Default)]
+pub struct Bus {
+    hives: RefCell<HashMap<i64, Hive>>,
+    /// The loop's wake-up queue, from the first subscription on.
+    posted: RefCell<Option<Posted>>,
+    followers: Cell<usize>,
+}
+
+impl Bus {
+    pub fn new() -> Bus {
+        Bus::default()
+    }
+
+    /// Hive `hive` has a new state (`json`: its occupancy as clients see it): kept as the
+    /// newest, and every follower woken.
+    pub fn changed(&self, hive: i64, json: Bytes) {
+        let mut hives = self.hives.borrow_mut();
+        let h = hives.entry(hive).or_default();
+        if h.latest.as_ref() == Some(&json) {
+            return;
+        }
+        h.version += 1;
+        h.latest = Some(json);
+        if h.followers.is_empty() {
+            return;
+        }
+        if let Some(posted) = self.posted.borrow().as_ref() {
+            for t in &h.followers {
+                posted.post(*t);
+            }
+        }
+    }
+
+    /// The newest state heard of `hive` and its version, if any was.
+    pub fn latest(&self, hive: i64) -> Option<(u64, Bytes)> {
+        let hives = self.hives.borrow();
+        let h = hives.get(&hive)?;
+        Some((h.version, h.latest.clone()?))
+    }
+
+    /// The version of `hive`'s state now (0: none heard).
+    pub fn version(&self, hive: i64) -> u64 {
+        self.hives.borrow().get(&hive).map_or(0, |h| h.version)
+    }
+
+    /// Wakes `token` through `posted` at every change of `hive` until the subscription drops.
+    pub fn subscribe(self: &Rc<Self>, hive: i64, token: Token, posted: &Posted) -> Subscription {
+        self.posted
+            .borrow_mut()
+            .get_or_insert_with(|| posted.clone());
+        self.hives
+            .borrow_mut()
+            .entry(hive)
+            .or_default()
+            .followers
+            .push(token);
+        self.followers.set(self.followers.get() + 1);
+        Subscription {
+            bus: Rc::downgrade(self),
+            hive,
+            token,
+        }
+    }
+
+    /// Connections following a hive on this worker.
+    pub fn followers(&self) -> usize {
+        self.followers.get()
+    }
+
+    fn unsubscribe(&self, hive: i64, token: Token) {
+        let mut hives = self.hives.borrow_mut();
+        let Some(h) = hives.get_mut(&hive) else {
+            return;
+        };
+        if let Some(i) = h.followers.iter().position(|t| *t == token) {
+            h.followers.swap_remove(i);
+            self.followers.set(self.followers.get() - 1);
+        }
+        if h.followers.is_empty() {
+            h.followers = Vec::new();
+            if h.latest.is_none() {
+                hives.remove(&hive);
+            }
+        }
+    }
+}
+
+/// A connection following a hive; dropped with it.
+pub struct Subscription {
+    bus: Weak<Bus>,
+    hive: i64,
+    token: Token,
+}
+
+impl Subscription {
+    pub fn hive(&self) -> i64 {
+        self.hive
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(bus) = self.bus.upgrade() {
+            bus.unsubscribe(self.hive, self.token);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followers_are_woken_once_per_change_and_read_the_newest() {
+        let bus = Rc::new(Bus::new());
+        let posted = Posted::new();
+        let a = bus.subscribe(7, Token(1), &posted);
+        let _b = bus.subscribe(7, Token(2), &posted);
+        let _other = bus.subscribe(8, Token(3), &posted);
+        assert_eq!(bus.followers(), 3);
+        assert_eq!(bus.version(7), 0);
+        assert!(bus.latest(7).is_none());
+        bus.changed(7, Bytes::from_static(b"{\"occupancy\":1}"));
+        bus.changed(7, Bytes::from_static(b"{\"occupancy\":2}"));
+        bus.changed(7, Bytes::from_static(b"{\"occupancy\":2}"));
+        assert_eq!(posted.taken(), vec![Token(1), Token(2), Token(1), Token(2)]);
+        assert_eq!(
+            bus.latest(7),
+            Some((2, Bytes::from_static(b"{\"occupancy\":2}"))),
+            "the same state twice is one change"
+        );
+        drop(a);
+        assert_eq!(bus.followers(), 2);
+        bus.changed(7, Bytes::from_static(b"{\"occupancy\":3}"));
+        assert_eq!(posted.taken(), vec![Token(2)]);
+    }
+
+    #[test]
+    fn a_hive_nobody_follows_keeps_only_its_state() {
+        let bus = Rc::new(Bus::new());
+        let posted = Posted::new();
+        drop(bus.subscribe(9, Token(1), &posted));
+        assert!(bus.hives.borrow().get(&9).is_none(), "nothing left of it");
+        bus.changed(9, Bytes::from_static(b"x"));
+        assert_eq!(bus.version(9), 1);
+        assert!(posted.taken().is_empty());
+    }
+}
