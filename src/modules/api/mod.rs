@@ -49,6 +49,7 @@ use crate::modules::auth::Auth;
 use crate::modules::cache::CacheConf;
 use crate::modules::database::query::{Answer, Asked, Pending};
 use crate::modules::ingest::worker::WorkerDbSlot;
+use crate::modules::live::{self, sse::Live, Bus, LiveConf};
 
 use anon::{Anon, Lookup, What};
 use caller::Caller;
@@ -76,6 +77,9 @@ struct Api {
     /// The zone of the public reads' figures; `anon` counts in this worker's row from its
     /// first read on.
     counters: Option<crate::core::shm::Zone>,
+    /// The worker's bus of occupancy changes, and `[live]`.
+    live: Option<Rc<Bus>>,
+    live_conf: LiveConf,
 }
 
 impl Module for ApiModule {
@@ -103,6 +107,8 @@ impl Module for ApiModule {
         let ingest = reg.zones.get(crate::modules::ingest::stats::ZONE).cloned();
         let anon = Rc::new(Anon::new(cache.micro_ttl.0, cache.max_stale.0, ingest));
         let counters = reg.zones.get(stats::ZONE).cloned();
+        let live = reg.shared.get::<Bus>();
+        let live_conf = reg.conf.section::<LiveConf>().clone();
         let api = Rc::new(Api {
             db,
             auth,
@@ -111,6 +117,8 @@ impl Module for ApiModule {
             anon,
             following: std::cell::Cell::new(false),
             counters,
+            live,
+            live_conf,
         });
         reg.content(
             ContentKey::Handler(HANDLER),
@@ -127,10 +135,11 @@ struct Waiting {
     read: Option<micro::Key>,
 }
 
-/// A parked read of a public resource.
+/// A parked read of a public resource; `live`: the state a live stream starts with.
 struct AnonWaiting {
     what: What,
     pending: Pending,
+    live: bool,
 }
 
 impl ContentHandler for Api {
@@ -139,7 +148,11 @@ impl ContentHandler for Api {
             return Ok(self.waited(w, cx));
         }
         if let Some(w) = req.ctx_mut::<AnonWaiting>() {
-            return Ok(self.anon_waited(w, cx));
+            let (what, live) = (w.what, w.live);
+            return Ok(match (self.anon_waited(w, cx), what) {
+                (Flow::Done(r), What::Occupancy(hive)) if live => self.stream(req, hive, r, cx),
+                (flow, _) => flow,
+            });
         }
         if matches!(req.method(), Method::Get | Method::Head) {
             if let Some(what) = What::parse(&req.path) {
@@ -175,8 +188,10 @@ impl Api {
             &req.body,
             caller.as_ref(),
         )?;
-        if let Call::Anon(what) = call {
-            return Ok(self.anon(req, what, cx));
+        match call {
+            Call::Anon(what) => return Ok(self.anon(req, what, cx)),
+            Call::Live(hive) => return Ok(self.live(req, hive, cx)),
+            _ => {}
         }
         let db = self.db.as_ref().and_then(|s| s.get()).ok_or_else(|| {
             ApiError::unavailable("this server has no database configured for the API")
@@ -229,7 +244,11 @@ impl Api {
             }
             Lookup::Read => match db.read(anon::fetch(what), self.timeout, cx.token, cx.posted) {
                 Some(pending) => {
-                    req.set_ctx(AnonWaiting { what, pending });
+                    req.set_ctx(AnonWaiting {
+                        what,
+                        pending,
+                        live: false,
+                    });
                     cx.wait = Some(self.timeout);
                     Flow::Wait
                 }
@@ -238,6 +257,59 @@ impl Api {
                 ),
             },
         }
+    }
+
+    /// `GET /v1/hives/{id}/live`: the occupancy read as the public read does it (kept, or read,
+    /// the request waiting), then the stream.
+    fn live(&self, req: &mut Request, hive: i64, cx: &mut Cx<'_>) -> Flow {
+        match self.anon(req, What::Occupancy(hive), cx) {
+            Flow::Done(r) => self.stream(req, hive, r, cx),
+            Flow::Wait => {
+                if let Some(w) = req.ctx_mut::<AnonWaiting>() {
+                    w.live = true;
+                }
+                Flow::Wait
+            }
+            other => other,
+        }
+    }
+
+    /// The live stream of `hive`, whose occupancy read answered `read`: an error stays the
+    /// answer (404, 503); a state starts the stream.
+    fn stream(&self, req: &Request, hive: i64, read: Response, cx: &mut Cx<'_>) -> Flow {
+        let crate::http::response::Body::Bytes(fallback) = read.body else {
+            return Flow::Done(read);
+        };
+        if read.status != 200 {
+            return Flow::Done(Response {
+                body: crate::http::response::Body::Bytes(fallback),
+                ..read
+            });
+        }
+        let Some(bus) = &self.live else {
+            return Flow::Done(
+                ApiError::unavailable("this server streams no live updates").response(),
+            );
+        };
+        let live = Live::open(
+            bus,
+            live::sse::Open {
+                hive,
+                fallback,
+                last_event_id: req.header("last-event-id"),
+                heartbeat: self.live_conf.heartbeat.0,
+                retry: self.live_conf.retry.0,
+                now_ms: cx.now_ms,
+                token: cx.token,
+                posted: cx.posted,
+            },
+        );
+        let mut r = Response::new(200);
+        r.content_type = Some("text/event-stream".into());
+        r.header("Cache-Control", "no-cache");
+        r.header("X-Accel-Buffering", "no");
+        r.body = crate::http::response::Body::Stream(Box::new(live));
+        Flow::Done(r)
     }
 
     /// A signed-in caller opened hive `hive`: its visit is recorded for `/v1/me/recent` (the

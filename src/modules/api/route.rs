@@ -52,6 +52,9 @@ pub enum Call {
     Premium(PremiumCall),
     /// The signed-in caller's own resources, `/v1/me...`.
     Me(MeCall),
+    /// `GET /v1/hives/{id}/live`: the hive's state now, then its changes, streamed by the
+    /// worker ([`crate::modules::live`]); run here, it is the state now.
+    Live(i64),
 }
 
 /// An answer: status and JSON body (empty for 204).
@@ -197,7 +200,8 @@ fn under_hives(req: &Req<'_>, id: i64, segs: &[&str]) -> Result<Call, ApiError> 
         ([], "PATCH") => hives::patch(req, id).map(Call::Hive),
         ([], "DELETE") => hives::delete(req, id).map(Call::Hive),
         (["occupancy"], "GET") => Ok(Call::Anon(What::Occupancy(id))),
-        ([] | ["occupancy"], _) => Err(req.not_allowed()),
+        (["live"], "GET" | "HEAD") => Ok(Call::Live(id)),
+        ([] | ["occupancy"] | ["live"], _) => Err(req.not_allowed()),
         _ => premium_of_hive(req, id, segs),
     }
 }
@@ -250,6 +254,7 @@ impl Call {
             Call::Search(s) => public::search::run(db, &s).await,
             Call::Premium(c) => c.run(db).await,
             Call::Me(c) => c.run(db).await,
+            Call::Live(id) => anon_run(db, What::Occupancy(id)).await,
         }
     }
 }

@@ -23,6 +23,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/hives/{id}"),
     ("GET", "/v1/hives/{id}/occupancy"),
     ("GET", "/v1/hive-types"),
+    // The hive's changes as server-sent events (anonymous; `crate::modules::live`).
+    ("GET", "/v1/hives/{id}/live"),
     ("GET", "/v1/accounts"),
     ("POST", "/v1/accounts"),
     ("GET", "/v1/accounts/{id}"),
