@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use bizzy::modules::api::route::route;
-use bizzy::modules::api::routes::{PUBLIC, ROUTES};
+use bizzy::modules::api::routes::{PUBLIC, ROUTES, STREAMS};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// The methods tried on every path.
@@ -195,8 +195,21 @@ fn public_reads_are_anonymous_and_cached_the_rest_need_a_token() {
     let doc = document();
     for (m, p, op) in operations(&doc) {
         let public = PUBLIC.iter().any(|&(pm, pp)| pm == m && pp == p);
+        let stream = STREAMS.iter().any(|&(pm, pp)| pm == m && pp == p);
         let security = &op["security"];
-        if public {
+        if stream {
+            assert!(security.is_badvalue(), "{m} {p} is anonymous: no security");
+            let ok = resolve(&doc, &op["responses"]["200"]);
+            assert!(
+                !ok["content"]["text/event-stream"].is_badvalue(),
+                "{m} {p}: 200 is an event stream"
+            );
+            assert_eq!(
+                ok["headers"]["Cache-Control"]["schema"]["enum"][0].as_str(),
+                Some("no-cache"),
+                "{m} {p}: never cached"
+            );
+        } else if public {
             assert!(security.is_badvalue(), "{m} {p} is anonymous: no security");
             let ok = resolve(&doc, &op["responses"]["200"]);
             for header in ["ETag", "Cache-Control"] {

@@ -17,6 +17,10 @@ pub const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/v1/hive-types"),
 ];
 
+/// The anonymous event streams: never cached (`Cache-Control: no-cache`), answered as
+/// `text/event-stream`. Each is in [`ROUTES`] too.
+pub const STREAMS: &[(&str, &str)] = &[("GET", "/v1/hives/{id}/live")];
+
 /// Every route: the public reads first, then the business calls (a signed-in caller).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/hives"),
