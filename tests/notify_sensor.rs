@@ -5,7 +5,8 @@
 //! HTTP, gets one message per crossing, none for more reports on the same side, none for a dip
 //! back inside the hysteresis band, none while the user's quiet hours (in their own time zone)
 //! cover now, and a crossing in quiet hours disarms the rule all the same; messages are marked
-//! read one by one and the unread list follows. Run through
+//! read one by one and the unread list follows; rules near 0 % and 100 % are armed again where a
+//! count can reach (migration 0016). Run through
 //! `scripts/with-postgres cargo test --test notify_sensor`.
 
 mod common;
@@ -440,4 +441,39 @@ fn read_one_by_one(f: &Fixture) {
         "read messages stay in the inbox"
     );
     assert_eq!(f.inbox("cai", true).len(), 2, "cai's own are still unread");
+}
+
+/// Regression (issue 12): the hysteresis band ran past what a count can reach, so an "above"
+/// rule under 5 % was never armed again once it fired (the count cannot go below 0 %), and a
+/// "below" rule over 95 % was armed only past 100 %, beyond the capacity. The band now ends at
+/// 0 % and at 100 %: an empty hive arms the first, a full one the second.
+#[test]
+fn rules_near_0_and_100_percent_are_armed_again_where_the_count_can_reach() {
+    let f = fixture();
+    let (hive, password) = f.venue("alice", "door-1");
+    let mut sensor = Sensor::start(f.mqtt, "door-1", &password);
+    f.expect_occupancy(hive, 0);
+    let anyone = f.rule("ana", hive, "above", 2);
+    let room = f.rule("bo", hive, "below", 98);
+    assert_eq!(f.rule_of("ana", anyone)["armed"], true);
+    assert_eq!(f.rule_of("bo", room)["armed"], false, "{}", f.state());
+    let arrived = "The Hive is at 5% of its capacity, above your 2%.";
+
+    sensor.to(1);
+    f.expect_occupancy(hive, 1);
+    f.expect_inbox("ana", &[arrived], "the first visitor");
+    sensor.to(0);
+    f.expect_occupancy(hive, 0);
+    assert_eq!(f.rule_of("ana", anyone)["armed"], true, "{}", f.state());
+    sensor.to(1);
+    f.expect_occupancy(hive, 1);
+    f.expect_inbox("ana", &[arrived, arrived], "the next first visitor");
+
+    sensor.to(CAPACITY);
+    f.expect_occupancy(hive, CAPACITY);
+    assert_eq!(f.rule_of("bo", room)["armed"], true, "{}", f.state());
+    sensor.to(CAPACITY - 1);
+    f.expect_occupancy(hive, CAPACITY - 1);
+    let space = "The Hive is at 95% of its capacity, below your 98%.";
+    f.expect_inbox("bo", &[space], "a place free again");
 }

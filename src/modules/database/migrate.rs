@@ -68,6 +68,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_hive_notify"),
     migration!(14, "0014_me"),
     migration!(15, "0015_premium"),
+    migration!(16, "0016_threshold_band"),
 ];
 
 /// The advisory lock every `bizzy migrate` holds while it works: "bizzymig" in ASCII.
