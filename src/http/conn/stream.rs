@@ -40,12 +40,19 @@ impl HttpConn {
     /// it instead of reading requests.
     pub(super) fn start_stream(
         &mut self,
-        req: Request,
+        mut req: Request,
         body: Box<dyn Stream>,
         st: FilterState,
         status: u16,
         head_bytes: u64,
     ) {
+        // A stream may last for hours: it keeps its request's head, not the read buffer the head
+        // came in (nor spare room in its lists).
+        req.raw = Bytes::copy_from_slice(&req.raw);
+        req.headers.shrink_to_fit();
+        if self.rbuf.is_empty() {
+            self.rbuf = bytes::BytesMut::new();
+        }
         if let Some(n) = body.send_buffer() {
             set_send_buffer(&self.stream, n);
         }
