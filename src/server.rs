@@ -98,6 +98,9 @@ impl App for Bizzy {
         if let Some(z) = zones.get(istats::ZONE) {
             istats::reap(z, slot);
         }
+        if let Some(z) = zones.get(crate::modules::api::stats::ZONE) {
+            crate::modules::api::stats::reap(z, slot);
+        }
     }
 
     fn before_workers(&self, conf: &Conf, exe: &std::path::Path) {

@@ -324,6 +324,25 @@ fn a_report_reaches_streams_on_both_workers_and_on_another_node() {
     for sse in on_a.iter_mut().map(|(_, s)| s).chain([&mut on_b]) {
         assert_eq!(sse.next_event(Duration::from_millis(300)), None);
     }
+    // /metrics counts the streams open and the changes sent on them.
+    let n = on_a.len() as f64;
+    assert_eq!(metric(http_a, "bizzy_live_streams"), Some(n));
+    assert_eq!(metric(http_a, "bizzy_live_events_total"), Some(3.0 * n));
+    on_a.truncate(1);
+    assert!(
+        eventually(Duration::from_secs(5), || metric(
+            http_a,
+            "bizzy_live_streams"
+        ) == Some(1.0)),
+        "a stream whose client left is no longer counted"
+    );
+}
+
+/// A sample without labels from `/metrics`.
+fn metric(http: SocketAddr, name: &str) -> Option<f64> {
+    let text = common::get(http, "/metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
 }
 
 #[test]

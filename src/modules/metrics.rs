@@ -285,6 +285,20 @@ fn render_cache(s: &mut String, t: &astats::Totals) {
             ],
         ),
     );
+    family(
+        s,
+        "bizzy_live_streams",
+        "gauge",
+        "Live event streams open (GET /v1/hives/{id}/live).",
+        &[(String::new(), t.streams)],
+    );
+    family(
+        s,
+        "bizzy_live_events_total",
+        "counter",
+        "Occupancy changes sent on live streams (the state each stream starts with not counted).",
+        &[(String::new(), t.events)],
+    );
 }
 
 fn render_ingest(s: &mut String, t: &istats::Totals) {

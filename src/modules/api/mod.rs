@@ -226,8 +226,11 @@ impl Api {
             let hear: Rc<dyn crate::modules::database::listen::Hear> = self.anon.clone();
             db.hear(crate::modules::cache::REPLICA_CHANNEL, Rc::downgrade(&hear));
             if let Some(z) = &self.counters {
-                self.anon
-                    .count_in(stats::Stats::new(z.clone(), db.stats().slot()));
+                let row = stats::Stats::new(z.clone(), db.stats().slot());
+                if let Some(bus) = &self.live {
+                    bus.count_in(row.clone());
+                }
+                self.anon.count_in(row);
             }
         }
         match self.anon.lookup(what, cx.now_ms) {

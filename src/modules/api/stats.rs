@@ -8,6 +8,8 @@
 //!   bizzy_cache_reads_total{from="replica"}    reads (refreshes and waits) the replica answered
 //!   bizzy_cache_reads_total{from="database"}   ... PostgreSQL answered (memcached missed or down)
 //!   bizzy_cache_reads_total{from="none"}       ... nobody answered (the copy kept, marked stale)
+//!   bizzy_live_streams                          live streams open (a gauge, zeroed when a worker exits)
+//!   bizzy_live_events_total                     occupancy events sent on them
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +27,8 @@ pub struct Row {
     pub replica: AtomicU64,
     pub database: AtomicU64,
     pub none: AtomicU64,
+    pub streams: AtomicU64,
+    pub events: AtomicU64,
 }
 
 pub const fn zone_size() -> usize {
@@ -86,6 +90,16 @@ impl Stats {
         );
     }
 
+    /// Live streams open on this worker now.
+    pub fn streams(&self, n: usize) {
+        self.row().streams.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// An event went out on a live stream.
+    pub fn event(&self) {
+        bump(&self.row().events, 1);
+    }
+
     pub fn read(&self, from: Source) {
         let r = self.row();
         bump(
@@ -108,6 +122,13 @@ pub struct Totals {
     pub replica: u64,
     pub database: u64,
     pub none: u64,
+    pub streams: u64,
+    pub events: u64,
+}
+
+/// A worker exited: its gauge goes (its counters stay in the totals).
+pub fn reap(zone: &Zone, slot: usize) {
+    table(zone)[slot].streams.store(0, Ordering::Relaxed);
 }
 
 pub fn totals(zone: &Zone) -> Totals {
@@ -119,5 +140,7 @@ pub fn totals(zone: &Zone) -> Totals {
         replica: t.replica + get(&r.replica),
         database: t.database + get(&r.database),
         none: t.none + get(&r.none),
+        streams: t.streams + get(&r.streams),
+        events: t.events + get(&r.events),
     })
 }

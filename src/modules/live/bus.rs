@@ -20,6 +20,7 @@ use bytes::Bytes;
 use mio::Token;
 
 use crate::core::event::Posted;
+use crate::modules::api::stats::Stats;
 
 /// One hive's newest state and who follows it.
 #[derive(Default)]
@@ -38,6 +39,8 @@ pub struct Bus {
     /// The loop's wake-up queue, from the first subscription on.
     posted: RefCell<Option<Posted>>,
     followers: Cell<usize>,
+    /// Where the figures go, once the worker knows its row.
+    stats: std::cell::OnceCell<Stats>,
 }
 
 impl Bus {
@@ -88,7 +91,7 @@ impl Bus {
             .or_default()
             .followers
             .push(token);
-        self.followers.set(self.followers.get() + 1);
+        self.set_followers(self.followers.get() + 1);
         Subscription {
             bus: Rc::downgrade(self),
             hive,
@@ -101,6 +104,26 @@ impl Bus {
         self.followers.get()
     }
 
+    /// Counts the streams and their events in `stats` from now on.
+    pub fn count_in(&self, stats: Stats) {
+        stats.streams(self.followers.get());
+        let _ = self.stats.set(stats);
+    }
+
+    /// An event went out to a follower.
+    pub fn sent(&self) {
+        if let Some(s) = self.stats.get() {
+            s.event();
+        }
+    }
+
+    fn set_followers(&self, n: usize) {
+        self.followers.set(n);
+        if let Some(s) = self.stats.get() {
+            s.streams(n);
+        }
+    }
+
     fn unsubscribe(&self, hive: i64, token: Token) {
         let mut hives = self.hives.borrow_mut();
         let Some(h) = hives.get_mut(&hive) else {
@@ -108,7 +131,7 @@ impl Bus {
         };
         if let Some(i) = h.followers.iter().position(|t| *t == token) {
             h.followers.swap_remove(i);
-            self.followers.set(self.followers.get() - 1);
+            self.set_followers(self.followers.get() - 1);
         }
         if h.followers.is_empty() {
             h.followers = Vec::new();

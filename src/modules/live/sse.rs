@@ -92,6 +92,7 @@ impl Stream for Live {
             if let Some((version, json)) = self.bus.latest(hive) {
                 self.sent = version;
                 out.push(Bytes::from(event(&event_id(&json), &json)));
+                self.bus.sent();
             }
         }
         let beat_ms = self.heartbeat.as_millis() as u64;
