@@ -454,6 +454,25 @@ fn a_reload_ends_streams_cleanly_and_last_event_id_resumes() {
         next,
         "same state, same id"
     );
+    // A graceful stop ends them the same way, and does not wait for them.
+    let mut server = server;
+    let stopping = Instant::now();
+    server.signal(libc::SIGQUIT);
+    for sse in [&mut again, &mut behind] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !sse.ended {
+            sse.dechunk();
+            if !sse.ended {
+                assert!(sse.fill(deadline), "QUIT: the stream ended without its last chunk");
+            }
+        }
+    }
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the streams held the stop: {:?}",
+        stopping.elapsed()
+    );
 }
 
 #[test]
