@@ -29,6 +29,8 @@ struct Hive {
     version: u64,
     /// The occupancy JSON (`Occupancy::to_json`), once heard.
     latest: Option<Bytes>,
+    /// `latest` as its followers send it, made by the first of them to ask ([`Bus::framed`]).
+    framed: Option<Bytes>,
     followers: Vec<Token>,
 }
 
@@ -58,6 +60,7 @@ impl Bus {
         }
         h.version += 1;
         h.latest = Some(json);
+        h.framed = None;
         if h.followers.is_empty() {
             return;
         }
@@ -73,6 +76,16 @@ impl Bus {
         let hives = self.hives.borrow();
         let h = hives.get(&hive)?;
         Some((h.version, h.latest.clone()?))
+    }
+
+    /// The newest state of `hive` as `frame` makes it into what a follower sends, and its
+    /// version: made once per change, however many follow the hive, and shared.
+    pub fn framed(&self, hive: i64, frame: impl FnOnce(&[u8]) -> Bytes) -> Option<(u64, Bytes)> {
+        let mut hives = self.hives.borrow_mut();
+        let h = hives.get_mut(&hive)?;
+        let latest = h.latest.as_ref()?;
+        let framed = h.framed.get_or_insert_with(|| frame(latest));
+        Some((h.version, framed.clone()))
     }
 
     /// The version of `hive`'s state now (0: none heard).
@@ -190,6 +203,24 @@ mod tests {
         assert_eq!(bus.followers(), 2);
         bus.changed(7, Bytes::from_static(b"{\"occupancy\":3}"));
         assert_eq!(posted.taken(), vec![Token(2)]);
+    }
+
+    #[test]
+    fn a_state_is_framed_once_for_all_its_followers() {
+        let bus = Rc::new(Bus::new());
+        let made = Cell::new(0);
+        let frame = |json: &[u8]| {
+            made.set(made.get() + 1);
+            Bytes::from([b"e:", json].concat())
+        };
+        assert!(bus.framed(1, frame).is_none(), "nothing heard");
+        bus.changed(1, Bytes::from_static(b"a"));
+        assert_eq!(bus.framed(1, frame), Some((1, Bytes::from_static(b"e:a"))));
+        assert_eq!(bus.framed(1, frame), Some((1, Bytes::from_static(b"e:a"))));
+        assert_eq!(made.get(), 1);
+        bus.changed(1, Bytes::from_static(b"b"));
+        assert_eq!(bus.framed(1, frame), Some((2, Bytes::from_static(b"e:b"))));
+        assert_eq!(made.get(), 2);
     }
 
     #[test]

@@ -89,9 +89,12 @@ impl Stream for Live {
         }
         let hive = self.sub.hive();
         if self.bus.version(hive) != self.sent {
-            if let Some((version, json)) = self.bus.latest(hive) {
+            let framed = self
+                .bus
+                .framed(hive, |json| Bytes::from(event(&event_id(json), json)));
+            if let Some((version, e)) = framed {
                 self.sent = version;
-                out.push(Bytes::from(event(&event_id(&json), &json)));
+                out.push(e);
                 self.bus.sent();
             }
         }
