@@ -14,6 +14,8 @@ use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 
+use crate::ledger::Mismatch;
+use crate::sse::SseError;
 use crate::wire::{self, Packet, WireError};
 
 /// How long any single wait on the broker may take before the connection gives up.
@@ -26,10 +28,16 @@ pub enum LoadError {
     Io(io::Error),
     Closed,
     Wire(WireError),
-    Refused { code: u8 },
+    Refused {
+        code: u8,
+    },
     SubscribeRefused,
     Unexpected(Packet),
     Timeout(&'static str),
+    /// A server-sent event stream that could not be read.
+    Sse(SseError),
+    /// An event that no report of the run explains.
+    Mismatch(Mismatch),
 }
 
 impl fmt::Display for LoadError {
@@ -43,8 +51,10 @@ impl fmt::Display for LoadError {
             LoadError::SubscribeRefused => write!(f, "SUBACK refused the subscription (0x80)"),
             LoadError::Unexpected(p) => write!(f, "unexpected packet from the broker: {p:?}"),
             LoadError::Timeout(what) => {
-                write!(f, "no {what} from the broker within {} s", STALL.as_secs())
+                write!(f, "no {what} from the server within {} s", STALL.as_secs())
             }
+            LoadError::Sse(e) => write!(f, "{e}"),
+            LoadError::Mismatch(m) => write!(f, "{m}"),
         }
     }
 }

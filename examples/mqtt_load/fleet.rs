@@ -27,6 +27,9 @@ pub struct Plan {
     pub lanes: usize,
     /// Initial read buffer of each connection.
     pub rbuf: usize,
+    /// A password: each connection logs in as the sensor `{role}-{id}` (client id and user
+    /// name), as a sensor of the database does, instead of the anonymous `{tag}-{role}-{id}`.
+    pub password: Option<String>,
 }
 
 pub struct Member {
@@ -71,8 +74,16 @@ pub async fn connect_all(plan: &Plan, n: usize, errors: &Arc<Errors>) -> Vec<Mem
 async fn join(plan: &Plan, id: usize) -> Result<Member, LoadError> {
     let began_ns = now_ns();
     let mut conn = Conn::tcp(plan.addr, plan.rbuf).await?;
-    let client_id = format!("{}-{}-{id}", plan.tag, plan.role);
-    wire::connect(&mut conn.out, &client_id, KEEP_ALIVE_S);
+    match &plan.password {
+        Some(password) => {
+            let device = format!("{}-{id}", plan.role);
+            wire::connect_login(&mut conn.out, &device, password, KEEP_ALIVE_S);
+        }
+        None => {
+            let client_id = format!("{}-{}-{id}", plan.tag, plan.role);
+            wire::connect(&mut conn.out, &client_id, KEEP_ALIVE_S);
+        }
+    }
     if let Some(filter) = plan.filter {
         wire::subscribe(&mut conn.out, 1, filter(id).as_bytes(), plan.sub_qos);
     }

@@ -49,6 +49,21 @@ pub async fn idle(opts: Arc<Opts>, cpu_before: f64) -> u64 {
     outcome.extra.push(("lanes", opts.lanes.to_string()));
     outcome.print(cpu_before);
 
+    let held = hold(opts.hold).await;
+    let alive = members
+        .iter_mut()
+        .filter_map(|m| m.conn.is_open().then_some(()))
+        .count();
+    println!(
+        "HOLD scenario=idle conns={} alive={alive} closed_by_broker={} held_s={held:.1}",
+        members.len(),
+        members.len() - alive,
+    );
+    failed
+}
+
+/// Waits until stdin reaches end of file or `limit` has passed; the seconds it waited.
+pub async fn hold(limit: Duration) -> f64 {
     let stdin_closed = Arc::new(AtomicBool::new(false));
     std::thread::spawn({
         let flag = stdin_closed.clone();
@@ -60,19 +75,9 @@ pub async fn idle(opts: Arc<Opts>, cpu_before: f64) -> u64 {
         }
     });
     let held_from = now_ns();
-    let until = held_from + opts.hold.as_nanos() as u64;
+    let until = held_from + limit.as_nanos() as u64;
     while now_ns() < until && !stdin_closed.load(Ordering::Acquire) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let alive = members
-        .iter_mut()
-        .filter_map(|m| m.conn.is_open().then_some(()))
-        .count();
-    println!(
-        "HOLD scenario=idle conns={} alive={alive} closed_by_broker={} held_s={:.1}",
-        members.len(),
-        members.len() - alive,
-        (now_ns() - held_from) as f64 / 1e9
-    );
-    failed
+    (now_ns() - held_from) as f64 / 1e9
 }

@@ -1,5 +1,6 @@
 //! MQTT 3.1.1 load generator, used by `scripts/bench-mqtt` to measure bizzy's broker beside
-//! mosquitto with the same client. Each scenario prints one line
+//! mosquitto with the same client, and by `scripts/bench-live` for the server-sent events of
+//! `GET /v1/hives/{id}/live` driven by sensor reports (`live`). Each scenario prints one line
 //! `RESULT scenario=... conns=... msgs=... rate=... p50_ms=... p99_ms=... errors=... [more]`.
 //!
 //! The clients are a lean MQTT client on tokio sockets (`conn`, `wire`): on a 2-core machine the
@@ -11,10 +12,13 @@
 mod conn;
 mod fleet;
 mod idle;
+mod ledger;
+mod live;
 mod paced;
 mod publish;
 mod push;
 mod rumq;
+mod sse;
 mod stats;
 mod sub;
 mod wire;
@@ -41,20 +45,31 @@ scenarios:
   paced   --rate messages/s from one publisher to one subscriber; lost, delivery latency
   idle    N connections, each CONNECT + SUBSCRIBE to commands/sensor/{id}; time until all are
           connected and subscribed, then held until stdin closes or --hold passes
+  live    N SSE streams of GET /v1/hives/{id}/live over --hives hives, then sensor live-{k} of
+          each hive (logged in with --password) publishes one entry per report, --rate
+          reports/s in all; latency publish -> SSE event per (stream, report), events, streams
+          left behind
+  live-idle  N SSE streams over --hives hives, each waited for until its first event, then
+          held until stdin closes or --hold passes
 
 options:
   --host H        broker host (127.0.0.1)
   --port P        broker port (1883)
   --duration S    seconds of load, decimals allowed (5; at most 600)
-  --conns N       connections (qos1, qos0, fanout: 50; push: 1000; idle: 10000)
+  --conns N       connections (qos1, qos0, fanout: 50; push: 1000; idle: 10000);
+                  live: streams (5000), live-idle: streams (10000)
   --inflight W    QoS 1 window per publisher (10; push: one message per sensor, all at once)
   --qos Q         publishers' QoS in fanout and paced, 0 or 1 (1)
   --sub-qos Q     subscriber's QoS in fanout (0) and paced (1)
-  --rate R        paced: messages per second (10000)
+  --rate R        paced: messages per second (10000); live: reports per second (1000)
   --lanes L       connections opened concurrently (64)
   --hold S        idle: longest hold in seconds (60; at most 600)
   --threads T     tokio worker threads; 1 runs everything on the main thread (1)
   --client C      raw or rumqttc (raw); rumqttc only for qos1
+  --http-port P   live, live-idle: the HTTP port of the streams, on --host (8080)
+  --hives H       live, live-idle: hives, stream j on hive first + j % H (live: 1000, live-idle: 100)
+  --first-hive ID live, live-idle: the first hive's id; live's sensors: live-{k} on hive ID + k (1)
+  --password P    live: the sensors' MQTT password
   --server-pids P comma-separated broker process ids: report their CPU seconds over the
                   measured interval (server_cpu_s=)
 ";
@@ -67,6 +82,8 @@ enum Scenario {
     Push,
     Paced,
     Idle,
+    Live,
+    LiveIdle,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,6 +103,13 @@ pub struct Opts {
     pub rate: u64,
     pub lanes: usize,
     pub hold: Duration,
+    /// The HTTP address of `live`'s streams.
+    pub http: SocketAddr,
+    /// `live`: hives, one sensor and `conns / hives` streams each.
+    pub hives: usize,
+    pub first_hive: i64,
+    /// `live`: the sensors' MQTT password.
+    pub password: Option<String>,
     /// Prefix of every client id, unique per generator process.
     pub tag: String,
     pub server: ServerCpu,
@@ -110,6 +134,7 @@ impl Opts {
             sub_qos,
             lanes: self.lanes,
             rbuf,
+            password: None,
         }
     }
 }
@@ -137,25 +162,40 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         Some("push") => Scenario::Push,
         Some("paced") => Scenario::Paced,
         Some("idle") => Scenario::Idle,
+        Some("live") => Scenario::Live,
+        Some("live-idle") => Scenario::LiveIdle,
         Some(other) => return Err(format!("unknown scenario {other:?}")),
         None => return Err("no scenario".to_string()),
     };
-    let (mut host, mut port) = ("127.0.0.1".to_string(), 1883u16);
+    let (mut host, mut port, mut http_port) = ("127.0.0.1".to_string(), 1883u16, 8080u16);
     let mut o = Opts {
         addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
         duration: Duration::from_secs(5),
         conns: match scenario {
             Scenario::Push => 1000,
-            Scenario::Idle => 10_000,
+            Scenario::Idle | Scenario::LiveIdle => 10_000,
+            Scenario::Live => 5000,
             Scenario::Paced => 1,
             _ => 50,
         },
         inflight: None,
         qos: 1,
         sub_qos: None,
-        rate: 10_000,
+        rate: if scenario == Scenario::Live {
+            1000
+        } else {
+            10_000
+        },
         lanes: 64,
         hold: Duration::from_secs(60),
+        http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        hives: if scenario == Scenario::Live {
+            1000
+        } else {
+            100
+        },
+        first_hive: 1,
+        password: None,
         tag: format!("mqtt-load-{}", std::process::id()),
         server: ServerCpu::new(Vec::new()),
         scenario,
@@ -176,6 +216,10 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--rate" => o.rate = number(flag, v, 1, 1_000_000)?,
             "--lanes" => o.lanes = number(flag, v, 1, 100_000)?,
             "--hold" => o.hold = seconds(flag, v)?,
+            "--http-port" => http_port = number(flag, v, 1, 65535)?,
+            "--hives" => o.hives = number(flag, v, 1, 100_000)?,
+            "--first-hive" => o.first_hive = number(flag, v, 1, i64::MAX / 2)?,
+            "--password" => o.password = Some(v.clone()),
             "--threads" => o.threads = number(flag, v, 1, 64)?,
             "--server-pids" => {
                 let pids = v.split(',').map(|p| number(flag, p, 1, u32::MAX));
@@ -197,12 +241,20 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     if o.client == Client::Rumqttc && o.scenario != Scenario::Qos1 {
         return Err("--client rumqttc runs qos1 only".to_string());
     }
-    o.addr = (host.as_str(), port)
+    if o.scenario == Scenario::Live && o.password.is_none() {
+        return Err("live needs --password, the sensors' MQTT password".to_string());
+    }
+    o.addr = address(&host, port)?;
+    o.http = address(&host, http_port)?;
+    Ok(o)
+}
+
+fn address(host: &str, port: u16) -> Result<SocketAddr, String> {
+    (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("--host {host}: {e}"))?
         .next()
-        .ok_or_else(|| format!("--host {host}: no address"))?;
-    Ok(o)
+        .ok_or_else(|| format!("--host {host}: no address"))
 }
 
 /// Raises the soft limit on open files to the hard limit: `idle` holds 10,000 sockets.
@@ -241,7 +293,9 @@ async fn run(opts: Opts) -> u64 {
         (Scenario::Fanout, _) => publish::fanout(opts).await,
         (Scenario::Push, _) => push::push(opts).await,
         (Scenario::Paced, _) => paced::paced(opts).await,
+        (Scenario::Live, _) => live::live(opts).await,
         (Scenario::Idle, _) => return idle::idle(opts, cpu).await,
+        (Scenario::LiveIdle, _) => return live::live_idle(opts, cpu).await,
     };
     let errors = outcome.errors;
     outcome.print(cpu);

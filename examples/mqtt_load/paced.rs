@@ -146,7 +146,7 @@ async fn pace(conn: &mut Conn, qos: u8, rate: u64, total: u64) -> Result<u64, (u
 }
 
 /// PUBACKs that arrived so far, read without waiting.
-fn count_acks(conn: &mut Conn) -> Result<u64, LoadError> {
+pub fn count_acks(conn: &mut Conn) -> Result<u64, LoadError> {
     let mut n = 0;
     loop {
         while let Some(p) = conn.try_next()? {

@@ -110,6 +110,21 @@ pub fn connect(out: &mut Vec<u8>, client_id: &str, keep_alive_s: u16) {
     put_str(out, client_id.as_bytes());
 }
 
+/// CONNECT with a clean session, no will, and a user name and password: a sensor's login,
+/// where the client id is the device id and so is the user name.
+pub fn connect_login(out: &mut Vec<u8>, device: &str, password: &str, keep_alive_s: u16) {
+    let body = 10 + 3 * 2 + 2 * device.len() + password.len();
+    out.push(0x10);
+    put_remaining_len(out, body);
+    put_str(out, b"MQTT");
+    out.push(4);
+    out.push(0xc2);
+    out.extend_from_slice(&keep_alive_s.to_be_bytes());
+    put_str(out, device.as_bytes());
+    put_str(out, device.as_bytes());
+    put_str(out, password.as_bytes());
+}
+
 /// PUBLISH, not retained, never a duplicate; `pkid` is ignored for QoS 0.
 pub fn publish(out: &mut Vec<u8>, topic: &[u8], qos: u8, pkid: u16, payload: &[u8]) {
     let id_len = if qos > 0 { 2 } else { 0 };
@@ -259,6 +274,28 @@ mod tests {
             }
         );
         assert_eq!(decode(&out[..used - 1]), Ok(None));
+    }
+
+    #[test]
+    fn login_connect_is_what_the_server_decodes() {
+        use bizzy::mqtt::codec::{Decode, Decoder, Packet as Server};
+        let mut out = Vec::new();
+        connect_login(&mut out, "live-7", "s3cret", 900);
+        let mut buf = bytes::BytesMut::from(&out[..]);
+        let decoded = Decoder {
+            max_packet_size: 1 << 16,
+        }
+        .decode(&mut buf);
+        let Ok(Some(Server::Connect(c))) = decoded else {
+            panic!("not a CONNECT: {decoded:?}");
+        };
+        assert!(buf.is_empty());
+        assert_eq!(
+            (c.client_id.as_str(), c.username.as_deref(), c.keep_alive),
+            ("live-7", Some("live-7"), 900)
+        );
+        assert_eq!(c.password.as_deref(), Some(&b"s3cret"[..]));
+        assert!(c.clean_session);
     }
 
     #[test]
