@@ -11,7 +11,8 @@
 //! apart (`ledger.rs`). Once the last report is out, the streams get `SETTLE` to show it. The
 //! `RESULT` line gives publish-to-event latency over every (stream, report) pair, the events
 //! received and the pairs expected, the streams left behind, and the server's and the
-//! generator's CPU (a saturated generator measures itself).
+//! generator's CPU over the run (`client_run_cpu_s`: one thread, so near `elapsed_s` means
+//! the generator was saturated and measured itself).
 //!
 //! `live-idle` prints its `RESULT` once every stream has its first event, then holds them as
 //! `idle` does, so a script can read the workers' memory with the streams open.
@@ -35,7 +36,7 @@ use crate::idle::hold;
 use crate::ledger::Ledger;
 use crate::paced::count_acks;
 use crate::sse::{self, Item, Parser};
-use crate::stats::{now_ns, Errors, Outcome};
+use crate::stats::{now_ns, self_cpu_s, Errors, Outcome};
 use crate::wire::{self, Packet};
 use crate::Opts;
 
@@ -363,6 +364,7 @@ pub async fn live(opts: Arc<Opts>) -> Outcome {
     let mut sensors = sensors(&opts, &errors).await;
     let streams = open(&opts, &errors).await;
     let cpu = opts.server.read();
+    let own_cpu = self_cpu_s();
     let start = now_ns();
     drive(&opts, &mut sensors, &streams.ledger, &errors).await;
     let until = now_ns() + SETTLE.as_nanos() as u64;
@@ -371,6 +373,7 @@ pub async fn live(opts: Arc<Opts>) -> Outcome {
     }
     outcome.elapsed_ns = now_ns() - start;
     outcome.server_cpu_s = opts.server.since(cpu);
+    let own_cpu = self_cpu_s() - own_cpu;
     let mut ledger = lock(&streams.ledger);
     let t = ledger.tally();
     let p = &streams.progress;
@@ -397,6 +400,7 @@ pub async fn live(opts: Arc<Opts>) -> Outcome {
         ("heartbeats", count(&p.heartbeats).to_string()),
         ("mismatches", count(&p.mismatches).to_string()),
         ("closed", count(&p.closed).to_string()),
+        ("client_run_cpu_s", format!("{own_cpu:.2}")),
     ];
     outcome.extra.extend(extra);
     drop(ledger);
