@@ -91,6 +91,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// A ledger of `streams` streams over `hives` hives (at least one), none opened yet.
     pub fn new(first_hive: i64, hives: usize, streams: usize) -> Ledger {
         let hives = hives.max(1);
         Ledger {
@@ -162,6 +163,7 @@ impl Ledger {
         self.tally().behind == 0
     }
 
+    /// The figures so far, over the streams that opened.
     pub fn tally(&self) -> Tally {
         let mut t = Tally::default();
         for s in &self.streams {
