@@ -463,7 +463,10 @@ fn a_reload_ends_streams_cleanly_and_last_event_id_resumes() {
         while !sse.ended {
             sse.dechunk();
             if !sse.ended {
-                assert!(sse.fill(deadline), "QUIT: the stream ended without its last chunk");
+                assert!(
+                    sse.fill(deadline),
+                    "QUIT: the stream ended without its last chunk"
+                );
             }
         }
     }

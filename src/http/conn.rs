@@ -507,6 +507,8 @@ impl HttpConn {
     /// wake-up, and reads only to notice that the client left (what a client sends meanwhile is
     /// kept, up to one large header buffer, for after the stream).
     fn streaming(&mut self, cx: &mut Cx<'_>) -> Next {
+        // Most of a stream's life is waiting: it holds no output queue meanwhile.
+        self.out.queue = std::collections::VecDeque::new();
         loop {
             match self.stream_wait(cx.now_ms()) {
                 Some(d) => cx.set_timeout(d),

@@ -46,9 +46,10 @@ impl HttpConn {
         status: u16,
         head_bytes: u64,
     ) {
-        // A stream may last for hours: it keeps its request's head, not the read buffer the head
-        // came in (nor spare room in its lists).
+        // A stream may last for hours: it keeps its request's head and body, not the read buffer
+        // they came in (an empty slice of it would keep it all), nor spare room in its lists.
         req.raw = Bytes::copy_from_slice(&req.raw);
+        req.body = Bytes::copy_from_slice(&req.body);
         req.headers.shrink_to_fit();
         if self.rbuf.is_empty() {
             self.rbuf = bytes::BytesMut::new();
