@@ -9,7 +9,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,9 +20,8 @@ use bizzy::modules::auth::mint::{Claims, Minter};
 use bizzy::modules::database::migrate::{migrate_with, MIGRATIONS};
 use common::mqtt::{handshake, Client, Connect, Packet, WAIT};
 use common::pg::TestDb;
-use common::{basic_conf, eventually, two_free_ports, write_file, Server};
+use common::{basic_conf, eventually, two_free_ports, Server};
 
-const CERT: &str = include_str!("../src/modules/auth/testdata/cert.pem");
 const KEY: &str = include_str!("../src/modules/auth/testdata/key.pem");
 const PROJECT: &str = "bizzy-test";
 /// The platform admin of the tests' configuration.
@@ -59,15 +58,7 @@ fn fixture_with(workers: usize, query_timeout: &str, micro_ttl: &str) -> Fixture
         ),
         db.url
     );
-    let prepared = Server::prepare(http, &conf);
-    let certs = json!({ "test": CERT }).to_string();
-    write_file(&prepared.path("conf/firebase-certs.json"), certs.as_bytes());
-    let server = prepared.launch();
-    let mqtt: SocketAddr = ([127, 0, 0, 1], mqtt).into();
-    assert!(
-        eventually(WAIT, || TcpStream::connect(mqtt).is_ok()),
-        "MQTT listens"
-    );
+    let (server, mqtt) = common::launch_with_test_certs(Server::prepare(http, &conf), mqtt);
     Fixture {
         db,
         http: ([127, 0, 0, 1], http).into(),

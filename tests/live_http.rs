@@ -137,6 +137,21 @@ impl Sse {
         }
     }
 
+    /// Reads until the last chunk came (true), or `within` is up or the connection ended
+    /// without it (false).
+    fn ends_within(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            self.dechunk();
+            if self.ended {
+                return true;
+            }
+            if !self.fill(deadline) {
+                return false;
+            }
+        }
+    }
+
     /// The next event, skipping comments and the retry field.
     fn next_event(&mut self, within: Duration) -> Option<Event> {
         let deadline = Instant::now() + within;
@@ -412,17 +427,10 @@ fn a_reload_ends_streams_cleanly_and_last_event_id_resumes() {
     let old = server.workers();
     server.signal(libc::SIGHUP);
     // The old worker ends the body (the last chunk) and closes: a whole response.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sse.ended {
-        sse.dechunk();
-        if sse.ended {
-            break;
-        }
-        assert!(
-            sse.fill(deadline),
-            "the stream ended without its last chunk"
-        );
-    }
+    assert!(
+        sse.ends_within(Duration::from_secs(10)),
+        "the stream ended without its last chunk"
+    );
     assert!(sse.raw.is_empty(), "nothing after the last chunk");
     let mut b = [0u8; 16];
     sse.s
@@ -459,16 +467,10 @@ fn a_reload_ends_streams_cleanly_and_last_event_id_resumes() {
     let stopping = Instant::now();
     server.signal(libc::SIGQUIT);
     for sse in [&mut again, &mut behind] {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !sse.ended {
-            sse.dechunk();
-            if !sse.ended {
-                assert!(
-                    sse.fill(deadline),
-                    "QUIT: the stream ended without its last chunk"
-                );
-            }
-        }
+        assert!(
+            sse.ends_within(Duration::from_secs(5)),
+            "QUIT: the stream ended without its last chunk"
+        );
     }
     assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{Timelike, Utc};
@@ -21,9 +21,8 @@ use bizzy::modules::auth::mint::{Claims, Minter};
 use bizzy::modules::database::migrate::{migrate_with, MIGRATIONS};
 use common::mqtt::{connect, Client, Connect, Packet, Publish, WAIT};
 use common::pg::TestDb;
-use common::{basic_conf, eventually, two_free_ports, write_file, Server};
+use common::{basic_conf, eventually, two_free_ports, Server};
 
-const CERT: &str = include_str!("../src/modules/auth/testdata/cert.pem");
 const KEY: &str = include_str!("../src/modules/auth/testdata/key.pem");
 const PROJECT: &str = "bizzy-test";
 /// The platform admin of the configuration.
@@ -58,15 +57,7 @@ fn fixture() -> Fixture {
         db.url
     );
     assert!(conf.contains("worker_processes = 2"), "two workers: {conf}");
-    let prepared = Server::prepare(http, &conf);
-    let certs = json!({ "test": CERT }).to_string();
-    write_file(&prepared.path("conf/firebase-certs.json"), certs.as_bytes());
-    let server = prepared.launch();
-    let mqtt: SocketAddr = ([127, 0, 0, 1], mqtt).into();
-    assert!(
-        eventually(WAIT, || TcpStream::connect(mqtt).is_ok()),
-        "MQTT listens"
-    );
+    let (server, mqtt) = common::launch_with_test_certs(Server::prepare(http, &conf), mqtt);
     Fixture {
         db,
         server,

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -22,7 +22,6 @@ use common::mqtt::{connect, Connect, Packet, Publish};
 use common::pg::{secret_of, TestDb};
 use common::{basic_conf, eventually, two_free_ports, Resp, Server};
 
-const CERT: &str = include_str!("../src/modules/auth/testdata/cert.pem");
 const KEY: &str = include_str!("../src/modules/auth/testdata/key.pem");
 const PROJECT: &str = "bizzy-test";
 
@@ -56,15 +55,7 @@ fn server(url: &str, memcached: &[String], max_stale: &str) -> (Server, SocketAd
         basic_conf(http, "", "", location),
         servers.join(", ")
     );
-    let prepared = Server::prepare(http, &conf);
-    let certs = serde_json::json!({ "test": CERT }).to_string();
-    common::write_file(&prepared.path("conf/firebase-certs.json"), certs.as_bytes());
-    let server = prepared.launch();
-    let mqtt: SocketAddr = ([127, 0, 0, 1], mqtt).into();
-    assert!(
-        eventually(Duration::from_secs(10), || TcpStream::connect(mqtt).is_ok()),
-        "MQTT listens"
-    );
+    let (server, mqtt) = common::launch_with_test_certs(Server::prepare(http, &conf), mqtt);
     (server, ([127, 0, 0, 1], http).into(), mqtt)
 }
 

@@ -17,6 +17,21 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bizzy");
 
+/// Launches `prepared`, whose `[auth]` reads `conf/firebase-certs.json`, with the test
+/// certificate written there (key id `test`), and waits until its MQTT port `mqtt` accepts.
+pub fn launch_with_test_certs(prepared: Server, mqtt: u16) -> (Server, SocketAddr) {
+    let cert = include_str!("../../src/modules/auth/testdata/cert.pem");
+    let certs = serde_json::json!({ "test": cert }).to_string();
+    write_file(&prepared.path("conf/firebase-certs.json"), certs.as_bytes());
+    let server = prepared.launch();
+    let addr: SocketAddr = ([127, 0, 0, 1], mqtt).into();
+    assert!(
+        eventually(Duration::from_secs(10), || TcpStream::connect(addr).is_ok()),
+        "MQTT listens"
+    );
+    (server, addr)
+}
+
 /// Two different free TCP ports on 127.0.0.1 (an HTTP and an MQTT listener, say).
 pub fn two_free_ports() -> (u16, u16) {
     let first = free_port();
