@@ -18,6 +18,7 @@ mod paced;
 mod publish;
 mod push;
 mod rumq;
+mod sensors;
 mod sse;
 mod stats;
 mod sub;
@@ -43,6 +44,8 @@ scenarios:
   push    N sensors subscribed (QoS 1) to push/sensor/{id}; one publisher sends one QoS 1
           message to each, in rounds; time until all received, delivery latency
   paced   --rate messages/s from one publisher to one subscriber; lost, delivery latency
+  fleet   N sensors (2000) share --rate QoS 1 messages/s (20000), each on its own even
+          schedule with one message in flight; PUBACKs/s, latency PUBLISH -> PUBACK
   idle    N connections, each CONNECT + SUBSCRIBE to commands/sensor/{id}; time until all are
           connected and subscribed, then held until stdin closes or --hold passes
   live    N SSE streams of GET /v1/hives/{id}/live over --hives hives, then sensor live-{k} of
@@ -56,12 +59,13 @@ options:
   --host H        broker host (127.0.0.1)
   --port P        broker port (1883)
   --duration S    seconds of load, decimals allowed (5; at most 600)
-  --conns N       connections (qos1, qos0, fanout: 50; push: 1000; idle: 10000);
+  --conns N       connections (qos1, qos0, fanout: 50; push: 1000; fleet: 2000; idle: 10000);
                   live: streams (5000), live-idle: streams (10000)
   --inflight W    QoS 1 window per publisher (10; push: one message per sensor, all at once)
   --qos Q         publishers' QoS in fanout and paced, 0 or 1 (1)
   --sub-qos Q     subscriber's QoS in fanout (0) and paced (1)
-  --rate R        paced: messages per second (10000); live: reports per second (1000)
+  --rate R        paced: messages per second (10000); live: reports per second (1000);
+                  fleet: all sensors together (20000)
   --lanes L       connections opened concurrently (64)
   --hold S        idle: longest hold in seconds (60; at most 600)
   --threads T     tokio worker threads; 1 runs everything on the main thread (1)
@@ -81,6 +85,7 @@ enum Scenario {
     Fanout,
     Push,
     Paced,
+    Fleet,
     Idle,
     Live,
     LiveIdle,
@@ -161,6 +166,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         Some("fanout") => Scenario::Fanout,
         Some("push") => Scenario::Push,
         Some("paced") => Scenario::Paced,
+        Some("fleet") => Scenario::Fleet,
         Some("idle") => Scenario::Idle,
         Some("live") => Scenario::Live,
         Some("live-idle") => Scenario::LiveIdle,
@@ -173,6 +179,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         duration: Duration::from_secs(5),
         conns: match scenario {
             Scenario::Push => 1000,
+            Scenario::Fleet => 2000,
             Scenario::Idle | Scenario::LiveIdle => 10_000,
             Scenario::Live => 5000,
             Scenario::Paced => 1,
@@ -181,10 +188,10 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         inflight: None,
         qos: 1,
         sub_qos: None,
-        rate: if scenario == Scenario::Live {
-            1000
-        } else {
-            10_000
+        rate: match scenario {
+            Scenario::Live => 1000,
+            Scenario::Fleet => 20_000,
+            _ => 10_000,
         },
         lanes: 64,
         hold: Duration::from_secs(60),
@@ -294,6 +301,7 @@ async fn run(opts: Opts) -> u64 {
         (Scenario::Push, _) => push::push(opts).await,
         (Scenario::Paced, _) => paced::paced(opts).await,
         (Scenario::Live, _) => live::live(opts).await,
+        (Scenario::Fleet, _) => sensors::fleet(opts).await,
         (Scenario::Idle, _) => return idle::idle(opts, cpu).await,
         (Scenario::LiveIdle, _) => return live::live_idle(opts, cpu).await,
     };
