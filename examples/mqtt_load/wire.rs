@@ -100,29 +100,34 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
 
 /// CONNECT with a clean session, no will, no user name.
 pub fn connect(out: &mut Vec<u8>, client_id: &str, keep_alive_s: u16) {
-    let body = 10 + 2 + client_id.len();
-    out.push(0x10);
-    put_remaining_len(out, body);
-    put_str(out, b"MQTT");
-    out.push(4);
-    out.push(0x02);
-    out.extend_from_slice(&keep_alive_s.to_be_bytes());
-    put_str(out, client_id.as_bytes());
+    connect_with(out, client_id, None, keep_alive_s);
 }
 
 /// CONNECT with a clean session, no will, and a user name and password: a sensor's login,
 /// where the client id is the device id and so is the user name.
 pub fn connect_login(out: &mut Vec<u8>, device: &str, password: &str, keep_alive_s: u16) {
-    let body = 10 + 3 * 2 + 2 * device.len() + password.len();
+    connect_with(out, device, Some((device, password)), keep_alive_s);
+}
+
+/// CONNECT with a clean session and no will, logging in as `login` (user name, password).
+fn connect_with(
+    out: &mut Vec<u8>,
+    client_id: &str,
+    login: Option<(&str, &str)>,
+    keep_alive_s: u16,
+) {
+    let login_len = login.map_or(0, |(u, p)| 4 + u.len() + p.len());
     out.push(0x10);
-    put_remaining_len(out, body);
+    put_remaining_len(out, 10 + 2 + client_id.len() + login_len);
     put_str(out, b"MQTT");
     out.push(4);
-    out.push(0xc2);
+    out.push(if login.is_some() { 0xc2 } else { 0x02 });
     out.extend_from_slice(&keep_alive_s.to_be_bytes());
-    put_str(out, device.as_bytes());
-    put_str(out, device.as_bytes());
-    put_str(out, password.as_bytes());
+    put_str(out, client_id.as_bytes());
+    if let Some((user, password)) = login {
+        put_str(out, user.as_bytes());
+        put_str(out, password.as_bytes());
+    }
 }
 
 /// PUBLISH, not retained, never a duplicate; `pkid` is ignored for QoS 0.
