@@ -7,9 +7,8 @@
 //! framing answer and close; a close after an answer is lingering (our side shut, the rest of
 //! the client's data read and dropped) so the answer is not lost to a reset.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -37,7 +36,7 @@ const LINGER: Duration = Duration::from_secs(2);
 mod out;
 mod stream;
 
-use out::{Chunk, Out};
+use out::Out;
 use stream::Streaming;
 
 /// A head that was parsed while its body is still arriving.
@@ -503,29 +502,6 @@ impl HttpConn {
         }
     }
 
-    /// A streaming connection with nothing to write: waits for its stream's clock or a
-    /// wake-up, and reads only to notice that the client left (what a client sends meanwhile is
-    /// kept, up to one large header buffer, for after the stream).
-    fn streaming(&mut self, cx: &mut Cx<'_>) -> Next {
-        // Most of a stream's life is waiting: it holds no output queue meanwhile.
-        self.out.queue = std::collections::VecDeque::new();
-        loop {
-            match self.stream_wait(cx.now_ms()) {
-                Some(d) => cx.set_timeout(d),
-                None => cx.clear_timeout(),
-            }
-            let room = self.rbuf.len() < self.w.http.conf.large_client_header_buffers.0 as usize;
-            if !self.readable || !room {
-                return Next::Keep;
-            }
-            match self.read(cx) {
-                Ok(true) => continue,
-                Ok(false) => return Next::Keep,
-                Err(()) => return Next::Close,
-            }
-        }
-    }
-
     /// Writes the response head straight into the output tail (no buffer of its own); returns
     /// its length.
     fn queue_head(
@@ -598,95 +574,6 @@ impl HttpConn {
         self.refused = true;
         self.closing = true;
         self.request_start = None;
-    }
-
-    /// Writes queued output until done or the socket would block. Err: the connection is dead.
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.seal_tail();
-        while self.writable && !self.out.queue.is_empty() {
-            let n = match self.out.queue.front() {
-                Some(Chunk::File { .. }) => self.send_file(),
-                _ => self.write_mem(),
-            };
-            match n {
-                Ok(n) => self.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log!(Info, "send() to {} failed ({e})", self.peer);
-                    return Err(e);
-                }
-            }
-        }
-        if self.out.queue.is_empty() {
-            self.out.bytes = 0;
-        }
-        Ok(())
-    }
-
-    fn write_mem(&mut self) -> io::Result<usize> {
-        let mut iov: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
-        let mut n = 0;
-        for c in self.out.queue.iter() {
-            match c {
-                Chunk::Mem(b, off) if n < iov.len() => {
-                    iov[n] = IoSlice::new(&b[*off..]);
-                    n += 1;
-                }
-                _ => break,
-            }
-        }
-        self.stream.write_vectored(&iov[..n])
-    }
-
-    fn send_file(&mut self) -> io::Result<usize> {
-        let Some(Chunk::File { file, offset, end }) = self.out.queue.front() else {
-            return Ok(0);
-        };
-        let mut off = *offset as libc::off_t;
-        let count = (*end - *offset).min(1 << 30) as usize;
-        // SAFETY: both descriptors are open; `off` is a valid in/out offset.
-        let n =
-            unsafe { libc::sendfile(self.stream.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n == 0 && count > 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being sent",
-            ));
-        }
-        Ok(n as usize)
-    }
-
-    /// Drops `n` written bytes from the front of the queue.
-    fn advance(&mut self, mut n: usize) {
-        while n > 0 {
-            let Some(front) = self.out.queue.front_mut() else {
-                return;
-            };
-            let left = match front {
-                Chunk::Mem(b, off) => {
-                    let take = n.min(b.len() - *off);
-                    *off += take;
-                    n -= take;
-                    b.len() - *off
-                }
-                Chunk::File { offset, end, .. } => {
-                    let take = (n as u64).min(*end - *offset);
-                    *offset += take;
-                    n -= take as usize;
-                    (*end - *offset) as usize
-                }
-            };
-            if left == 0 {
-                self.out.queue.pop_front();
-            }
-        }
-        while matches!(self.out.queue.front(), Some(Chunk::Mem(b, off)) if *off == b.len()) {
-            self.out.queue.pop_front();
-        }
     }
 
     /// Closes after the last answer went out. Lingers (nginx's `lingering_close on`) only when

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::HttpConn;
-use crate::core::event::Cx;
+use crate::core::event::{Cx, Next};
 use crate::http::filter::FilterState;
 use crate::http::phase::Outcome;
 use crate::http::request::Request;
@@ -154,6 +154,29 @@ impl HttpConn {
         };
         self.w.http.engine.log(&s.req, &out);
         self.served += 1;
+    }
+
+    /// A streaming connection with nothing to write: waits for its stream's clock or a
+    /// wake-up, and reads only to notice that the client left (what a client sends meanwhile is
+    /// kept, up to one large header buffer, for after the stream).
+    pub(super) fn streaming(&mut self, cx: &mut Cx<'_>) -> Next {
+        // Most of a stream's life is waiting: it holds no output queue meanwhile.
+        self.out.queue = std::collections::VecDeque::new();
+        loop {
+            match self.stream_wait(cx.now_ms()) {
+                Some(d) => cx.set_timeout(d),
+                None => cx.clear_timeout(),
+            }
+            let room = self.rbuf.len() < self.w.http.conf.large_client_header_buffers.0 as usize;
+            if !self.readable || !room {
+                return Next::Keep;
+            }
+            match self.read(cx) {
+                Ok(true) => continue,
+                Ok(false) => return Next::Keep,
+                Err(()) => return Next::Close,
+            }
+        }
     }
 
     /// The client left in the middle of a stream: logged with the wall clock (no loop here).
