@@ -280,15 +280,10 @@ impl Api {
     /// The live stream of `hive`, whose occupancy read answered `read`: an error stays the
     /// answer (404, 503); a state starts the stream.
     fn stream(&self, req: &Request, hive: i64, read: Response, cx: &mut Cx<'_>) -> Flow {
-        let crate::http::response::Body::Bytes(fallback) = read.body else {
-            return Flow::Done(read);
+        let fallback = match read.body {
+            crate::http::response::Body::Bytes(ref b) if read.status == 200 => b.clone(),
+            _ => return Flow::Done(read),
         };
-        if read.status != 200 {
-            return Flow::Done(Response {
-                body: crate::http::response::Body::Bytes(fallback),
-                ..read
-            });
-        }
         let Some(bus) = &self.live else {
             return Flow::Done(
                 ApiError::unavailable("this server streams no live updates").response(),
