@@ -83,7 +83,8 @@ pub struct Session {
     pub username: Option<Arc<str>>,
     /// Published when the connection ends other than by DISCONNECT ([MQTT-3.1.2-8]).
     pub will: Option<Box<Will>>,
-    /// Filters and granted QoS, in the order subscribed (the tree holds the routing copy).
+    /// Filters and granted QoS while the session travels (moved to a sibling, or being
+    /// stored): empty while it is stored, when the worker's subscription tree holds them.
     pub subs: Vec<(Box<str>, QoS)>,
     /// Encoded packets for the socket.
     pub out: Vec<u8>,

@@ -213,6 +213,7 @@ impl Broker {
         stub.relay_pending.push(HERE);
         self.release_all(r.sid, now_ms);
         let mut s = std::mem::replace(&mut self.sessions[r.sid], stub);
+        s.subs = self.tree.filters_of(ClientKey(r.sid as u32));
         self.by_id.remove(&s.client_id);
         self.moves.moved.insert(Arc::clone(&s.client_id), r.sid);
         self.tickets.forget_session(r.sid);

@@ -135,17 +135,13 @@ impl Broker {
         }
     }
 
-    /// Subscribes session `sid`; true if the filter is new here and was forwarded.
+    /// Subscribes session `sid`; true if the filter is new here and was forwarded. The tree
+    /// keeps the session's filters: the session itself carries them only when it moves.
     pub(super) fn subscribe_one(&mut self, sid: usize, filter: &str, qos: QoS) -> bool {
         let first =
             self.tree.subscribe(ClientKey(sid as u32), filter, qos) == Subscribed::FirstForFilter;
         if first {
             self.mesh.subscribe(filter);
-        }
-        let subs = &mut self.sessions[sid].subs;
-        match subs.iter_mut().find(|(f, _)| **f == *filter) {
-            Some(e) => e.1 = qos,
-            None => subs.push((filter.into(), qos)),
         }
         first
     }
@@ -155,7 +151,6 @@ impl Broker {
             if self.tree.unsubscribe(ClientKey(sid as u32), filter) == Unsubscribed::LastForFilter {
                 self.mesh.unsubscribe(filter);
             }
-            self.sessions[sid].subs.retain(|(f, _)| **f != **filter);
         }
         // [MQTT-3.10.4-4], [MQTT-3.10.4-5]: UNSUBACK even when nothing matched.
         self.sessions[sid].write(&Packet::Unsuback(u.pkid));

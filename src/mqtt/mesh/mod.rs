@@ -18,6 +18,7 @@
 //! bound: past [`MAX_BACKLOG`] frames, forwarded messages to it are dropped and counted.
 
 pub mod frame;
+mod peers;
 pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
@@ -29,10 +30,11 @@ use slab::Slab;
 use crate::core::event::Posted;
 use crate::core::queue::Msg;
 use crate::mqtt::codec::QoS;
-use crate::mqtt::router::{ClientKey, SubscriptionTree};
+use crate::mqtt::router::ClientKey;
 use crate::mqtt::session::Message;
 
 pub use frame::{Frame, Stamp};
+use peers::PeerFilters;
 
 /// Frames queued for one sibling before forwarded messages to it are dropped.
 pub const MAX_BACKLOG: usize = 65_536;
@@ -62,9 +64,11 @@ pub struct Mesh {
     pub slot: usize,
     pub generation: u64,
     links: Slab<Link>,
-    /// Siblings' filters; the subscriber key is the link's key.
-    peer_tree: SubscriptionTree,
+    /// Siblings' filters, by link key.
+    peers: PeerFilters,
+    /// Scratch space for a forward: the wildcard routes, and the links to send to.
     routes: Vec<(ClientKey, QoS)>,
+    targets: Vec<usize>,
     posted: Posted,
     barrier_seq: u64,
     /// What each sibling said it is linked to (worker slots).
@@ -83,8 +87,9 @@ impl Mesh {
             slot,
             generation,
             links: Slab::new(),
-            peer_tree: SubscriptionTree::new(),
+            peers: PeerFilters::default(),
             routes: Vec::new(),
+            targets: Vec::new(),
             posted,
             barrier_seq: 0,
             peer_links: HashMap::new(),
@@ -144,7 +149,7 @@ impl Mesh {
 
     /// The link `key` is gone.
     pub fn remove(&mut self, key: usize) {
-        self.peer_tree.remove_client(ClientKey(key as u32));
+        self.peers.remove_link(key);
         self.links.try_remove(key);
         self.regroup();
         self.peer_links.remove(&key);
@@ -308,13 +313,12 @@ impl Mesh {
 
     /// The sibling on link `key` has a client using `filter`.
     pub fn peer_subscribe(&mut self, key: usize, filter: &str) {
-        self.peer_tree
-            .subscribe(ClientKey(key as u32), filter, QoS::ExactlyOnce);
+        self.peers.subscribe(key, filter);
     }
 
     /// The sibling on link `key` has no client using `filter` any more.
     pub fn peer_unsubscribe(&mut self, key: usize, filter: &str) {
-        self.peer_tree.unsubscribe(ClientKey(key as u32), filter);
+        self.peers.unsubscribe(key, filter);
     }
 
     /// Asks every sibling to answer once it has applied what was sent to it before: returns
@@ -344,13 +348,12 @@ impl Mesh {
         if self.links.is_empty() {
             return 0;
         }
-        let mut routes = std::mem::take(&mut self.routes);
-        self.peer_tree.route(&msg.topic, &mut routes);
+        let mut targets = std::mem::take(&mut self.targets);
+        self.peers.route(&msg.topic, &mut self.routes, &mut targets);
         let mut dropped = 0;
-        if !routes.is_empty() {
+        if !targets.is_empty() {
             let frame = frame::encode_publish(msg);
-            for &(ClientKey(k), _) in &routes {
-                let k = k as usize;
+            for &k in &targets {
                 if self
                     .links
                     .get(k)
@@ -368,7 +371,7 @@ impl Mesh {
                 );
             }
         }
-        self.routes = routes;
+        self.targets = targets;
         dropped
     }
 }

@@ -6,7 +6,8 @@
 //! `+` and `#` children have their own slots, so routing a topic visits at most the literal, `+`
 //! and `#` branches at each level. Empty nodes are pruned as soon as they empty. A per-client
 //! index of filter texts makes [`SubscriptionTree::remove_client`] cost the client's own
-//! subscriptions, not the tree.
+//! subscriptions, not the tree; it is the only copy of a subscriber's filters (sessions keep
+//! none), indexed by the dense client key, with a client's single filter held inline.
 //!
 //! Walks use explicit stacks, never recursion, so a topic or filter with thousands of levels
 //! cannot exhaust the worker's stack.
@@ -146,7 +147,9 @@ pub enum Unsubscribed {
 pub struct SubscriptionTree {
     nodes: Vec<Node>,
     free: Vec<NodeId>,
-    clients: HashMap<ClientKey, Vec<Box<str>>>,
+    /// Each client's filters, by [`ClientKey`]: keys are a slab's, so the vector stays dense.
+    clients: Vec<Filters>,
+    client_count: usize,
     subscriptions: usize,
     filters: usize,
     /// The routing walk's stack, kept between calls so that routing does not allocate.
@@ -165,7 +168,8 @@ impl SubscriptionTree {
         SubscriptionTree {
             nodes: vec![Node::new()],
             free: Vec::new(),
-            clients: HashMap::new(),
+            clients: Vec::new(),
+            client_count: 0,
             subscriptions: 0,
             filters: 0,
             scratch: Cell::new(Vec::new()),
@@ -191,11 +195,7 @@ impl SubscriptionTree {
             }
         }
         self.subscriptions += 1;
-        let list = self.clients.entry(client).or_default();
-        if list.is_empty() {
-            list.reserve_exact(1);
-        }
-        list.push(filter.into());
+        self.index(client, filter);
         if first {
             self.filters += 1;
             Subscribed::FirstForFilter
@@ -207,15 +207,14 @@ impl SubscriptionTree {
     /// Removes `client`'s subscription to exactly `filter`, compared byte for byte
     /// ([MQTT-3.10.4-4]).
     pub fn unsubscribe(&mut self, client: ClientKey, filter: &str) -> Unsubscribed {
-        let Some(list) = self.clients.get_mut(&client) else {
+        let Some(list) = self.clients.get_mut(client.0 as usize) else {
             return Unsubscribed::NotSubscribed;
         };
-        let Some(pos) = list.iter().position(|f| **f == *filter) else {
+        if !list.remove(filter) {
             return Unsubscribed::NotSubscribed;
-        };
-        list.swap_remove(pos);
+        }
         if list.is_empty() {
-            self.clients.remove(&client);
+            self.client_count -= 1;
         }
         if self.detach(client, filter) {
             Unsubscribed::LastForFilter
@@ -228,12 +227,35 @@ impl SubscriptionTree {
     /// their last subscriber, to forward upstream; empty (and unallocated) in the common case.
     pub fn remove_client(&mut self, client: ClientKey) -> Vec<Box<str>> {
         let mut unused = Vec::new();
-        for filter in self.clients.remove(&client).unwrap_or_default() {
+        let Some(list) = self.clients.get_mut(client.0 as usize) else {
+            return unused;
+        };
+        let list = std::mem::take(list);
+        if !list.is_empty() {
+            self.client_count -= 1;
+        }
+        for filter in list.into_vec() {
             if self.detach(client, &filter) {
                 unused.push(filter);
             }
         }
         unused
+    }
+
+    /// `client`'s filters with their granted QoS, in the order subscribed but for
+    /// unsubscriptions (which may swap the last into the place of the removed one).
+    pub fn filters_of(&self, client: ClientKey) -> Vec<(Box<str>, QoS)> {
+        let Some(list) = self.clients.get(client.0 as usize) else {
+            return Vec::new();
+        };
+        list.iter()
+            .filter_map(|f| {
+                let leaf = self.find(f)?;
+                let subs = &self.nodes[leaf as usize].subs;
+                let i = subs.binary_search_by_key(&client, |s| s.client).ok()?;
+                Some((f.clone(), subs[i].qos))
+            })
+            .collect()
     }
 
     /// Fills `out` (cleared first) with each client whose subscriptions match `topic`, once, at
@@ -305,7 +327,7 @@ impl SubscriptionTree {
 
     /// Clients with at least one subscription.
     pub fn client_count(&self) -> usize {
-        self.clients.len()
+        self.client_count
     }
 
     /// Live nodes, the root included: 1 for an empty tree.
@@ -352,6 +374,26 @@ impl SubscriptionTree {
             };
         }
         cur
+    }
+
+    /// Records `filter` in `client`'s index entry (new to it: the tree had no such subscription).
+    fn index(&mut self, client: ClientKey, filter: &str) {
+        let k = client.0 as usize;
+        if self.clients.len() <= k {
+            self.clients.resize_with(k + 1, Filters::default);
+        }
+        let list = &mut self.clients[k];
+        if list.is_empty() {
+            self.client_count += 1;
+        }
+        list.push(filter.into());
+    }
+
+    /// The node of exactly `filter`, if it exists.
+    fn find(&self, filter: &str) -> Option<NodeId> {
+        filter
+            .split('/')
+            .try_fold(ROOT, |cur, level| self.child(cur, level))
     }
 
     fn child(&self, parent: NodeId, level: &str) -> Option<NodeId> {
@@ -430,6 +472,72 @@ impl SubscriptionTree {
             self.unlink(path[depth - 1], levels[depth - 1]);
             self.nodes[id as usize] = Node::new();
             self.free.push(id);
+        }
+    }
+}
+
+/// One client's filters: most clients have one, kept without a vector.
+#[derive(Default)]
+enum Filters {
+    #[default]
+    None,
+    One(Box<str>),
+    Many(Vec<Box<str>>),
+}
+
+impl Filters {
+    fn is_empty(&self) -> bool {
+        matches!(self, Filters::None)
+    }
+
+    fn push(&mut self, filter: Box<str>) {
+        *self = match std::mem::take(self) {
+            Filters::None => Filters::One(filter),
+            Filters::One(first) => Filters::Many(vec![first, filter]),
+            Filters::Many(mut v) => {
+                v.push(filter);
+                Filters::Many(v)
+            }
+        };
+    }
+
+    /// Removes `filter`; false if it was not there.
+    fn remove(&mut self, filter: &str) -> bool {
+        match self {
+            Filters::None => false,
+            Filters::One(f) if **f == *filter => {
+                *self = Filters::None;
+                true
+            }
+            Filters::One(_) => false,
+            Filters::Many(v) => {
+                let Some(pos) = v.iter().position(|f| **f == *filter) else {
+                    return false;
+                };
+                v.swap_remove(pos);
+                match v.len() {
+                    0 => *self = Filters::None,
+                    1 => *self = Filters::One(v.pop().expect("one filter left")),
+                    _ => {}
+                }
+                true
+            }
+        }
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Box<str>> {
+        match self {
+            Filters::None => [].iter(),
+            Filters::One(f) => std::slice::from_ref(f).iter(),
+            Filters::Many(v) => v.iter(),
+        }
+    }
+
+    fn into_vec(self) -> Vec<Box<str>> {
+        match self {
+            Filters::None => Vec::new(),
+            Filters::One(f) => vec![f],
+            Filters::Many(v) => v,
         }
     }
 }
