@@ -101,7 +101,7 @@ struct Sub {
 
 struct Node {
     children: Children,
-    subs: Vec<Sub>,
+    subs: Subs,
     plus: NodeId,
     hash: NodeId,
 }
@@ -110,7 +110,7 @@ impl Node {
     fn new() -> Node {
         Node {
             children: Children::Few(Vec::new()),
-            subs: Vec::new(),
+            subs: Subs::none(),
             plus: NONE,
             hash: NONE,
         }
@@ -182,17 +182,12 @@ impl SubscriptionTree {
         let leaf = self.make_path(filter);
         let subs = &mut self.nodes[leaf as usize].subs;
         let first = subs.is_empty();
-        match subs.binary_search_by_key(&client, |s| s.client) {
+        match subs.find(client) {
             Ok(i) => {
-                subs[i].qos = qos;
+                subs.as_mut_slice()[i].qos = qos;
                 return Subscribed::Replaced;
             }
-            Err(i) => {
-                if first {
-                    subs.reserve_exact(1);
-                }
-                subs.insert(i, Sub { client, qos });
-            }
+            Err(i) => subs.insert(i, Sub { client, qos }),
         }
         self.subscriptions += 1;
         self.index(client, filter);
@@ -252,8 +247,8 @@ impl SubscriptionTree {
             .filter_map(|f| {
                 let leaf = self.find(f)?;
                 let subs = &self.nodes[leaf as usize].subs;
-                let i = subs.binary_search_by_key(&client, |s| s.client).ok()?;
-                Some((f.clone(), subs[i].qos))
+                let i = subs.find(client).ok()?;
+                Some((f.clone(), subs.as_slice()[i].qos))
             })
             .collect()
     }
@@ -356,7 +351,7 @@ impl SubscriptionTree {
     /// Appends the subscribers of node `id`; 1 if there were any, for the dedup decision.
     fn emit(&self, id: NodeId, out: &mut Vec<(ClientKey, QoS)>) -> u32 {
         let subs = &self.nodes[id as usize].subs;
-        out.extend(subs.iter().map(|s| (s.client, s.qos)));
+        out.extend(subs.as_slice().iter().map(|s| (s.client, s.qos)));
         u32::from(!subs.is_empty())
     }
 
@@ -446,7 +441,7 @@ impl SubscriptionTree {
         }
         let leaf = path[path.len() - 1] as usize;
         let subs = &mut self.nodes[leaf].subs;
-        let Ok(i) = subs.binary_search_by_key(&client, |s| s.client) else {
+        let Ok(i) = subs.find(client) else {
             return false;
         };
         subs.remove(i);
@@ -454,7 +449,6 @@ impl SubscriptionTree {
         if !subs.is_empty() {
             return false;
         }
-        subs.shrink_to_fit();
         self.filters -= 1;
         self.prune(&path, filter);
         true
@@ -472,6 +466,66 @@ impl SubscriptionTree {
             self.unlink(path[depth - 1], levels[depth - 1]);
             self.nodes[id as usize] = Node::new();
             self.free.push(id);
+        }
+    }
+}
+
+/// A node's subscribers, sorted by client for binary search: most filters have one (a
+/// device's own topic), kept without a vector.
+enum Subs {
+    One(Sub),
+    Many(Vec<Sub>),
+}
+
+impl Subs {
+    fn none() -> Subs {
+        Subs::Many(Vec::new())
+    }
+
+    fn as_slice(&self) -> &[Sub] {
+        match self {
+            Subs::One(s) => std::slice::from_ref(s),
+            Subs::Many(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Sub] {
+        match self {
+            Subs::One(s) => std::slice::from_mut(s),
+            Subs::Many(v) => v,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// Where `client` is, or where it would go.
+    fn find(&self, client: ClientKey) -> Result<usize, usize> {
+        self.as_slice().binary_search_by_key(&client, |s| s.client)
+    }
+
+    fn insert(&mut self, i: usize, sub: Sub) {
+        match self {
+            Subs::Many(v) if v.is_empty() => *self = Subs::One(sub),
+            Subs::Many(v) => v.insert(i, sub),
+            Subs::One(first) => {
+                let mut v = vec![*first];
+                v.insert(i, sub);
+                *self = Subs::Many(v);
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        match self {
+            Subs::One(_) => *self = Subs::none(),
+            Subs::Many(v) => {
+                v.remove(i);
+                if let [last] = v[..] {
+                    *self = Subs::One(last);
+                }
+            }
         }
     }
 }
