@@ -49,7 +49,9 @@ impl Cycle {
             .into_iter()
             .filter(|l| app.kinds().contains(&l.kind))
             .collect();
-        let listening = listen::open_all(&specs, old_listening).map_err(ProcessError::Listen)?;
+        let workers = conf.main.worker_processes;
+        let listening =
+            listen::open_all(&specs, old_listening, workers).map_err(ProcessError::Listen)?;
         let prepared = app.prepare(&conf, &zones, &files)?;
         Ok(Cycle {
             conf,

@@ -5,8 +5,9 @@
 //! `poll(next timer) -> dispatch -> expire timers -> services' idle work`. A token carries the
 //! slab key and a generation, so an event for a slot that was freed and reused is ignored.
 //! Listening sockets are added to epoll with `EPOLLEXCLUSIVE` (as nginx does), so one connection
-//! wakes one worker and the accept load spreads across workers. Nothing here ever blocks except
-//! the poll itself.
+//! wakes one worker and the accept load spreads across workers. A socket of its own (a
+//! `reuseport` group's slot) is drained up to [`OWN_ACCEPT_BATCH`] connections per wake-up; a
+//! socket shared by all workers, one at a time. Nothing here ever blocks except the poll itself.
 
 use std::io;
 use std::net::SocketAddr;
@@ -108,6 +109,11 @@ pub enum Stop {
     Abort,
 }
 
+/// Where the connection's socket goes in epoll: its service may leave that until the
+/// connection outlives its first turn ([`Service::registers_late`]), so that a request answered
+/// and closed at once costs no `epoll_ctl`.
+pub type Registration<'a> = (&'a Registry, Token);
+
 /// A connection the loop drives. Implementations read and write until `WouldBlock` (mio is
 /// edge-triggered) and keep their own deadline through [`Cx::set_timeout`].
 pub trait Conn {
@@ -117,12 +123,19 @@ pub trait Conn {
     fn drain(&mut self, cx: &mut Cx<'_>) -> Next;
     /// The connection is being dropped by the loop, not by its own choice.
     fn abort(&mut self, _why: Stop) {}
+    /// Registers the socket for read and write readiness under the given token; called after
+    /// the first turn if the service [registers late](Service::registers_late) and the
+    /// connection stays. Readiness that came during the first turn is reported at once.
+    fn register(&mut self, _at: Registration<'_>) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A listener's protocol: makes connections and does per-iteration work.
 pub trait Service {
-    /// A new connection, already registered for read and write readiness under `cx.token()`.
-    /// `listen` is the configured address of the listener that accepted it.
+    /// A new connection, already registered for read and write readiness under `cx.token()`
+    /// unless the service [registers late](Service::registers_late). `listen` is the configured
+    /// address of the listener that accepted it.
     fn accept(
         &mut self,
         cx: &mut Cx<'_>,
@@ -130,6 +143,12 @@ pub trait Service {
         peer: SocketAddr,
         listen: SocketAddr,
     ) -> Option<Box<dyn Conn>>;
+    /// The loop leaves a new connection out of epoll until its first turn is over, and calls its
+    /// [`Conn::register`] only if it stays: its connections touch no registry in their first
+    /// turn.
+    fn registers_late(&self) -> bool {
+        false
+    }
     /// Called once per loop iteration after all events were handled (flush buffered logs).
     fn idle(&mut self, _now_ms: u64) {}
     /// The worker is about to exit.
@@ -202,25 +221,43 @@ pub struct Listener {
     pub socket: TcpListener,
     pub addr: SocketAddr,
     pub service: usize,
+    /// Connections accepted per wake-up.
+    batch: usize,
     registered: bool,
 }
 
 impl Listener {
+    /// A socket shared by all workers.
     pub fn new(socket: TcpListener, addr: SocketAddr, service: usize) -> Self {
         Listener {
             socket,
             addr,
             service,
+            batch: ACCEPT_BATCH,
             registered: false,
         }
     }
+
+    /// `own`: the socket is this worker's slot of a `reuseport` group, not shared by all.
+    pub fn owned(mut self, own: bool) -> Self {
+        if own {
+            self.batch = OWN_ACCEPT_BATCH;
+        }
+        self
+    }
 }
 
-/// Connections accepted per wake-up of a listener. One, as nginx's default (`multi_accept off`):
-/// the listener is level-triggered and shared with `EPOLLEXCLUSIVE`, so while this worker
-/// serves what it took, the next pending connection wakes a sibling that is idle in its poll,
-/// and a burst of connections spreads across workers instead of landing on the first awake.
+/// Connections accepted per wake-up of a socket shared by all workers. One, as nginx's default
+/// (`multi_accept off`): the listener is level-triggered and shared with `EPOLLEXCLUSIVE`, so
+/// while this worker serves what it took, the next pending connection wakes a sibling that is
+/// idle in its poll, and a burst of connections spreads across workers instead of landing on
+/// the first awake.
 const ACCEPT_BATCH: usize = 1;
+
+/// The same for a socket of this worker's own (`reuseport`): the kernel already chose this
+/// worker for what waits in its queue, so taking it all (up to this many, then the other
+/// events get their turn) costs no sibling anything and saves an `epoll_wait` per connection.
+const OWN_ACCEPT_BATCH: usize = 64;
 
 /// Tokens at the top of the range are the loop's own sources.
 const LISTENER_BASE: usize = usize::MAX - 4096;
@@ -524,47 +561,71 @@ impl EventLoop {
     }
 
     fn accept(&mut self, index: usize) {
-        for _ in 0..ACCEPT_BATCH {
+        for _ in 0..self.listeners[index].batch {
             if self.slots.len() >= self.max_conns {
                 log!(Warn, "{} worker_connections are not enough", self.max_conns);
                 self.set_accepting(false);
                 return;
             }
             let l = &self.listeners[index];
-            let (mut stream, peer) = match l.socket.accept() {
-                Ok(p) => p,
+            match l.socket.accept() {
+                Ok((stream, peer)) => self.start(stream, peer, l.service, l.addr),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.accept_failed(e),
-            };
-            let service = l.service;
-            let listen = l.addr;
-            self.stats.accepted();
-            let (key, gen, token) = self.next_token();
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            }
+        }
+    }
+
+    /// Makes a connection of an accepted socket and gives it its first turn; registers it with
+    /// epoll before (or, for a service that registers late, after, if it stays).
+    fn start(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        service: usize,
+        listen: SocketAddr,
+    ) {
+        self.stats.accepted();
+        let (key, gen, token) = self.next_token();
+        let late = self.services[service].registers_late();
+        if !late {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
                 log!(Error, "epoll_ctl(ADD) for {peer} failed ({e})");
                 self.stats.closed();
-                continue;
+                return;
             }
-            let mut deadline = Deadline::default();
-            let mut cx = Cx {
-                now_ms: self.clock.now_ms(),
-                token,
-                deadline: &mut deadline.at,
-                registry: self.poll.registry(),
-                draining: self.draining,
-                posted: &self.posted,
-            };
-            let Some(conn) = self.services[service].accept(&mut cx, stream, peer, listen) else {
-                self.stats.closed();
-                continue;
-            };
-            self.stats.handled();
-            self.admit(key, gen, conn, deadline, true);
+        }
+        let mut deadline = Deadline::default();
+        let mut cx = Cx {
+            now_ms: self.clock.now_ms(),
+            token,
+            deadline: &mut deadline.at,
+            registry: self.poll.registry(),
+            draining: self.draining,
+            posted: &self.posted,
+        };
+        let Some(conn) = self.services[service].accept(&mut cx, stream, peer, listen) else {
+            self.stats.closed();
+            return;
+        };
+        self.stats.handled();
+        self.admit(key, gen, conn, deadline, true);
+        if late {
+            self.register_late(key, gen, peer);
+        }
+    }
+
+    /// Puts a connection that outlived its first turn into epoll.
+    fn register_late(&mut self, key: usize, gen: u32, peer: SocketAddr) {
+        let Some(slot) = self.slots.get_mut(key).filter(|s| s.gen == gen) else {
+            return;
+        };
+        let at = (self.poll.registry(), join(key, gen));
+        if let Err(e) = slot.conn.register(at) {
+            log!(Error, "epoll_ctl(ADD) for {peer} failed ({e})");
+            self.remove(key);
         }
     }
 

@@ -1,6 +1,15 @@
 //! Listening sockets: bound by the master before it forks, kept across reloads by address, and
 //! inherited by a new binary on upgrade (USR2) through the `BIZZY` environment variable, as
 //! nginx passes its sockets in `NGINX`.
+//!
+//! An address is served by one socket that every worker accepts on, or, with `reuseport`, by a
+//! group of `SO_REUSEPORT` sockets, one per worker slot: the kernel spreads connections across
+//! the group and no worker waits on another's accept queue. Worker `i` of `n` takes the group's
+//! slots `k` with `k % n == i`. A group never shrinks while its address stays configured:
+//! closing a socket resets the connections queued on it, so after a reload to fewer workers the
+//! surplus slots are served by the remaining ones. On upgrade a group is passed in slot order;
+//! the new binary asks the kernel which descriptors have `SO_REUSEPORT` and numbers each
+//! address's group in the order received, so the variable keeps its old form (`3;4;7;`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -16,33 +25,42 @@ pub const INHERIT_ENV: &str = "BIZZY";
 /// One bound, listening socket.
 #[derive(Debug)]
 pub struct Listening {
+    /// The configured address (a group bound on port 0 shares the port the kernel chose first).
     pub addr: SocketAddr,
     pub kind: config::Protocol,
     pub backlog: i32,
+    /// The socket's place in its address's `SO_REUSEPORT` group, if it is in one.
+    pub slot: Option<usize>,
+    /// The address is configured with `reuseport`: each worker takes its own slots of the group
+    /// rather than every socket (a group kept after `reuseport` was turned off is shared whole).
+    pub reuseport: bool,
     pub socket: TcpListener,
 }
 
 impl Listening {
     /// Binds and listens: SO_REUSEADDR, IPV6_V6ONLY for IPv6, non-blocking, close-on-exec.
     pub fn bind(spec: &ListenSpec) -> io::Result<Listening> {
-        let domain = Domain::for_address(spec.addr);
-        let s = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
-        s.set_reuse_address(true)?;
-        if spec.addr.is_ipv6() {
-            s.set_only_v6(true)?;
-        }
-        s.set_nonblocking(true)?;
-        s.bind(&spec.addr.into())?;
-        s.listen(spec.backlog)?;
+        let socket = bind_socket(spec.addr, spec.backlog, false)?;
         Ok(Listening {
             addr: spec.addr,
             kind: spec.kind,
             backlog: spec.backlog,
-            socket: s.into(),
+            slot: None,
+            reuseport: false,
+            socket,
         })
     }
 
-    /// Adopts an inherited descriptor, learning its address from the kernel.
+    /// Whether worker `index` of `workers` accepts on this socket.
+    pub fn serves(&self, index: usize, workers: usize) -> bool {
+        match self.slot {
+            Some(k) if self.reuseport => k % workers.max(1) == index,
+            _ => true,
+        }
+    }
+
+    /// Adopts an inherited descriptor, learning its address and `SO_REUSEPORT` from the kernel;
+    /// its slot is numbered by [`inherited`].
     fn adopt(fd: RawFd) -> io::Result<Listening> {
         // SAFETY: the descriptor was handed to us by our parent master through INHERIT_ENV and
         // nothing else in this process owns it.
@@ -53,10 +71,13 @@ impl Listening {
             .ok_or_else(|| io::Error::other("inherited descriptor is not an inet socket"))?;
         s.set_nonblocking(true)?;
         set_cloexec(fd, true)?;
+        let reuseport = s.reuse_port()?;
         Ok(Listening {
             addr,
             kind: config::Protocol::INHERITED,
             backlog: 511,
+            slot: reuseport.then_some(0),
+            reuseport,
             socket: s.into(),
         })
     }
@@ -72,6 +93,42 @@ impl Listening {
         }
         Ok(())
     }
+}
+
+/// A new listening socket on `addr`, with `SO_REUSEPORT` if `reuseport`.
+fn bind_socket(addr: SocketAddr, backlog: i32, reuseport: bool) -> io::Result<TcpListener> {
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    if reuseport {
+        s.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(backlog)?;
+    Ok(s.into())
+}
+
+/// Fails as a plain bind would if anything listens on `addr`: `SO_REUSEPORT` lets a second
+/// group of the same user join the first, so a group for an address new to this master is
+/// preceded by a bind without it (which, with `SO_REUSEADDR`, still passes sockets left in
+/// TIME_WAIT). The probe closes before the group binds.
+fn probe(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())
 }
 
 /// Sets or clears FD_CLOEXEC.
@@ -106,7 +163,15 @@ pub fn inherited() -> io::Result<Vec<Listening>> {
         let fd: RawFd = part.parse().map_err(|_| {
             io::Error::other(format!("invalid socket number \"{part}\" in {INHERIT_ENV}"))
         })?;
-        out.push(Listening::adopt(fd)?);
+        let mut l = Listening::adopt(fd)?;
+        if l.slot.is_some() {
+            l.slot = Some(
+                out.iter()
+                    .filter(|o: &&Listening| o.addr == l.addr && o.slot.is_some())
+                    .count(),
+            );
+        }
+        out.push(l);
     }
     Ok(out)
 }
@@ -123,28 +188,84 @@ pub fn export(listening: &[Listening]) -> io::Result<String> {
     Ok(v)
 }
 
-/// Builds the listener set for `specs`: a socket of `old` (the running cycle, or sockets
-/// inherited from a previous binary) with the same address is duplicated, so the listening
-/// socket itself never closes on reload; new addresses are bound. Nothing in `old` changes, so a
+/// Builds the listener set for `specs` with groups of `workers` slots: the sockets of `old` (the
+/// running cycle, or sockets inherited from a previous binary) with the same address are
+/// duplicated, so a listening socket never closes on reload; new addresses and new slots are
+/// bound. Nothing in `old` changes but `SO_REUSEPORT` set on a socket that starts a group, so a
 /// failure leaves the running cycle whole. Addresses no longer wanted close when the old cycle
 /// (and the workers that share it) are gone.
-pub fn open_all(specs: &[ListenSpec], old: &[Listening]) -> io::Result<Vec<Listening>> {
+pub fn open_all(
+    specs: &[ListenSpec],
+    old: &[Listening],
+    workers: usize,
+) -> io::Result<Vec<Listening>> {
     let mut out = Vec::with_capacity(specs.len());
     for spec in specs {
-        let l = match old.iter().find(|l| l.addr == spec.addr) {
-            Some(o) => {
-                let mut l = dup(o)?;
-                l.kind = spec.kind;
-                l.relisten(spec.backlog)?;
-                l
-            }
-            None => Listening::bind(spec).map_err(|e| {
-                io::Error::new(e.kind(), format!("bind() to {} failed ({e})", spec.addr))
-            })?,
+        let mut kept: Vec<&Listening> = old.iter().filter(|l| l.addr == spec.addr).collect();
+        kept.sort_by_key(|l| l.slot);
+        let failed = |e: io::Error| {
+            io::Error::new(e.kind(), format!("bind() to {} failed ({e})", spec.addr))
         };
-        out.push(l);
+        if spec.reuseport {
+            out.extend(open_group(spec, &kept, workers).map_err(failed)?);
+        } else if kept.is_empty() {
+            out.push(Listening::bind(spec).map_err(failed)?);
+        } else {
+            for o in kept {
+                let mut l = keep(o, spec)?;
+                l.reuseport = false;
+                out.push(l);
+            }
+        }
     }
     Ok(out)
+}
+
+/// The `SO_REUSEPORT` group of `spec`: the kept sockets first (a plain socket joins as slot
+/// 0), then new ones up to `workers` slots.
+fn open_group(
+    spec: &ListenSpec,
+    kept: &[&Listening],
+    workers: usize,
+) -> io::Result<Vec<Listening>> {
+    let mut group = Vec::with_capacity(workers.max(kept.len()));
+    for o in kept {
+        let mut l = keep(o, spec)?;
+        if l.slot.is_none() {
+            socket2::SockRef::from(&l.socket).set_reuse_port(true)?;
+        }
+        l.slot = Some(group.len());
+        l.reuseport = true;
+        group.push(l);
+    }
+    if group.is_empty() {
+        probe(spec.addr)?;
+    }
+    let mut addr = spec.addr;
+    while group.len() < workers {
+        if addr.port() == 0 {
+            if let Some(first) = group.first() {
+                addr.set_port(first.socket.local_addr()?.port());
+            }
+        }
+        group.push(Listening {
+            addr: spec.addr,
+            kind: spec.kind,
+            backlog: spec.backlog,
+            slot: Some(group.len()),
+            reuseport: true,
+            socket: bind_socket(addr, spec.backlog, true)?,
+        });
+    }
+    Ok(group)
+}
+
+/// A duplicate of a kept socket for the new cycle, with the new cycle's protocol and backlog.
+fn keep(o: &Listening, spec: &ListenSpec) -> io::Result<Listening> {
+    let mut l = dup(o)?;
+    l.kind = spec.kind;
+    l.relisten(spec.backlog)?;
+    Ok(l)
 }
 
 /// A duplicate of a listener for a cycle that shares it with another.
@@ -153,6 +274,8 @@ pub fn dup(l: &Listening) -> io::Result<Listening> {
         addr: l.addr,
         kind: l.kind,
         backlog: l.backlog,
+        slot: l.slot,
+        reuseport: l.reuseport,
         socket: l.socket.try_clone()?,
     })
 }
@@ -171,6 +294,7 @@ mod tests {
             addr: addr.parse().unwrap(),
             kind: TEST,
             backlog: 16,
+            reuseport: false,
         }
     }
 
@@ -180,7 +304,7 @@ mod tests {
         let addr = first.socket.local_addr().unwrap();
         let fd = first.socket.as_raw_fd();
         let old = vec![Listening { addr, ..first }];
-        let new = open_all(&[spec(&addr.to_string())], &old).unwrap();
+        let new = open_all(&[spec(&addr.to_string())], &old, 1).unwrap();
         assert_ne!(new[0].socket.as_raw_fd(), fd, "a duplicate descriptor");
         drop(old);
         let c = std::net::TcpStream::connect(addr).unwrap();

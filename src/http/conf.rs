@@ -3,7 +3,7 @@
 //!
 //! The HTTP connection code and modules read these values; this file parses and checks them,
 //! including what spans several servers (two servers may not claim the same name on the same
-//! address, and servers sharing an address agree on its backlog). A location's `handler` must
+//! address, and servers sharing an address agree on its backlog and `reuseport`). A location's `handler` must
 //! be one of the names the modules registered, which the wiring gives [`HttpSection::new`].
 
 mod location;
@@ -89,6 +89,9 @@ pub struct ServerConf {
     pub listen: Vec<SocketAddr>,
     /// `listen(2)` backlog of this server's sockets.
     pub backlog: i32,
+    /// A listening socket per worker (`SO_REUSEPORT`), as nginx's `listen ... reuseport`;
+    /// servers sharing an address agree on it.
+    pub reuseport: bool,
     /// Exact names, `*.example.com` / `example.*` wildcards, `_` catch-all; stored lowercase.
     pub server_name: Vec<String>,
     /// `[[http.server.location]]`.
@@ -183,6 +186,7 @@ impl Default for ServerConf {
         ServerConf {
             listen: Vec::new(),
             backlog: 511,
+            reuseport: false,
             server_name: vec!["_".to_string()],
             location: Vec::new(),
         }
@@ -276,6 +280,7 @@ impl Section for HttpConf {
                     addr: *addr,
                     protocol: PROTOCOL,
                     backlog: s.backlog,
+                    reuseport: s.reuseport,
                     at: owner.key("listen").index(k),
                     owner: owner.clone(),
                 });
@@ -389,7 +394,7 @@ fn check_server_name(name: &str, at: &KeyPath) -> Result<(), Invalid> {
 }
 
 /// Two servers may not claim the same name on the same address, and servers sharing an
-/// address must agree on its backlog (there is one socket per address).
+/// address must agree on its backlog and `reuseport` (one socket, or one group, per address).
 fn check_servers_together(servers: &[ServerConf], at: &KeyPath) -> Result<(), Invalid> {
     let mut backlog_of: HashMap<SocketAddr, usize> = HashMap::new();
     let mut owner_of: HashMap<(SocketAddr, String), usize> = HashMap::new();
@@ -397,15 +402,15 @@ fn check_servers_together(servers: &[ServerConf], at: &KeyPath) -> Result<(), In
         let here = at.key("server").index(i);
         for addr in &server.listen {
             let first = *backlog_of.entry(*addr).or_insert(i);
-            if servers[first].backlog != server.backlog {
-                let msg = format!(
-                    "{} differs from {} set for {addr} by {}",
-                    server.backlog,
-                    servers[first].backlog,
-                    at.key("server").index(first)
-                );
-                return fail(&here.key("backlog"), msg);
-            }
+            let by = format!("set for {addr} by {}", at.key("server").index(first));
+            let other = &servers[first];
+            same(server.backlog, other.backlog, &by, &here.key("backlog"))?;
+            same(
+                server.reuseport,
+                other.reuseport,
+                &by,
+                &here.key("reuseport"),
+            )?;
             for (k, name) in server.server_name.iter().enumerate() {
                 let owner = *owner_of
                     .entry((*addr, name.to_ascii_lowercase()))
@@ -419,6 +424,19 @@ fn check_servers_together(servers: &[ServerConf], at: &KeyPath) -> Result<(), In
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// A per-address setting equal to the one the address's first server set.
+fn same<T: PartialEq + std::fmt::Display>(
+    mine: T,
+    first: T,
+    by: &str,
+    at: &KeyPath,
+) -> Result<(), Invalid> {
+    if mine != first {
+        return fail(at, format!("{mine} differs from {first} {by}"));
     }
     Ok(())
 }

@@ -61,6 +61,12 @@ impl Service for HttpService {
         )))
     }
 
+    /// An HTTP connection touches no registry in its first turn, and most `Connection: close`
+    /// requests are answered and closed in it.
+    fn registers_late(&self) -> bool {
+        true
+    }
+
     fn idle(&mut self, _now_ms: u64) {
         for l in &self.worker.http.engine.loggers {
             l.flush();

@@ -26,6 +26,8 @@ pub struct MqttConf {
     #[serde(with = "listen_list")]
     pub listen: Vec<SocketAddr>,
     pub backlog: i32,
+    /// A listening socket per worker (`SO_REUSEPORT`), as nginx's `listen ... reuseport`.
+    pub reuseport: bool,
     /// Accept CONNECT without a user name.
     pub allow_anonymous: bool,
     /// Largest packet accepted (and advertised), else the connection is closed.
@@ -57,6 +59,7 @@ impl Default for MqttConf {
         MqttConf {
             listen: Vec::new(),
             backlog: 511,
+            reuseport: false,
             allow_anonymous: false,
             max_packet_size: Size(64 << 10),
             max_keepalive: Dur::secs(20 * 60),
@@ -136,6 +139,7 @@ impl Section for MqttConf {
                 addr: *addr,
                 protocol: PROTOCOL,
                 backlog: self.backlog,
+                reuseport: self.reuseport,
                 at: owner.key("listen").index(j),
                 owner: owner.clone(),
             })

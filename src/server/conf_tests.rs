@@ -238,16 +238,19 @@ fn listeners_are_distinct() {
             addr: addr("127.0.0.1:8080"),
             kind: crate::http::PROTOCOL,
             backlog: 100,
+            reuseport: false,
         },
         ListenSpec {
             addr: addr("0.0.0.0:8081"),
             kind: crate::http::PROTOCOL,
             backlog: 100,
+            reuseport: false,
         },
         ListenSpec {
             addr: addr("[::1]:1883"),
             kind: crate::mqtt::conf::PROTOCOL,
             backlog: 50,
+            reuseport: false,
         },
     ];
     assert_eq!(got, want);

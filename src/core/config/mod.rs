@@ -68,6 +68,9 @@ pub struct ListenSpec {
     pub addr: SocketAddr,
     pub kind: Protocol,
     pub backlog: i32,
+    /// A socket per worker with `SO_REUSEPORT` (nginx's `listen ... reuseport`): the kernel
+    /// spreads connections across workers, and none shares an accept queue.
+    pub reuseport: bool,
 }
 
 /// A serde error before it is mapped to a line and key: its span and message.
@@ -268,6 +271,7 @@ impl Conf {
                     addr: l.addr,
                     kind: l.protocol,
                     backlog: l.backlog,
+                    reuseport: l.reuseport,
                 });
             }
         }

@@ -44,6 +44,8 @@ pub struct Listener {
     pub addr: SocketAddr,
     pub protocol: Protocol,
     pub backlog: i32,
+    /// One socket per worker (`SO_REUSEPORT`) rather than one shared by all.
+    pub reuseport: bool,
     /// The key of this address, e.g. `NAME.listen[0]`.
     pub at: KeyPath,
     /// What owns it, named in messages about it: the section, or a table inside it.

@@ -53,6 +53,7 @@ impl Section for EchoConf {
                 addr: *addr,
                 protocol: ECHO,
                 backlog: 7,
+                reuseport: false,
                 at: at.index(i),
                 owner: owner.clone(),
             })
@@ -87,6 +88,7 @@ impl Section for ChatConf {
                     label: "chat",
                 },
                 backlog: 9,
+                reuseport: false,
                 at: owner.key("listen").index(i),
                 owner: owner.clone(),
             })

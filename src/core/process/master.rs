@@ -31,6 +31,11 @@ use crate::core::queue::IpcPair;
 use crate::core::stats;
 use crate::log;
 
+mod system;
+
+use system::daemonize;
+pub use system::{read_pid, signal_master, write_pid};
+
 /// Where the master found its configuration, and how it was started.
 #[derive(Debug, Clone)]
 pub struct Start {
@@ -53,6 +58,9 @@ enum Kind {
 struct Child {
     pid: Pid,
     kind: Kind,
+    /// A worker's place among its generation's workers: which sockets of a `reuseport` group
+    /// it accepts on.
+    index: usize,
     generation: u64,
     tx: Sender,
     /// Told to stop: its exit is expected.
@@ -252,8 +260,23 @@ impl Master<'_> {
             .expect("at most MAX_SLOTS/2 workers per generation, two generations at a time")
     }
 
+    /// The lowest place among the current generation's workers that no live worker holds (a
+    /// worker restarted after a crash takes the place, and so the sockets, of the one it
+    /// replaces).
+    fn free_index(&self) -> usize {
+        let taken = |i: usize| {
+            self.children.iter().any(|c| {
+                c.is_worker() && c.generation == self.generation && !c.exiting && c.index == i
+            })
+        };
+        (0..self.cycle.conf.main.worker_processes)
+            .find(|i| !taken(*i))
+            .unwrap_or(0)
+    }
+
     fn spawn_worker(&mut self) {
         let slot = self.free_slot();
+        let index = self.free_index();
         let pair = match channel::pair() {
             Ok(p) => p,
             Err(e) => return log!(Crit, "socketpair() failed while spawning a worker ({e})"),
@@ -284,7 +307,12 @@ impl Master<'_> {
                         fd: mine,
                     })
                     .collect();
-                worker::run(&self.cycle, slot, self.generation, pair.child(), peers)
+                let me = worker::Place {
+                    slot,
+                    index,
+                    generation: self.generation,
+                };
+                worker::run(&self.cycle, me, pair.child(), peers)
             }
             Ok(ForkResult::Parent { child }) => {
                 log!(Notice, "start worker process {child}");
@@ -304,6 +332,7 @@ impl Master<'_> {
                 self.children.push(Child {
                     pid: child,
                     kind: Kind::Worker { slot },
+                    index,
                     generation: self.generation,
                     tx: pair.parent(),
                     exiting: false,
@@ -359,6 +388,7 @@ impl Master<'_> {
                 self.children.push(Child {
                     pid: child,
                     kind: Kind::Helper { index, name },
+                    index: 0,
                     generation: self.generation,
                     tx: pair.parent(),
                     exiting: false,
@@ -733,60 +763,6 @@ fn set_alarm(d: Duration) {
     };
     // SAFETY: setitimer with valid pointers; the old value is not wanted.
     unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) };
-}
-
-/// Writes the pid file (creating its directory).
-pub fn write_pid(path: &Path) -> Result<(), ProcessError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ProcessError::io(format!("mkdir \"{}\"", dir.display()), e))?;
-    }
-    std::fs::write(path, format!("{}\n", std::process::id()))
-        .map_err(|e| ProcessError::open(path, e))
-}
-
-/// The pid in a pid file, if it holds one.
-pub fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// Detaches like nginx: fork, the parent exits, the child starts a session and points its
-/// standard descriptors at /dev/null.
-fn daemonize() -> Result<(), ProcessError> {
-    // SAFETY: single-threaded at this point.
-    match unsafe { fork() } {
-        Err(e) => return Err(ProcessError::nix("fork()", e)),
-        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
-        Ok(ForkResult::Child) => {}
-    }
-    nix::unistd::setsid().map_err(|e| ProcessError::nix("setsid()", e))?;
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| ProcessError::io("open(\"/dev/null\")", e))?;
-    for fd in 0..3 {
-        // SAFETY: dup2 onto the standard descriptors of this process.
-        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
-    }
-    Ok(())
-}
-
-/// `-s SIGNAL`: sends the signal to the master named in the pid file.
-pub fn signal_master(pid_file: &Path, name: &str) -> Result<(), ProcessError> {
-    let sig = match name {
-        "stop" => Signal::SIGTERM,
-        "quit" => Signal::SIGQUIT,
-        "reload" => Signal::SIGHUP,
-        "reopen" => Signal::SIGUSR1,
-        other => return Err(ProcessError::BadSignal(other.to_string())),
-    };
-    let text = std::fs::read_to_string(pid_file).map_err(|e| ProcessError::open(pid_file, e))?;
-    let pid: i32 = text.trim().parse().map_err(|_| ProcessError::BadPid {
-        text: text.trim().to_string(),
-        file: pid_file.to_path_buf(),
-    })?;
-    kill(Pid::from_raw(pid), sig).map_err(|e| ProcessError::nix(format!("kill({pid}, {sig})"), e))
 }
 
 #[cfg(test)]

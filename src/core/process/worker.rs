@@ -18,9 +18,18 @@ use crate::core::process::{child, signals, Peer, ProcessError, WorkerCtx};
 use crate::core::stats::{self, ConnStats};
 use crate::log;
 
+/// Where a worker stands: its stats slot, its place among its generation's workers (which
+/// sockets of a `reuseport` group it accepts on) and its generation.
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    pub slot: usize,
+    pub index: usize,
+    pub generation: u64,
+}
+
 /// Runs a worker in the child just forked; never returns.
-pub fn run(cycle: &Cycle, slot: usize, generation: u64, channel: Receiver, peers: Vec<Peer>) -> ! {
-    let code = match serve(cycle, slot, generation, channel, peers) {
+pub fn run(cycle: &Cycle, me: Place, channel: Receiver, peers: Vec<Peer>) -> ! {
+    let code = match serve(cycle, me, channel, peers) {
         Ok(()) => 0,
         Err(e) => {
             log!(Crit, "worker process: {e}");
@@ -33,11 +42,13 @@ pub fn run(cycle: &Cycle, slot: usize, generation: u64, channel: Receiver, peers
 
 fn serve(
     cycle: &Cycle,
-    slot: usize,
-    generation: u64,
+    me: Place,
     channel: Receiver,
     peers: Vec<Peer>,
 ) -> Result<(), ProcessError> {
+    let Place {
+        slot, generation, ..
+    } = me;
     let conf = &cycle.conf;
     let wake = child::become_child(conf, "bizzy: worker process")?;
     let posted = Posted::new();
@@ -56,16 +67,18 @@ fn serve(
     for (kind, service) in kinds {
         let index = services.len();
         services.push(service);
-        for l in cycle.listening.iter().filter(|l| l.kind == kind) {
+        let workers = conf.main.worker_processes;
+        let mine = cycle
+            .listening
+            .iter()
+            .filter(|l| l.kind == kind && l.serves(me.index, workers));
+        for l in mine {
             let sock = l
                 .socket
                 .try_clone()
                 .map_err(|e| ProcessError::io("dup()", e))?;
-            listeners.push(Listener::new(
-                mio::net::TcpListener::from_std(sock),
-                l.addr,
-                index,
-            ));
+            let sock = mio::net::TcpListener::from_std(sock);
+            listeners.push(Listener::new(sock, l.addr, index).owned(l.reuseport));
         }
     }
     let zone = cycle
