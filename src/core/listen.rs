@@ -313,6 +313,54 @@ mod tests {
         assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
     }
 
+    fn group(addr: &str) -> ListenSpec {
+        ListenSpec {
+            reuseport: true,
+            ..spec(addr)
+        }
+    }
+
+    #[test]
+    fn a_group_keeps_its_slots_when_workers_fall_and_binds_more_when_they_rise() {
+        let two = open_all(&[group("127.0.0.1:0")], &[], 2).unwrap();
+        let port = two[0].socket.local_addr().unwrap().port();
+        assert_eq!(two[1].socket.local_addr().unwrap().port(), port);
+        assert_eq!(
+            two.iter().map(|l| l.slot).collect::<Vec<_>>(),
+            [Some(0), Some(1)]
+        );
+        let one = open_all(&[group("127.0.0.1:0")], &two, 1).unwrap();
+        assert_eq!(one.len(), 2, "no socket of the group closes");
+        assert!(one[0].serves(0, 1) && one[1].serves(0, 1));
+        let three = open_all(&[group("127.0.0.1:0")], &one, 3).unwrap();
+        assert_eq!(three.len(), 3);
+        assert!(three[2].serves(2, 3) && !three[2].serves(0, 3));
+    }
+
+    #[test]
+    fn a_plain_socket_joins_a_group_as_its_first_slot() {
+        let plain = Listening::bind(&spec("127.0.0.1:0")).unwrap();
+        let addr = plain.socket.local_addr().unwrap().to_string();
+        let old = vec![Listening {
+            addr: addr.parse().unwrap(),
+            ..plain
+        }];
+        let new = open_all(&[group(&addr)], &old, 2).unwrap();
+        assert_eq!(new.len(), 2);
+        assert!(socket2::SockRef::from(&new[0].socket).reuse_port().unwrap());
+    }
+
+    #[test]
+    fn a_group_on_a_port_in_use_fails_as_a_plain_bind() {
+        let other = open_all(&[group("127.0.0.1:0")], &[], 1).unwrap();
+        let addr = other[0].socket.local_addr().unwrap().to_string();
+        let e = open_all(&[group(&addr)], &[], 2).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(e
+            .to_string()
+            .starts_with(&format!("bind() to {addr} failed")));
+    }
+
     #[test]
     fn ipv6_loopback_binds() {
         if let Ok(l) = Listening::bind(&spec("[::1]:0")) {
