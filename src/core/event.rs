@@ -6,7 +6,7 @@
 //! slab key and a generation, so an event for a slot that was freed and reused is ignored.
 //! Listening sockets are added to epoll with `EPOLLEXCLUSIVE` (as nginx does), so one connection
 //! wakes one worker and the accept load spreads across workers. A socket of its own (a
-//! `reuseport` group's slot) is drained up to [`OWN_ACCEPT_BATCH`] connections per wake-up; a
+//! `reuseport` group's slot) is drained up to `OWN_ACCEPT_BATCH` (64) connections per wake-up; a
 //! socket shared by all workers, one at a time. Nothing here ever blocks except the poll itself.
 
 use std::io;
