@@ -596,6 +596,10 @@ fn servers_together_errors() {
     let e = err(text);
     let want = "conf/x.toml:6: http.server[1].backlog: 10 differs from 511 set for 0.0.0.0:8080 by http.server[0]";
     assert_eq!(e, want);
+    let text = "[[http.server]]\nlisten = [\"8080\"]\nreuseport = true\n[[http.server]]\nlisten = [\"8080\"]\nserver_name = [\"b.com\"]\n";
+    let e = err(text);
+    let want = "conf/x.toml:4: http.server[1].reuseport: false differs from true set for 0.0.0.0:8080 by http.server[0]";
+    assert_eq!(e, want);
     let text = "[[http.server]]\nlisten = [\"8080\"]\n[[http.server]]\nlisten = [\"8080\"]\n";
     let e = err(text);
     assert_eq!(e, "conf/x.toml:3: http.server[1].server_name[0]: \"_\" on 0.0.0.0:8080 is already served by http.server[0]");
