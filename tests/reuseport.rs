@@ -1,7 +1,7 @@
 //! `reuseport` listeners (a `SO_REUSEPORT` socket per worker, as nginx's `listen ... reuseport`):
 //! every worker accepts on its own socket; a reload to fewer workers resets no queued
 //! connection; an upgrade passes the group whole; and a second server on the same port fails
-//! as a plain bind would.
+//! as a plain bind would. Also `deferred` (TCP_DEFER_ACCEPT), the other listening option.
 
 mod common;
 use common::*;
@@ -168,4 +168,27 @@ fn a_second_server_on_the_same_port_fails_to_bind() {
         "{err}"
     );
     assert_eq!(listening_sockets(port), 2);
+}
+
+/// `deferred` (TCP_DEFER_ACCEPT): a connection that has sent nothing is not handed to a worker;
+/// once its request is in, it is accepted and answered.
+#[test]
+fn deferred_accept_hands_over_only_connections_with_a_request() {
+    let port = free_port();
+    let text = basic_conf(port, "", "", "").replace(
+        &format!("listen = [\"127.0.0.1:{port}\"]"),
+        &format!("listen = [\"127.0.0.1:{port}\"]\ndeferred = true"),
+    );
+    let s = Server::start(port, &text);
+    s.wait_workers(2, &[]);
+    let before: u64 = accepted_by_slot(s.addr()).iter().sum();
+    let mut silent: Vec<TcpStream> = (0..5).map(|_| connect(s.addr())).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let after: u64 = accepted_by_slot(s.addr()).iter().sum();
+    assert_eq!(after, before + 1, "only the /metrics request was accepted");
+    for c in &mut silent {
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    answered(silent);
 }

@@ -37,10 +37,30 @@ pub struct Listening {
     pub socket: TcpListener,
 }
 
+/// Sets `TCP_DEFER_ACCEPT` to `secs` (0 turns it off): the kernel completes the handshake but
+/// queues the connection for accept only when data arrives, or after about `secs`.
+fn set_deferred(socket: &TcpListener, secs: u32) -> io::Result<()> {
+    let v = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a descriptor we own and an int option of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl Listening {
     /// Binds and listens: SO_REUSEADDR, IPV6_V6ONLY for IPv6, non-blocking, close-on-exec.
     pub fn bind(spec: &ListenSpec) -> io::Result<Listening> {
-        let socket = bind_socket(spec.addr, spec.backlog, false)?;
+        let socket = bind_socket(spec, spec.addr, false)?;
         Ok(Listening {
             addr: spec.addr,
             kind: spec.kind,
@@ -95,8 +115,9 @@ impl Listening {
     }
 }
 
-/// A new listening socket on `addr`, with `SO_REUSEPORT` if `reuseport`.
-fn bind_socket(addr: SocketAddr, backlog: i32, reuseport: bool) -> io::Result<TcpListener> {
+/// A new listening socket for `spec` on `addr` (its address, or the port a group was given),
+/// with `SO_REUSEPORT` if `reuseport`.
+fn bind_socket(spec: &ListenSpec, addr: SocketAddr, reuseport: bool) -> io::Result<TcpListener> {
     let s = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.cloexec(),
@@ -111,8 +132,12 @@ fn bind_socket(addr: SocketAddr, backlog: i32, reuseport: bool) -> io::Result<Tc
     }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    s.listen(backlog)?;
-    Ok(s.into())
+    s.listen(spec.backlog)?;
+    let s = s.into();
+    if spec.deferred > 0 {
+        set_deferred(&s, spec.deferred)?;
+    }
+    Ok(s)
 }
 
 /// Fails as a plain bind would if anything listens on `addr`: `SO_REUSEPORT` lets a second
@@ -254,17 +279,19 @@ fn open_group(
             backlog: spec.backlog,
             slot: Some(group.len()),
             reuseport: true,
-            socket: bind_socket(addr, spec.backlog, true)?,
+            socket: bind_socket(spec, addr, true)?,
         });
     }
     Ok(group)
 }
 
-/// A duplicate of a kept socket for the new cycle, with the new cycle's protocol and backlog.
+/// A duplicate of a kept socket for the new cycle, with the new cycle's protocol, backlog and
+/// deferred accept (set each time: an inherited socket's value is not known).
 fn keep(o: &Listening, spec: &ListenSpec) -> io::Result<Listening> {
     let mut l = dup(o)?;
     l.kind = spec.kind;
     l.relisten(spec.backlog)?;
+    set_deferred(&l.socket, spec.deferred)?;
     Ok(l)
 }
 
@@ -295,7 +322,49 @@ mod tests {
             kind: TEST,
             backlog: 16,
             reuseport: false,
+            deferred: 0,
         }
+    }
+
+    fn deferred(l: &Listening) -> libc::c_int {
+        let mut v: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an int option read into an int of the size given.
+        let r = unsafe {
+            libc::getsockopt(
+                l.socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0);
+        v
+    }
+
+    #[test]
+    fn deferred_accept_is_set_on_bind_and_follows_a_reload() {
+        let on = ListenSpec {
+            deferred: 10,
+            ..spec("127.0.0.1:0")
+        };
+        let first = Listening::bind(&on).unwrap();
+        assert!(deferred(&first) > 0);
+        let addr = first.socket.local_addr().unwrap();
+        let old = vec![Listening { addr, ..first }];
+        let off = open_all(&[spec(&addr.to_string())], &old, 1).unwrap();
+        assert_eq!(
+            deferred(&off[0]),
+            0,
+            "the kept socket is shared: turned off"
+        );
+        let group = ListenSpec {
+            reuseport: true,
+            ..on
+        };
+        let two = open_all(&[group], &[], 2).unwrap();
+        assert!(two.iter().all(|l| deferred(l) > 0), "every slot of a group");
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! The HTTP connection code and modules read these values; this file parses and checks them,
 //! including what spans several servers (two servers may not claim the same name on the same
-//! address, and servers sharing an address agree on its backlog and `reuseport`). A location's `handler` must
-//! be one of the names the modules registered, which the wiring gives [`HttpSection::new`].
+//! address, and servers sharing an address agree on its backlog, `reuseport` and `deferred`).
+//! A location's `handler` must be one of the names the modules registered, which the wiring
+//! gives [`HttpSection::new`].
 
 mod location;
 
@@ -92,6 +93,11 @@ pub struct ServerConf {
     /// A listening socket per worker (`SO_REUSEPORT`), as nginx's `listen ... reuseport`;
     /// servers sharing an address agree on it.
     pub reuseport: bool,
+    /// Accept a connection only once its request has begun to arrive (`TCP_DEFER_ACCEPT`, as
+    /// nginx's `listen ... deferred`): a worker is not woken for a connection it cannot serve
+    /// yet. One that stays silent is accepted after `client_header_timeout` and then meets that
+    /// timeout. Servers sharing an address agree on it.
+    pub deferred: bool,
     /// Exact names, `*.example.com` / `example.*` wildcards, `_` catch-all; stored lowercase.
     pub server_name: Vec<String>,
     /// `[[http.server.location]]`.
@@ -187,6 +193,7 @@ impl Default for ServerConf {
             listen: Vec::new(),
             backlog: 511,
             reuseport: false,
+            deferred: false,
             server_name: vec!["_".to_string()],
             location: Vec::new(),
         }
@@ -272,6 +279,7 @@ impl Section for HttpConf {
     /// Each server's addresses, in order.
     fn listeners(&self) -> Vec<Listener> {
         let servers = KeyPath::root(Self::NAME).key("server");
+        let header_secs = self.client_header_timeout.0.as_secs_f64().ceil().max(1.0) as u32;
         let mut out = Vec::new();
         for (i, s) in self.server.iter().enumerate() {
             let owner = servers.index(i);
@@ -281,6 +289,7 @@ impl Section for HttpConf {
                     protocol: PROTOCOL,
                     backlog: s.backlog,
                     reuseport: s.reuseport,
+                    deferred: if s.deferred { header_secs } else { 0 },
                     at: owner.key("listen").index(k),
                     owner: owner.clone(),
                 });
@@ -394,7 +403,7 @@ fn check_server_name(name: &str, at: &KeyPath) -> Result<(), Invalid> {
 }
 
 /// Two servers may not claim the same name on the same address, and servers sharing an
-/// address must agree on its backlog and `reuseport` (one socket, or one group, per address).
+/// address must agree on its backlog, `reuseport` and `deferred` (one socket, or one group, per address).
 fn check_servers_together(servers: &[ServerConf], at: &KeyPath) -> Result<(), Invalid> {
     let mut backlog_of: HashMap<SocketAddr, usize> = HashMap::new();
     let mut owner_of: HashMap<(SocketAddr, String), usize> = HashMap::new();
@@ -411,6 +420,7 @@ fn check_servers_together(servers: &[ServerConf], at: &KeyPath) -> Result<(), In
                 &by,
                 &here.key("reuseport"),
             )?;
+            same(server.deferred, other.deferred, &by, &here.key("deferred"))?;
             for (k, name) in server.server_name.iter().enumerate() {
                 let owner = *owner_of
                     .entry((*addr, name.to_ascii_lowercase()))

@@ -140,6 +140,7 @@ impl Section for MqttConf {
                 protocol: PROTOCOL,
                 backlog: self.backlog,
                 reuseport: self.reuseport,
+                deferred: 0,
                 at: owner.key("listen").index(j),
                 owner: owner.clone(),
             })

@@ -239,21 +239,35 @@ fn listeners_are_distinct() {
             kind: crate::http::PROTOCOL,
             backlog: 100,
             reuseport: false,
+            deferred: 0,
         },
         ListenSpec {
             addr: addr("0.0.0.0:8081"),
             kind: crate::http::PROTOCOL,
             backlog: 100,
             reuseport: false,
+            deferred: 0,
         },
         ListenSpec {
             addr: addr("[::1]:1883"),
             kind: crate::mqtt::conf::PROTOCOL,
             backlog: 50,
             reuseport: false,
+            deferred: 0,
         },
     ];
     assert_eq!(got, want);
+}
+
+#[test]
+fn deferred_accept_waits_as_long_as_the_header_timeout() {
+    let text = "[http]\nclient_header_timeout = \"2500ms\"\n\
+                [[http.server]]\nlisten = [\"8082\"]\ndeferred = true\n";
+    assert_eq!(
+        parse(text).listeners()[0].deferred,
+        3,
+        "whole seconds, rounded up"
+    );
 }
 
 #[test]
@@ -599,6 +613,10 @@ fn servers_together_errors() {
     let text = "[[http.server]]\nlisten = [\"8080\"]\nreuseport = true\n[[http.server]]\nlisten = [\"8080\"]\nserver_name = [\"b.com\"]\n";
     let e = err(text);
     let want = "conf/x.toml:4: http.server[1].reuseport: false differs from true set for 0.0.0.0:8080 by http.server[0]";
+    assert_eq!(e, want);
+    let text = "[[http.server]]\nlisten = [\"8080\"]\n[[http.server]]\nlisten = [\"8080\"]\nserver_name = [\"b.com\"]\ndeferred = true\n";
+    let e = err(text);
+    let want = "conf/x.toml:6: http.server[1].deferred: true differs from false set for 0.0.0.0:8080 by http.server[0]";
     assert_eq!(e, want);
     let text = "[[http.server]]\nlisten = [\"8080\"]\n[[http.server]]\nlisten = [\"8080\"]\n";
     let e = err(text);

@@ -71,6 +71,9 @@ pub struct ListenSpec {
     /// A socket per worker with `SO_REUSEPORT` (nginx's `listen ... reuseport`): the kernel
     /// spreads connections across workers, and none shares an accept queue.
     pub reuseport: bool,
+    /// `TCP_DEFER_ACCEPT` in seconds, 0 for none (nginx's `listen ... deferred`): a connection
+    /// is accepted only once its first data is in, or after this long.
+    pub deferred: u32,
 }
 
 /// A serde error before it is mapped to a line and key: its span and message.
@@ -272,6 +275,7 @@ impl Conf {
                     kind: l.protocol,
                     backlog: l.backlog,
                     reuseport: l.reuseport,
+                    deferred: l.deferred,
                 });
             }
         }

@@ -46,6 +46,8 @@ pub struct Listener {
     pub backlog: i32,
     /// One socket per worker (`SO_REUSEPORT`) rather than one shared by all.
     pub reuseport: bool,
+    /// Seconds of `TCP_DEFER_ACCEPT`, 0 for none.
+    pub deferred: u32,
     /// The key of this address, e.g. `NAME.listen[0]`.
     pub at: KeyPath,
     /// What owns it, named in messages about it: the section, or a table inside it.

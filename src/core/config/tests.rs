@@ -54,6 +54,7 @@ impl Section for EchoConf {
                 protocol: ECHO,
                 backlog: 7,
                 reuseport: false,
+                deferred: 0,
                 at: at.index(i),
                 owner: owner.clone(),
             })
@@ -89,6 +90,7 @@ impl Section for ChatConf {
                 },
                 backlog: 9,
                 reuseport: false,
+                deferred: 0,
                 at: owner.key("listen").index(i),
                 owner: owner.clone(),
             })
