@@ -170,25 +170,51 @@ fn a_second_server_on_the_same_port_fails_to_bind() {
     assert_eq!(listening_sockets(port), 2);
 }
 
-/// `deferred` (TCP_DEFER_ACCEPT): a connection that has sent nothing is not handed to a worker;
-/// once its request is in, it is accepted and answered.
-#[test]
-fn deferred_accept_hands_over_only_connections_with_a_request() {
-    let port = free_port();
-    let text = basic_conf(port, "", "", "").replace(
-        &format!("listen = [\"127.0.0.1:{port}\"]"),
-        &format!("listen = [\"127.0.0.1:{port}\"]\ndeferred = true"),
-    );
-    let s = Server::start(port, &text);
-    s.wait_workers(2, &[]);
-    let before: u64 = accepted_by_slot(s.addr()).iter().sum();
-    let mut silent: Vec<TcpStream> = (0..5).map(|_| connect(s.addr())).collect();
+/// Connections accepted by the workers in all, after `n` that connect and send nothing, less
+/// the `/metrics` request that counts them; with the silent connections.
+fn accepted_with_silent(addr: SocketAddr, n: usize) -> (u64, Vec<TcpStream>) {
+    let before: u64 = accepted_by_slot(addr).iter().sum();
+    let silent: Vec<TcpStream> = (0..n).map(|_| connect(addr)).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let after: u64 = accepted_by_slot(s.addr()).iter().sum();
-    assert_eq!(after, before + 1, "only the /metrics request was accepted");
-    for c in &mut silent {
+    let after: u64 = accepted_by_slot(addr).iter().sum();
+    (after - before - 1, silent)
+}
+
+fn send_requests(mut conns: Vec<TcpStream>) -> Vec<TcpStream> {
+    for c in &mut conns {
         c.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
             .unwrap();
     }
-    answered(silent);
+    conns
+}
+
+/// `deferred` (TCP_DEFER_ACCEPT): a connection that has sent nothing is not handed to a worker;
+/// once its request is in, it is accepted and answered. A reload that turns it off applies to
+/// the kept socket.
+#[test]
+fn deferred_accept_hands_over_only_connections_with_a_request() {
+    let port = free_port();
+    let plain = basic_conf(port, "", "", "");
+    let listen = format!("listen = [\"127.0.0.1:{port}\"]");
+    let deferred = plain.replace(&listen, &format!("{listen}\ndeferred = true"));
+    let s = Server::start(port, &deferred);
+    let old = s.wait_workers(2, &[]);
+    let (accepted, silent) = accepted_with_silent(s.addr(), 5);
+    assert_eq!(accepted, 0, "no silent connection was accepted");
+    answered(send_requests(silent));
+
+    std::fs::write(&s.conf_path, &plain).unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_workers(2, &old);
+    assert!(
+        eventually(Duration::from_secs(10), || s.workers().len() == 2),
+        "the old workers exit: {}",
+        s.error_log()
+    );
+    let (accepted, silent) = accepted_with_silent(s.addr(), 5);
+    assert_eq!(
+        accepted, 5,
+        "without deferred, every connection is accepted"
+    );
+    answered(send_requests(silent));
 }
