@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
+use mio::event::Source;
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
@@ -109,11 +111,6 @@ pub enum Stop {
     Abort,
 }
 
-/// Where the connection's socket goes in epoll: its service may leave that until the
-/// connection outlives its first turn ([`Service::registers_late`]), so that a request answered
-/// and closed at once costs no `epoll_ctl`.
-pub type Registration<'a> = (&'a Registry, Token);
-
 /// A connection the loop drives. Implementations read and write until `WouldBlock` (mio is
 /// edge-triggered) and keep their own deadline through [`Cx::set_timeout`].
 pub trait Conn {
@@ -123,12 +120,6 @@ pub trait Conn {
     fn drain(&mut self, cx: &mut Cx<'_>) -> Next;
     /// The connection is being dropped by the loop, not by its own choice.
     fn abort(&mut self, _why: Stop) {}
-    /// Registers the socket for read and write readiness under the given token; called after
-    /// the first turn if the service [registers late](Service::registers_late) and the
-    /// connection stays. Readiness that came during the first turn is reported at once.
-    fn register(&mut self, _at: Registration<'_>) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A listener's protocol: makes connections and does per-iteration work.
@@ -143,9 +134,13 @@ pub trait Service {
         peer: SocketAddr,
         listen: SocketAddr,
     ) -> Option<Box<dyn Conn>>;
-    /// The loop leaves a new connection out of epoll until its first turn is over, and calls its
-    /// [`Conn::register`] only if it stays: its connections touch no registry in their first
-    /// turn.
+    /// The loop leaves a new connection's socket out of epoll until the connection outlives its
+    /// first turn, so that one answered and closed in it costs no `epoll_ctl`. The loop then
+    /// registers the socket itself, by the descriptor it accepted, rather than asking the
+    /// connection to: no connection can forget it and hang unpolled. So a connection of such a
+    /// service keeps that socket open for as long as it lives and leaves its registration to the
+    /// loop (mio's debug builds do not know the stream as registered: `reregister` or
+    /// `deregister` on it fails there).
     fn registers_late(&self) -> bool {
         false
     }
@@ -461,52 +456,49 @@ impl EventLoop {
     /// Takes in the connections handed over since the last turn, each in a new slot.
     fn run_adopted(&mut self) {
         for (make, client) in self.posted.take_adopted() {
-            let (key, gen, token) = self.next_token();
-            let mut deadline = Deadline::default();
-            let mut cx = Cx {
-                now_ms: self.clock.now_ms(),
-                token,
-                deadline: &mut deadline.at,
-                registry: self.poll.registry(),
-                draining: self.draining,
-                posted: &self.posted,
-            };
-            let Some(conn) = make(&mut cx) else {
-                continue;
-            };
             if client {
                 self.stats.adopted();
             }
-            self.admit(key, gen, conn, deadline, client);
+            self.open(client, |_, cx| make(cx));
         }
     }
 
-    /// The slot and token the next new connection gets.
-    fn next_token(&mut self) -> (usize, u32, Token) {
-        let key = self.slots.vacant_key();
+    /// Makes a connection in the next free slot and gives it its first turn: the one path of
+    /// accepted and adopted connections. `make` gets the services and the connection's view of
+    /// the loop under its new token. `counted`: it was counted among the active connections
+    /// already, and is uncounted if `make` makes none. The token, if it made one.
+    fn open(
+        &mut self,
+        counted: bool,
+        make: impl FnOnce(&mut [Box<dyn Service>], &mut Cx<'_>) -> Option<Box<dyn Conn>>,
+    ) -> Option<Token> {
         let gen = self.next_gen;
         self.next_gen = (self.next_gen.wrapping_add(1) & 0x7fff_ffff).max(1);
-        (key, gen, join(key, gen))
-    }
-
-    /// Puts a new connection in the slot [`EventLoop::next_token`] gave (nothing was inserted
-    /// since) and gives it its first turn.
-    fn admit(
-        &mut self,
-        key: usize,
-        gen: u32,
-        conn: Box<dyn Conn>,
-        deadline: Deadline,
-        counted: bool,
-    ) {
-        let at = self.slots.insert(Slot {
+        let slot = self.slots.vacant_entry();
+        let token = join(slot.key(), gen);
+        let mut deadline = Deadline::default();
+        let mut cx = Cx {
+            now_ms: self.clock.now_ms(),
+            token,
+            deadline: &mut deadline.at,
+            registry: self.poll.registry(),
+            draining: self.draining,
+            posted: &self.posted,
+        };
+        let Some(conn) = make(&mut self.services, &mut cx) else {
+            if counted {
+                self.stats.closed();
+            }
+            return None;
+        };
+        slot.insert(Slot {
             conn,
             gen,
             deadline,
             counted,
         });
-        debug_assert_eq!(at, key, "the slot reserved for the connection");
-        self.first_turn(join(key, gen));
+        self.first_turn(token);
+        Some(token)
     }
 
     /// A new connection's first turn, at once: the client usually sent its first bytes with the
@@ -587,44 +579,30 @@ impl EventLoop {
         listen: SocketAddr,
     ) {
         self.stats.accepted();
-        let (key, gen, token) = self.next_token();
         let late = self.services[service].registers_late();
-        if !late {
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
-                log!(Error, "epoll_ctl(ADD) for {peer} failed ({e})");
-                self.stats.closed();
-                return;
+        let fd = stream.as_raw_fd();
+        let opened = self.open(true, |services, cx| {
+            if !late {
+                register(cx.registry(), &mut stream, cx.token(), peer).ok()?;
             }
-        }
-        let mut deadline = Deadline::default();
-        let mut cx = Cx {
-            now_ms: self.clock.now_ms(),
-            token,
-            deadline: &mut deadline.at,
-            registry: self.poll.registry(),
-            draining: self.draining,
-            posted: &self.posted,
-        };
-        let Some(conn) = self.services[service].accept(&mut cx, stream, peer, listen) else {
-            self.stats.closed();
+            services[service].accept(cx, stream, peer, listen)
+        });
+        let Some(token) = opened else {
             return;
         };
         self.stats.handled();
-        self.admit(key, gen, conn, deadline, true);
         if late {
-            self.register_late(key, gen, peer);
+            self.register_late(token, fd, peer);
         }
     }
 
-    /// Puts a connection that outlived its first turn into epoll.
-    fn register_late(&mut self, key: usize, gen: u32, peer: SocketAddr) {
-        let Some(slot) = self.slots.get_mut(key).filter(|s| s.gen == gen) else {
-            return;
-        };
-        let at = (self.poll.registry(), join(key, gen));
-        if let Err(e) = slot.conn.register(at) {
-            log!(Error, "epoll_ctl(ADD) for {peer} failed ({e})");
+    /// Puts a connection that outlived its first turn into epoll, by the descriptor of the socket
+    /// it was accepted on, which it keeps open as long as it lives (see
+    /// [`Service::registers_late`]).
+    fn register_late(&mut self, token: Token, fd: RawFd, peer: SocketAddr) {
+        let (key, gen) = split(token);
+        let live = self.slots.get(key).is_some_and(|s| s.gen == gen);
+        if live && register(self.poll.registry(), &mut SourceFd(&fd), token, peer).is_err() {
             self.remove(key);
         }
     }
@@ -704,6 +682,20 @@ fn join(key: usize, gen: u32) -> Token {
 #[inline]
 fn split(token: Token) -> (usize, u32) {
     (token.0 & 0xffff_ffff, (token.0 >> 32) as u32)
+}
+
+/// Adds a connection's socket to epoll for read and write readiness. Edge-triggered: readiness
+/// that came before (during a first turn) is reported at once.
+fn register(
+    registry: &Registry,
+    socket: &mut impl Source,
+    token: Token,
+    peer: SocketAddr,
+) -> io::Result<()> {
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    registry
+        .register(socket, token, interest)
+        .inspect_err(|e| log!(Error, "epoll_ctl(ADD) for {peer} failed ({e})"))
 }
 
 fn epoll_add_exclusive(epfd: RawFd, fd: RawFd, data: u64) -> io::Result<()> {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 
-use crate::core::event::{Conn, Cx, Next, Ready, Registration, Stop};
+use crate::core::event::{Conn, Cx, Next, Ready, Stop};
 use crate::http::error::HttpError;
 use crate::http::filter::FilterState;
 use crate::http::parse::{self, ChunkedDecoder, Framing, Head, HeaderIdx, Limits, Method};
@@ -702,14 +702,6 @@ impl Conn for HttpConn {
 
     fn abort(&mut self, _why: Stop) {
         self.set_stat(Stat::None);
-    }
-
-    fn register(&mut self, (registry, token): Registration<'_>) -> std::io::Result<()> {
-        registry.register(
-            &mut self.stream,
-            token,
-            mio::Interest::READABLE | mio::Interest::WRITABLE,
-        )
     }
 }
 
