@@ -11,7 +11,6 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -19,7 +18,7 @@ use mio::net::TcpStream;
 
 use crate::core::event::{Conn, Cx, Next, Ready};
 use crate::log;
-use crate::mqtt::broker::{Admission, Broker, Close, Connected, SessionRef};
+use crate::mqtt::broker::{Admission, Broker, Close, Connected, Hold, SessionRef};
 use crate::mqtt::codec::{self, Connack, ConnackCode, Connect, Decode, Decoder, Packet};
 use crate::mqtt::mesh::Frame;
 
@@ -486,38 +485,20 @@ impl MqttConn {
         let State::Live { session, .. } = self.state else {
             return None;
         };
-        let (serves, moving, holds) = {
-            let b = self.broker.borrow();
-            (
-                b.serves(session, cx.token()),
-                b.moving(session),
-                b.holds_acks(session),
-            )
-        };
-        if !serves {
-            // Taken over by a newer connection of the client ([MQTT-3.1.4-2]).
-            return Some(Next::Close);
-        }
-        if moving.is_some() || self.quitting {
-            return Some(match (holds, moving) {
-                (true, _) => self.write_only(cx),
-                (false, Some(link)) => self.move_live(cx, link),
-                (false, None) => {
-                    let _ = self.flush(cx.now_ms());
-                    self.end(cx, false)
-                }
-            });
-        }
-        let fenced = {
-            let mut b = self.broker.borrow_mut();
-            b.fencing() && {
-                let id = b.session(session).map(|s| Arc::clone(&s.client_id));
-                id.is_some_and(|id| b.fenced(&id, cx.token()))
+        let hold = self
+            .broker
+            .borrow_mut()
+            .hold(session, cx.token(), self.quitting);
+        match hold {
+            Hold::Reads => None,
+            Hold::TakenOver => Some(Next::Close),
+            Hold::Acks | Hold::Fenced => Some(self.write_only(cx)),
+            Hold::Move(link) => Some(self.move_live(cx, link)),
+            Hold::Quit => {
+                let _ = self.flush(cx.now_ms());
+                Some(self.end(cx, false))
             }
-        };
-        // Just moved here: what the client sends waits in the socket until its earlier
-        // messages are past every sibling.
-        fenced.then(|| self.write_only(cx))
+        }
     }
 
     /// Reads and acts on what the client sent; `Some` ends the turn with that answer.

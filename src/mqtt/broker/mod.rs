@@ -49,6 +49,7 @@ use crate::mqtt::session::{Flight, Session};
 use crate::mqtt::stats::Stats;
 
 pub use connect::{Admission, Connected};
+pub use moves::Hold;
 pub use publish::server_topic;
 pub use switch::{Via, HERE};
 

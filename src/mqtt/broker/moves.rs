@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use mio::Token;
 
+use super::publish::holds_acks;
 use super::{Broker, SessionRef, Via, HERE};
 use crate::log;
 use crate::mqtt::mesh::Frame;
@@ -19,6 +20,25 @@ use crate::mqtt::session::{Message, Session};
 /// Longest a stopping worker waits for the newer workers to be linked before it moves its
 /// clients anyway.
 pub const MESH_WAIT_MS: u64 = 1000;
+
+/// What keeps a live connection from reading this turn ([`Broker::hold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Nothing: it reads.
+    Reads,
+    /// A newer connection of the client took the session over ([MQTT-3.1.4-2]).
+    TakenOver,
+    /// The session is to move, or the server stops, once the acknowledgements the ingest hook
+    /// holds for it are sent: until then it only writes.
+    Acks,
+    /// The session moves to the sibling on this link, with the socket.
+    Move(usize),
+    /// The server stops and no newer worker takes the client: the session ends.
+    Quit,
+    /// Just moved here: what the client sends waits in the socket until its earlier messages
+    /// are past every sibling; the connection is woken then.
+    Fenced,
+}
 
 /// Stubs and the stopping worker's state.
 #[derive(Default)]
@@ -69,9 +89,29 @@ impl Broker {
         true
     }
 
-    /// The sibling the session of `r` is to move to, if any.
-    pub fn moving(&self, r: SessionRef) -> Option<usize> {
-        self.session(r).and_then(|s| s.move_to)
+    /// What keeps connection `token` of session `r` from reading this turn (`quitting`: the
+    /// server is stopping and the connection with it). Looks the session up once: the
+    /// connection asks on every turn.
+    pub fn hold(&mut self, r: SessionRef, token: Token, quitting: bool) -> Hold {
+        let Some(s) = self.session(r).filter(|s| s.conn == Some(token)) else {
+            return Hold::TakenOver;
+        };
+        if s.move_to.is_some() || quitting {
+            return match (holds_acks(s), s.move_to) {
+                (true, _) => Hold::Acks,
+                (false, Some(link)) => Hold::Move(link),
+                (false, None) => Hold::Quit,
+            };
+        }
+        if !self.fencing() {
+            return Hold::Reads;
+        }
+        let id = Arc::clone(&s.client_id);
+        if self.fenced(&id, token) {
+            Hold::Fenced
+        } else {
+            Hold::Reads
+        }
     }
 
     /// Whether newer workers run beside this one, to take its clients when it stops.

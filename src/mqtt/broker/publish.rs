@@ -173,8 +173,7 @@ impl Broker {
     /// Whether the session of `r` has an acknowledgement the hook still holds: it may neither
     /// move nor end with a stopping server before it is sent.
     pub fn holds_acks(&self, r: SessionRef) -> bool {
-        self.session(r)
-            .is_some_and(|s| s.held.iter().any(|h| h.ticket.is_some()))
+        self.session(r).is_some_and(holds_acks)
     }
 
     /// The ingest hook made the message of `ticket` durable: its acknowledgement, and those
@@ -354,6 +353,11 @@ fn ack_packet(qos: QoS, pkid: u16) -> Packet {
     } else {
         Packet::Pubrec(pkid)
     }
+}
+
+/// Whether `s` has an acknowledgement the ingest hook still holds.
+pub(super) fn holds_acks(s: &Session) -> bool {
+    s.held.iter().any(|h| h.ticket.is_some())
 }
 
 /// Sends the held acknowledgements at the head of the queue that are durable.
