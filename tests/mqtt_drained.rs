@@ -8,6 +8,7 @@
 mod common;
 
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use common::mqtt::{client, Broker, Client, Connect, Packet, Publish, QUIET, WAIT};
@@ -120,6 +121,22 @@ fn a_packet_split_at_every_byte_of_its_fixed_header_is_read() {
     expect_puback(&mut c, 42, "the packet after the cut");
 }
 
+/// Sets `TCP_CORK` on the client's socket: what it writes next is held until the FIN.
+fn cork(c: &Client) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket the client owns, with a c_int option of its size.
+    let r = unsafe {
+        libc::setsockopt(
+            c.stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "TCP_CORK: {}", std::io::Error::last_os_error());
+}
+
 /// The last packet, written with the client's FIN (`shutdown(Write)` right after the write):
 /// the server reads to the end of the stream, acts on the packet, then closes.
 #[test]
@@ -141,6 +158,9 @@ fn the_last_packet_written_with_fin_is_processed() {
             }
             None => 0,
         };
+        // Corked, the rest of the packet waits in the client's socket and the FIN leaves in
+        // its segment: the server sees both on one readiness edge.
+        cork(&c);
         c.send(&bytes[from..]);
         c.stream.shutdown(Shutdown::Write).unwrap();
         c.expect("PUBACK before the close", |p| *p == Packet::Puback(7));
