@@ -66,6 +66,10 @@ pub struct MqttConn {
     /// EAGAIN (nginx's `rev->ready = 0` after a short `recv`). Saves a syscall per message
     /// for a client that sends one packet at a time.
     drained: bool,
+    /// The peer shut its side (or the socket failed): no later edge will announce the end of
+    /// the stream, so reading goes on to it whatever turn reads, even one the loop woke after
+    /// the read budget ran out.
+    peer_shut: bool,
 }
 
 thread_local! {
@@ -97,6 +101,7 @@ impl MqttConn {
             ingest_blocked: false,
             quitting: false,
             drained: false,
+            peer_shut: false,
         }
     }
 
@@ -129,10 +134,9 @@ impl MqttConn {
     }
 
     /// Reads what the socket has, up to the turn's budget. `Ok(false)`: end of stream. A short
-    /// read ends it: the socket is empty (see `drained`), unless the peer shut its side, when
-    /// reading goes on to the end of the stream, which no later edge would announce.
-    fn fill(&mut self, cx: &Cx<'_>, ev: Ready) -> io::Result<bool> {
-        let to_eof = ev.read_closed || ev.closed;
+    /// read ends it: the socket is empty (see `drained`), unless the peer shut its side (see
+    /// `peer_shut`).
+    fn fill(&mut self, cx: &Cx<'_>) -> io::Result<bool> {
         let mut total = 0;
         loop {
             if self.buf.capacity() - self.buf.len() < READ_CHUNK {
@@ -154,7 +158,7 @@ impl MqttConn {
                         cx.yield_now();
                         return Ok(true);
                     }
-                    if n < want && !to_eof {
+                    if n < want && !self.peer_shut {
                         self.drained = true;
                         return Ok(true);
                     }
@@ -502,7 +506,7 @@ impl MqttConn {
     }
 
     /// Reads and acts on what the client sent; `Some` ends the turn with that answer.
-    fn read_and_process(&mut self, cx: &mut Cx<'_>, ev: Ready) -> Option<Next> {
+    fn read_and_process(&mut self, cx: &mut Cx<'_>) -> Option<Next> {
         if self.ingest_blocked {
             // A PUBLISH waited for the ingest hook: try it again before reading more.
             self.ingest_blocked = false;
@@ -521,7 +525,7 @@ impl MqttConn {
         if self.buf.is_empty() {
             SCRATCH.with(|s| std::mem::swap(&mut self.buf, &mut s.borrow_mut()));
         }
-        match self.fill(cx, ev) {
+        match self.fill(cx) {
             Ok(true) => {}
             Ok(false) => {
                 if self.process(cx) == Next::Close {
@@ -544,8 +548,7 @@ impl MqttConn {
             return Some(Next::Close);
         }
         if self.buf.is_empty() && self.buf.capacity() > 0 {
-            SCRATCH.with(|s| std::mem::swap(&mut self.buf, &mut s.borrow_mut()));
-            self.buf = BytesMut::new();
+            SCRATCH.with(|s| *s.borrow_mut() = std::mem::take(&mut self.buf));
         }
         None
     }
@@ -574,6 +577,9 @@ impl Conn for MqttConn {
         if ev.readable || ev.closed {
             self.drained = false;
         }
+        if ev.read_closed || ev.closed {
+            self.peer_shut = true;
+        }
         if !self.broker.borrow().routing_ready() {
             // A new worker reads no client before it knows every running sibling's filters;
             // what the client sends waits in the socket.
@@ -587,7 +593,7 @@ impl Conn for MqttConn {
             return next;
         }
         if ev.readable || ev.woken || ev.closed {
-            if let Some(next) = self.read_and_process(cx, ev) {
+            if let Some(next) = self.read_and_process(cx) {
                 return next;
             }
         }
